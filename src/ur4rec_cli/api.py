@@ -1,0 +1,68 @@
+"""The Python face of every command, usable without the CLI.
+
+Each function takes a resolved :class:`~ur4rec_cli.settings.Settings` and returns plain data
+(dataclasses or dicts). Heavy imports happen inside the functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ur4rec_cli.settings import Settings
+
+
+def describe_config(settings: "Settings", config_file: Path | None = None) -> dict[str, Any]:
+    """Resolved settings (secrets masked) and where the config file is looked for."""
+    from ur4rec_cli.settings import default_config_path
+
+    path = Path(config_file) if config_file is not None else default_config_path()
+    return {
+        "config_file": str(path),
+        "config_file_exists": path.is_file(),
+        "home": str(settings.home),
+        "settings": settings.public_dict(),
+    }
+
+
+def prepare_data(settings: "Settings", *, force: bool = False) -> dict[str, Any]:
+    """Fetch, verify, parse and split the data set into the store; returns the summary dict."""
+    from ur4rec_cli.data.prepare import prepare_data as impl
+
+    return impl(settings, force=force)
+
+
+def generate_texts(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
+    """Write item descriptions and user-preference texts (LLM or template), then embed them."""
+    from ur4rec_cli.features.llm import generate_texts as impl
+
+    return impl(settings, **kwargs)
+
+
+def extract_clip_features(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
+    """CLIP features for every item (image, else text fallback); returns the provenance counts."""
+    from ur4rec_cli.features.clip import extract_clip_features as impl
+
+    return impl(settings, **kwargs)
+
+
+def train(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
+    """Train one stage or all four; returns per-stage summaries."""
+    from ur4rec_cli.training.stages import train as impl
+
+    return impl(settings, **kwargs)
+
+
+def evaluate(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
+    """Metrics of a trained stage under the configured protocol."""
+    from ur4rec_cli.evaluation.run import evaluate as impl
+
+    return impl(settings, **kwargs)
+
+
+def recommend(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
+    """Top-N items for a user from the exported index (numpy only)."""
+    from ur4rec_cli.serving.recommend import recommend as impl
+
+    return impl(settings, **kwargs)

@@ -1,0 +1,104 @@
+"""Root of the ``ur4rec`` command: global options, command registration, error mapping.
+
+Heavy libraries (torch, openai, open_clip, sentence-transformers) are imported inside the
+command functions only, so ``ur4rec --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ur4rec_cli import __version__
+from ur4rec_cli.cli import clip as clip_cmd
+from ur4rec_cli.cli import config as config_cmd
+from ur4rec_cli.cli import data as data_cmd
+from ur4rec_cli.cli import evaluate as evaluate_cmd
+from ur4rec_cli.cli import llm as llm_cmd
+from ur4rec_cli.cli import recommend as recommend_cmd
+from ur4rec_cli.cli import train as train_cmd
+from ur4rec_cli.cli._common import AppContext
+
+app = typer.Typer(
+    name="ur4rec",
+    help="UR4Rec V2: multimodal sequential recommendation (SASRec + hierarchical MoE) on MovieLens.",
+    no_args_is_help=True,
+    # Pretty tracebacks with locals can print API keys: off.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ur4rec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Artifact root [env UR4REC_HOME; default: the user data directory].", show_default=False),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML config file [env UR4REC_CONFIG; default: see `ur4rec config`].", show_default=False),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks [env UR4REC_DEBUG=1].")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    from ur4rec_cli.console import set_quiet
+
+    set_quiet(quiet)
+    ctx.obj = AppContext(home=home, config_file=config, quiet=quiet, debug=debug or _env_debug())
+
+
+def _env_debug() -> bool:
+    return os.environ.get("UR4REC_DEBUG", "").lower() in {"1", "true", "yes", "on"}
+
+
+app.command("data", help="Fetch, verify and split the data set (MovieLens-100K by default).")(data_cmd.command)
+app.command("llm", help="LLM item descriptions and user-preference texts, then their text embeddings.")(llm_cmd.command)
+app.command("clip", help="CLIP image features of the item posters (text fallback for items without one).")(clip_cmd.command)
+app.command("train", help="Train UR4Rec V2: pretrain_sasrec -> pretrain_retriever -> joint_finetune -> end_to_end.")(train_cmd.command)
+app.command("evaluate", help="HR@k, NDCG@k and MRR under full ranking (or sampled negatives).")(evaluate_cmd.command)
+app.command("recommend", help="Top-N recommendations for one user, or for all users.")(recommend_cmd.command)
+app.command("config", help="Print the resolved settings (secrets masked) and where the config file is looked for.")(config_cmd.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the app and maps library errors to one line + exit code."""
+    from ur4rec_cli.errors import Ur4recError
+
+    debug = _env_debug() or "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, prog_name="ur4rec")
+    except Ur4recError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _fail("interrupted", 130)
+    except Exception as exc:  # the last line of defence: one line, no traceback, unless --debug
+        if debug:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", 70)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message.splitlines()[0] if message else 'failed'}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)

@@ -1,0 +1,1 @@
+"""Data sources, parsers, and the dataset artifact (sequences + leave-one-out split)."""

@@ -1,0 +1,238 @@
+"""The dataset artifact: items, users, chronological sequences and the leave-one-out split.
+
+Ids are remapped to contiguous internal indices: users ``1..n_users``, items ``1..n_items``;
+index 0 is padding everywhere. Raw ids (strings, as in the source) are kept for display.
+
+Leave-one-out (DESIGN.md): per user with at least 3 interactions, the last item is the test
+target, the one before it the validation target, the rest train. Users with fewer than 3
+interactions contribute their items to training only and are never evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+Split = Literal["train", "valid", "test", "full"]
+
+FILES = ("interactions.npz", "items.json", "users.json", "summary.json")
+
+
+@dataclass
+class Dataset:
+    """In-memory dataset; arrays are numpy, internal ids are 1-based."""
+
+    name: str
+    item_ids: list[str]  # raw id of internal item i is item_ids[i - 1]
+    user_ids: list[str]  # raw id of internal user u is user_ids[u - 1]
+    items: list[dict[str, Any]]  # {"title": str, "year": int | None, "genres": list[str]} per item, same order
+    users: list[dict[str, Any]]  # {"age": int | None, "gender": str | None, "occupation": str | None}
+    offsets: np.ndarray  # int64 [n_users + 1]; user u's sequence is seq_items[offsets[u-1]:offsets[u]]
+    seq_items: np.ndarray  # int32, chronological per user (ties keep source order)
+    seq_ratings: np.ndarray  # float32
+    seq_times: np.ndarray  # int64
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # Sizes ------------------------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_interactions(self) -> int:
+        return int(self.seq_items.shape[0])
+
+    def lengths(self) -> np.ndarray:
+        """Sequence length per internal user, shape [n_users] (user u at position u-1)."""
+        return np.diff(self.offsets)
+
+    # Sequences and split ----------------------------------------------------------------------
+    def sequence(self, user: int) -> np.ndarray:
+        """The user's full chronological item sequence."""
+        return self.seq_items[self.offsets[user - 1] : self.offsets[user]]
+
+    def ratings(self, user: int) -> np.ndarray:
+        return self.seq_ratings[self.offsets[user - 1] : self.offsets[user]]
+
+    def is_evaluable(self, user: int) -> bool:
+        return int(self.offsets[user] - self.offsets[user - 1]) >= 3
+
+    def eval_users(self) -> np.ndarray:
+        """Internal ids of users with a validation and a test item."""
+        return np.nonzero(self.lengths() >= 3)[0].astype(np.int64) + 1
+
+    def history(self, user: int, split: Split) -> np.ndarray:
+        """Items fed as history: ``train``/``valid`` -> train part, ``test`` -> train + valid, ``full`` -> all."""
+        seq = self.sequence(user)
+        if split == "full" or not self.is_evaluable(user):
+            return seq
+        if split in ("train", "valid"):
+            return seq[:-2]
+        if split == "test":
+            return seq[:-1]
+        raise ValueError(f"unknown split {split!r}")
+
+    def target(self, user: int, split: Literal["valid", "test"]) -> int:
+        """The held-out item of an evaluable user."""
+        seq = self.sequence(user)
+        if len(seq) < 3:
+            raise ValueError(f"user {user} has fewer than 3 interactions")
+        return int(seq[-2] if split == "valid" else seq[-1])
+
+    def targets(self, users: np.ndarray, split: Literal["valid", "test"]) -> np.ndarray:
+        """Held-out items of many evaluable users at once (vectorised)."""
+        users = np.asarray(users, dtype=np.int64)
+        pos = self.offsets[users] - (2 if split == "valid" else 1)
+        return self.seq_items[pos].astype(np.int64)
+
+    def train_sequences(self) -> list[np.ndarray]:
+        """Train part of every user's sequence, index u-1 (all items for non-evaluable users)."""
+        return [self.history(u, "train") for u in range(1, self.n_users + 1)]
+
+    def item_popularity(self, split: Split = "train") -> np.ndarray:
+        """Interaction counts per item over the fed histories of ``split`` (index 0 = padding = 0)."""
+        counts = np.zeros(self.n_items + 1, dtype=np.int64)
+        for u in range(1, self.n_users + 1):
+            np.add.at(counts, self.history(u, split), 1)
+        return counts
+
+    def find_user(self, raw_id: str | int) -> int | None:
+        """Internal index of a raw user id, or None."""
+        key = str(raw_id)
+        index = self.extra.get("_user_index")
+        if index is None:
+            index = {uid: i + 1 for i, uid in enumerate(self.user_ids)}
+            self.extra["_user_index"] = index
+        return index.get(key)
+
+    # Persistence ------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """Write the artifact files into ``folder`` (a store temp folder)."""
+        folder = Path(folder)
+        np.savez(
+            folder / "interactions.npz",
+            offsets=self.offsets.astype(np.int64),
+            items=self.seq_items.astype(np.int32),
+            ratings=self.seq_ratings.astype(np.float32),
+            times=self.seq_times.astype(np.int64),
+        )
+        items = [{"id": iid, **meta} for iid, meta in zip(self.item_ids, self.items)]
+        users = [{"id": uid, **meta} for uid, meta in zip(self.user_ids, self.users)]
+        (folder / "items.json").write_text(json.dumps(items, ensure_ascii=False), "utf-8")
+        (folder / "users.json").write_text(json.dumps(users, ensure_ascii=False), "utf-8")
+        (folder / "summary.json").write_text(json.dumps(self.summary(), indent=2), "utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> "Dataset":
+        """Read an artifact folder written by :meth:`save` (validity is the store's job)."""
+        folder = Path(folder)
+        with np.load(folder / "interactions.npz") as z:
+            offsets, seq_items, ratings, times = z["offsets"], z["items"], z["ratings"], z["times"]
+        items = json.loads((folder / "items.json").read_text("utf-8"))
+        users = json.loads((folder / "users.json").read_text("utf-8"))
+        summary = json.loads((folder / "summary.json").read_text("utf-8"))
+        return cls(
+            name=summary.get("name", folder.name),
+            item_ids=[str(r.pop("id")) for r in items],
+            user_ids=[str(r.pop("id")) for r in users],
+            items=items,
+            users=users,
+            offsets=offsets,
+            seq_items=seq_items,
+            seq_ratings=ratings,
+            seq_times=times,
+            source=summary.get("source", ""),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the summary table and ``--json``."""
+        lengths = self.lengths()
+        n_eval = int((lengths >= 3).sum())
+        return {
+            "name": self.name,
+            "source": self.source,
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": self.n_interactions,
+            "density": self.n_interactions / max(1, self.n_users * self.n_items),
+            "seq_len_min": int(lengths.min()) if len(lengths) else 0,
+            "seq_len_median": float(np.median(lengths)) if len(lengths) else 0.0,
+            "seq_len_mean": float(lengths.mean()) if len(lengths) else 0.0,
+            "seq_len_max": int(lengths.max()) if len(lengths) else 0,
+            "train_interactions": int(self.n_interactions - 2 * n_eval),
+            "valid_users": n_eval,
+            "test_users": n_eval,
+        }
+
+
+def build_dataset(
+    name: str,
+    source: str,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    times: np.ndarray,
+    item_meta: dict[str, dict[str, Any]],
+    user_meta: dict[str, dict[str, Any]],
+) -> Dataset:
+    """Assemble a Dataset from parallel raw arrays in source order.
+
+    ``users``/``items`` hold raw ids (str). Each user's interactions are sorted by timestamp with a
+    stable sort, so ties keep the order of the source file. Items that are in the metadata but never
+    interacted with stay in the catalog; interacted items missing from metadata get empty metadata.
+    """
+    users = np.asarray(users).astype(str)
+    items = np.asarray(items).astype(str)
+    ratings = np.asarray(ratings, dtype=np.float32)
+    times = np.asarray(times, dtype=np.int64)
+
+    item_ids = list(item_meta.keys())
+    known = set(item_ids)
+    for iid in dict.fromkeys(items.tolist()):
+        if iid not in known:
+            item_ids.append(iid)
+            known.add(iid)
+    item_ids = sorted(item_ids, key=_id_sort_key)
+    item_index = {iid: i + 1 for i, iid in enumerate(item_ids)}
+
+    user_ids = sorted(set(users.tolist()) | set(user_meta.keys()), key=_id_sort_key)
+    user_index = {uid: i + 1 for i, uid in enumerate(user_ids)}
+
+    u_int = np.fromiter((user_index[u] for u in users.tolist()), dtype=np.int64, count=len(users))
+    i_int = np.fromiter((item_index[i] for i in items.tolist()), dtype=np.int64, count=len(items))
+    # Stable lexsort: by user, then time; equal times keep source order.
+    order = np.lexsort((times, u_int), axis=0) if len(u_int) else np.zeros(0, dtype=np.int64)
+    counts = np.bincount(u_int, minlength=len(user_ids) + 1)[1:]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    empty_item = {"title": None, "year": None, "genres": []}
+    empty_user = {"age": None, "gender": None, "occupation": None}
+    return Dataset(
+        name=name,
+        item_ids=item_ids,
+        user_ids=user_ids,
+        items=[{**empty_item, **item_meta.get(i, {})} for i in item_ids],
+        users=[{**empty_user, **user_meta.get(u, {})} for u in user_ids],
+        offsets=offsets,
+        seq_items=i_int[order].astype(np.int32),
+        seq_ratings=ratings[order],
+        seq_times=times[order],
+        source=source,
+    )
+
+
+def _id_sort_key(raw: str) -> tuple[int, int | str]:
+    # Numeric ids sort numerically (so ML-100K item 1 is internal 1), others lexically after them.
+    try:
+        return (0, int(raw))
+    except ValueError:
+        return (1, raw)

