@@ -71,6 +71,7 @@ class LLMConfig(_Section):
     api_key: SecretStr | None = Field(None, description="API key; else OPENAI_API_KEY, else DASHSCOPE_API_KEY. Never printed or stored.")
     concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once.")
     max_retries: int = Field(6, ge=0, description="Retries per request on 429, 5xx, timeouts and connection errors.")
+    retry_base_delay: float = Field(1.0, ge=0, description="Base delay in seconds of the exponential backoff (with jitter) between retries; Retry-After wins when longer.")
     timeout: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
     temperature: float = Field(0.3, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int = Field(256, ge=1, description="Maximum tokens per answer.")

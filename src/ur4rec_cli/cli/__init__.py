@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the last line of defence: one line, no traceback, unless --debug
         if debug:
             raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", 70)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _fail(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for a traceback)", 70)
 
 
 def _fail(message: str, code: int) -> None:
