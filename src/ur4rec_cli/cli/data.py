@@ -1,9 +1,75 @@
-"""`ur4rec data` (placeholder until its issue lands)."""
+"""`ur4rec data`: fetch, verify and split the data set, then print its summary."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
 
+from ur4rec_cli.cli._common import ForceOpt, JsonOpt, app_context
 
-def command(ctx: typer.Context) -> None:
-    raise typer.Exit(1)
+
+def command(
+    ctx: typer.Context,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="auto | grouplens | mirror | PATH (ml-100k.zip or its folder, ML-1M zip/folder, RecBole atomic files). [default: auto]",
+            show_default=False,
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="ml-100k | ml-1m: which release grouplens downloads. [default: ml-100k]", show_default=False),
+    ] = None,
+    min_rating: Annotated[
+        float | None,
+        typer.Option("--min-rating", help="Keep only ratings >= R (default: every rating counts).", show_default=False),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Name of the dataset artifact (default: derived from the source).", show_default=False),
+    ] = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    from ur4rec_cli import api
+    from ur4rec_cli.console import emit_json
+
+    overrides = {"data": {"source": source, "dataset": dataset, "min_rating": min_rating, "name": name}}
+    settings = app_context(ctx).settings(overrides)
+    summary = api.prepare_data(settings, force=force)
+    if json_out:
+        emit_json(summary)
+    else:
+        _print_table(summary)
+
+
+def _print_table(s: dict[str, Any]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from ur4rec_cli.console import out
+
+    table = Table(title=f"dataset {s['name']}", show_header=False, title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    rows = [
+        ("users", f"{s['users']:,}"),
+        ("items", f"{s['items']:,}"),
+        ("interactions", f"{s['interactions']:,}"),
+        ("density", f"{s['density']:.4%}"),
+        (
+            "sequence length min / median / mean / max",
+            f"{s['seq_len_min']} / {s['seq_len_median']:g} / {s['seq_len_mean']:.1f} / {s['seq_len_max']}",
+        ),
+        ("train interactions", f"{s['train_interactions']:,}"),
+        ("valid users / test users", f"{s['valid_users']:,} / {s['test_users']:,}"),
+        ("source", str(s["source"])),
+        ("cached", "yes" if s["cached"] else "no"),
+        ("path", str(s["path"])),
+    ]
+    for key, value in rows:
+        table.add_row(key, Text(value))  # Text: a path with [brackets] is not markup
+    out.print(table)

@@ -1,0 +1,267 @@
+"""The OpenAI-compatible backend: concurrent requests, our own retries, answers cached as they arrive.
+
+The client's own retries are off (``max_retries=0``) so that every retry is ours: counted,
+backed off exponentially with jitter, and honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from ur4rec_cli.errors import LLMError
+
+if TYPE_CHECKING:
+    from ur4rec_cli.features.llm_cache import AnswerCache
+    from ur4rec_cli.features.prompts import Prompt
+    from ur4rec_cli.settings import LLMConfig
+
+_FENCE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.S)
+_PREFIX = re.compile(
+    r"^\s*(?:\*\*)?(?:description|summary|user preferences?|preference summary|preferences|answer|text)"
+    r"(?:\*\*)?\s*[:\-–]\s*(?:\*\*)?\s*",
+    re.I,
+)
+_QUOTES = [('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("«", "»")]
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")
+# Longest wait we accept from a Retry-After header before giving up on politeness.
+_MAX_WAIT_S = 300.0
+_MAX_BACKOFF_S = 60.0
+
+
+def parse_answer(content: str | None, max_chars: int) -> str:
+    """Clean a model answer: code fences, ``Description:`` prefixes, quotes; cut at a sentence end."""
+    text = (content or "").strip()
+    m = _FENCE.match(text)
+    if m:
+        text = m.group(1).strip()
+    for _ in range(3):  # prefixes and quotes can nest: **Description:** "..."
+        before = text
+        text = _PREFIX.sub("", text, count=1).strip()
+        for left, right in _QUOTES:
+            if len(text) >= 2 and text.startswith(left) and text.endswith(right):
+                text = text[len(left) : -len(right)].strip()
+        if text == before:
+            break
+    text = " ".join(text.split())
+    if len(text) > max_chars:
+        head = text[:max_chars]
+        ends = [m.end() for m in _SENTENCE_END.finditer(head)]
+        if ends and ends[-1] >= max_chars // 3:
+            text = head[: ends[-1]].strip()
+        else:  # no sentence end in reach: cut at a word boundary
+            text = head.rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return text
+
+
+class _Fatal(Exception):
+    """An error that retrying can't fix: stops the whole run."""
+
+
+class _Malformed(Exception):
+    """A reply we can't use (bad JSON, no content): retried like a server error."""
+
+
+@dataclass
+class RunStats:
+    """What one run of the backend did."""
+
+    sent: int = 0  # HTTP requests made, retries included
+    retries: int = 0
+    done: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    last_error: str = ""
+    failed_keys: list[str] = field(default_factory=list)
+
+
+def _scrub(message: str, secret: str) -> str:
+    line = " ".join(str(message).split())
+    if secret:
+        line = line.replace(secret, "***")
+    return line[:300]
+
+
+def _retry_after(exc: Any) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            try:
+                from email.utils import parsedate_to_datetime
+
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _is_quota(exc: Any) -> bool:
+    body = getattr(exc, "body", None)
+    blob = str(body if body is not None else exc).lower()
+    return "insufficient_quota" in blob or "quota" in blob and "exceeded" in blob
+
+
+def run_openai(
+    prompts: list["Prompt"],
+    keys: list[str],
+    cache: "AnswerCache",
+    cfg: "LLMConfig",
+    api_key: str,
+    record_extra: dict[str, Any],
+    on_update: Callable[[RunStats], None] | None = None,
+) -> RunStats:
+    """Send ``prompts`` (not yet cached), appending each answer to ``cache`` as it arrives.
+
+    Raises :class:`LLMError` at once on errors retrying can't fix (400/401/403/404, quota).
+    """
+    return asyncio.run(_run(prompts, keys, cache, cfg, api_key, record_extra, on_update))
+
+
+async def _run(prompts, keys, cache, cfg, api_key, record_extra, on_update) -> RunStats:
+    import httpx
+    import openai
+
+    stats = RunStats()
+    client = openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=cfg.base_url,
+        timeout=cfg.timeout,
+        max_retries=0,
+        http_client=_http_client(cfg),
+    )
+    sem = asyncio.Semaphore(cfg.concurrency)
+    params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+
+    async def ask(prompt: "Prompt", key: str) -> None:
+        async with sem:
+            attempt = 0
+            while True:
+                stats.sent += 1
+                try:
+                    resp = await client.chat.completions.create(model=cfg.model, messages=prompt.messages(), **params)
+                    content = _content_of(resp)
+                    text = parse_answer(content, cfg.max_chars)
+                    if not text:
+                        raise _Malformed("empty answer")
+                except (openai.BadRequestError, openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+                    raise _Fatal(_status_line(exc, cfg, api_key)) from None
+                except openai.RateLimitError as exc:
+                    if _is_quota(exc):
+                        raise _Fatal(_status_line(exc, cfg, api_key, "quota exhausted")) from None
+                    wait = _retry_after(exc)
+                    if not await _backoff(stats, attempt, cfg, wait, _status_line(exc, cfg, api_key)):
+                        return _fail(stats, key, on_update)
+                except openai.APIStatusError as exc:
+                    if exc.status_code < 500 and exc.status_code not in (408, 409):
+                        raise _Fatal(_status_line(exc, cfg, api_key)) from None
+                    if not await _backoff(stats, attempt, cfg, _retry_after(exc), _status_line(exc, cfg, api_key)):
+                        return _fail(stats, key, on_update)
+                except (openai.APITimeoutError, openai.APIConnectionError, httpx.TransportError) as exc:
+                    kind = "timeout" if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)) else "connection error"
+                    if not await _backoff(stats, attempt, cfg, None, f"{kind} at {cfg.base_url}"):
+                        return _fail(stats, key, on_update)
+                except (_Malformed, openai.APIResponseValidationError, ValueError, AttributeError, TypeError, IndexError) as exc:
+                    if not await _backoff(stats, attempt, cfg, None, f"malformed reply from {cfg.base_url}: {_scrub(str(exc), api_key)[:120]}"):
+                        return _fail(stats, key, on_update)
+                else:
+                    usage = getattr(resp, "usage", None)
+                    tin = int(getattr(usage, "prompt_tokens", 0) or 0)
+                    tout = int(getattr(usage, "completion_tokens", 0) or 0)
+                    cache.append(
+                        {
+                            "key": key,
+                            "kind": prompt.kind,
+                            "id": prompt.index,
+                            "raw_id": prompt.raw_id,
+                            "text": text,
+                            "raw": content,
+                            "usage": {"input": tin, "output": tout},
+                            **record_extra,
+                            "time": time.time(),
+                        }
+                    )
+                    stats.done += 1
+                    stats.input_tokens += tin
+                    stats.output_tokens += tout
+                    if on_update:
+                        on_update(stats)
+                    return None
+                attempt += 1
+
+    tasks = [asyncio.create_task(ask(p, k)) for p, k in zip(prompts, keys)]
+    try:
+        for fut in asyncio.as_completed(tasks):
+            await fut
+    except _Fatal as exc:
+        raise LLMError(str(exc)) from None
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+    return stats
+
+
+def _http_client(cfg: "LLMConfig"):
+    import httpx
+
+    # Enough pooled connections for the configured concurrency (httpx's default pool is 100).
+    limits = httpx.Limits(max_connections=max(cfg.concurrency, 10), max_keepalive_connections=cfg.concurrency)
+    from openai import DefaultAsyncHttpxClient
+
+    return DefaultAsyncHttpxClient(limits=limits, timeout=cfg.timeout)
+
+
+def _content_of(resp: Any) -> str:
+    if isinstance(resp, (str, bytes)) or not getattr(resp, "choices", None):
+        raise _Malformed("reply is not a chat completion")
+    content = resp.choices[0].message.content
+    if not isinstance(content, str):
+        raise _Malformed("reply has no text content")
+    return content
+
+
+def _status_line(exc: Any, cfg: "LLMConfig", api_key: str, what: str | None = None) -> str:
+    status = getattr(exc, "status_code", "?")
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = body["error"].get("message") or message
+    detail = _scrub(message or str(exc), api_key)
+    label = what or {401: "API key rejected", 403: "forbidden", 404: "model or endpoint not found", 400: "bad request"}.get(
+        status, "HTTP error"
+    )
+    return f"LLM endpoint {cfg.base_url} (model {cfg.model}): {label} (HTTP {status}): {detail}"
+
+
+async def _backoff(stats: RunStats, attempt: int, cfg: "LLMConfig", retry_after: float | None, why: str) -> bool:
+    """Sleep before the next try; False when the retries are used up."""
+    stats.last_error = why
+    if attempt >= cfg.max_retries:
+        return False
+    stats.retries += 1
+    delay = random.uniform(0.5, 1.0) * min(_MAX_BACKOFF_S, cfg.retry_base_delay * (2**attempt))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, _MAX_WAIT_S))
+    await asyncio.sleep(delay)
+    return True
+
+
+def _fail(stats: RunStats, key: str, on_update: Callable[[RunStats], None] | None) -> None:
+    stats.failed += 1
+    stats.failed_keys.append(key)
+    if on_update:
+        on_update(stats)

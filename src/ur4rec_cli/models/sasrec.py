@@ -1,0 +1,111 @@
+"""SASRec: causal self-attention over left-padded item sequences.
+
+Attention is written out with ``F.scaled_dot_product_attention`` and an explicit boolean mask
+(causal AND key-not-padding, diagonal always allowed), so a padded row never produces NaN in
+train or eval mode (PyTorch's fast-path ``TransformerEncoder`` returns NaN rows under no_grad).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """Small normal init (std ~0.02) of embeddings and linears, as reference SASRecs do."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class SelfAttentionBlock(nn.Module):
+    """Pre-LayerNorm block: masked multi-head self-attention then a position-wise FFN."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden size {hidden} is not divisible by {heads} heads")
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.ln2 = nn.LayerNorm(hidden)
+        self.ff1 = nn.Linear(hidden, hidden)
+        self.ff2 = nn.Linear(hidden, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, l, h = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, l, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.p if self.training else 0.0)
+        x = x + self.dropout(self.proj(att.transpose(1, 2).reshape(b, l, h)))
+        return x + self.dropout(self.ff2(self.dropout(F.gelu(self.ff1(self.ln2(x))))))
+
+
+class SASRecEncoder(nn.Module):
+    """Item ids [B, L] (left-padded, 0 = pad) -> hidden states [B, L, H]; padded positions are zero."""
+
+    def __init__(self, n_items: int, max_len: int, hidden: int, layers: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_len, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(SelfAttentionBlock(hidden, heads, dropout) for _ in range(layers))
+        self.ln = nn.LayerNorm(hidden)
+
+    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+        b, l = seqs.shape
+        if l > self.max_len:
+            seqs, l = seqs[:, -self.max_len :], self.max_len
+        keep = seqs != 0  # [B, L]
+        # Positions count from the right end, so the newest item always has position max_len-1
+        # whatever width the batch was padded to.
+        pos = torch.arange(self.max_len - l, self.max_len, device=seqs.device)
+        x = self.dropout(self.item_emb(seqs) + self.pos_emb(pos)[None]) * keep[..., None]
+        causal = torch.ones(l, l, dtype=torch.bool, device=seqs.device).tril()
+        eye = torch.eye(l, dtype=torch.bool, device=seqs.device)
+        # [B, 1, L, L]: attend to earlier non-pad keys; the diagonal keeps all-pad rows finite.
+        mask = ((causal[None] & keep[:, None, :]) | eye[None])[:, None]
+        for block in self.blocks:
+            x = block(x, mask) * keep[..., None]
+        return self.ln(x) * keep[..., None]
+
+
+class SASRec(nn.Module):
+    """Plain SASRec scorer: user vector = last hidden state, item vector = the (tied) item embedding."""
+
+    def __init__(self, n_items: int, max_len: int, hidden: int, layers: int, heads: int, dropout: float, init_std: float) -> None:
+        super().__init__()
+        self.encoder = SASRecEncoder(n_items, max_len, hidden, layers, heads, dropout)
+        init_weights(self, init_std)
+
+    @property
+    def max_len(self) -> int:
+        return self.encoder.max_len
+
+    def user_vectors(self, histories: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L] left-padded histories -> [B, H] user states (column -1)."""
+        return self.encoder(histories)[:, -1]
+
+    def item_vectors(self) -> torch.Tensor:
+        """[n_items + 1, H]; row 0 (padding) is zero."""
+        return self.encoder.item_emb.weight
+
+    def sequence_loss_inputs(self, seqs: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-position user vectors of the non-pad positions, the item matrix and a zero aux loss."""
+        h = self.encoder(seqs)
+        keep = seqs != 0
+        return h[keep], self.item_vectors(), h.new_zeros(())
