@@ -61,7 +61,7 @@ def _print_table(s: dict[str, Any]) -> None:
         ("interactions", f"{s['interactions']:,}"),
         ("density", f"{s['density']:.4%}"),
         (
-            "sequence length min / median / mean / max",
+            "sequence length min/median/mean/max",
             f"{s['seq_len_min']} / {s['seq_len_median']:g} / {s['seq_len_mean']:.1f} / {s['seq_len_max']}",
         ),
         ("train interactions", f"{s['train_interactions']:,}"),

@@ -131,7 +131,6 @@ def run_openai(
 
 
 async def _run(prompts, keys, cache, cfg, api_key, record_extra, on_update) -> RunStats:
-    import httpx
     import openai
 
     stats = RunStats()
@@ -140,7 +139,6 @@ async def _run(prompts, keys, cache, cfg, api_key, record_extra, on_update) -> R
         base_url=cfg.base_url,
         timeout=cfg.timeout,
         max_retries=0,
-        http_client=_http_client(cfg),
     )
     sem = asyncio.Semaphore(cfg.concurrency)
     params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
@@ -169,8 +167,8 @@ async def _run(prompts, keys, cache, cfg, api_key, record_extra, on_update) -> R
                         raise _Fatal(_status_line(exc, cfg, api_key)) from None
                     if not await _backoff(stats, attempt, cfg, _retry_after(exc), _status_line(exc, cfg, api_key)):
                         return _fail(stats, key, on_update)
-                except (openai.APITimeoutError, openai.APIConnectionError, httpx.TransportError) as exc:
-                    kind = "timeout" if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)) else "connection error"
+                except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                    kind = "timeout" if isinstance(exc, openai.APITimeoutError) else "connection error"
                     if not await _backoff(stats, attempt, cfg, None, f"{kind} at {cfg.base_url}"):
                         return _fail(stats, key, on_update)
                 except (_Malformed, openai.APIResponseValidationError, ValueError, AttributeError, TypeError, IndexError) as exc:
@@ -213,16 +211,6 @@ async def _run(prompts, keys, cache, cfg, api_key, record_extra, on_update) -> R
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.close()
     return stats
-
-
-def _http_client(cfg: "LLMConfig"):
-    import httpx
-
-    # Enough pooled connections for the configured concurrency (httpx's default pool is 100).
-    limits = httpx.Limits(max_connections=max(cfg.concurrency, 10), max_keepalive_connections=cfg.concurrency)
-    from openai import DefaultAsyncHttpxClient
-
-    return DefaultAsyncHttpxClient(limits=limits, timeout=cfg.timeout)
 
 
 def _content_of(resp: Any) -> str:

