@@ -1,9 +1,118 @@
-"""`ur4rec evaluate` (placeholder until its issue lands)."""
+"""`ur4rec evaluate`: HR@k, NDCG@k and MRR of a trained stage, printed beside the protocol."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from ur4rec_cli.cli._common import JsonOpt, app_context
 
-def command(ctx: typer.Context) -> None:
-    raise typer.Exit(1)
+KHelp = "Cutoffs for HR@k and NDCG@k: one or more values after one flag, e.g. --k 5 10 20 (also --k 5,10,20)."
+
+
+def parse_ks(first: str | None, extra: list[str] | None) -> list[int] | None:
+    """The --k values: the option's own value plus the bare values Click left after it."""
+    from ur4rec_cli.errors import ConfigError
+
+    if first is None:
+        if extra:
+            raise ConfigError(f"unexpected argument {extra[0]!r} (cutoffs go after --k, e.g. --k 5 10 20)")
+        return None
+    values: list[int] = []
+    for token in [first, *(extra or [])]:
+        for part in token.replace(",", " ").split():
+            try:
+                value = int(part)
+            except ValueError:
+                raise ConfigError(f"--k: {part!r} is not an integer (e.g. --k 5 10 20)") from None
+            if value < 1:
+                raise ConfigError(f"--k: every cutoff must be a positive integer, got {value}")
+            values.append(value)
+    if not values:
+        raise ConfigError("--k needs at least one positive integer (e.g. --k 5 10 20)")
+    return sorted(set(values))
+
+
+def command(
+    ctx: typer.Context,
+    k: Annotated[str | None, typer.Option("--k", help=KHelp, show_default=False)] = None,
+    k_more: Annotated[list[str] | None, typer.Argument(hidden=True, show_default=False, metavar="")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="test (default) or valid.", show_default=False)] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option("--protocol", help="full (default: rank every unseen item) or sampled (target + N negatives).", show_default=False),
+    ] = None,
+    negatives: Annotated[
+        int | None, typer.Option("--negatives", help="Negatives per user for --protocol sampled [default: 100].", show_default=False)
+    ] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option("--stage", help="Stage to evaluate [default: the final stage validation chose]; 'popularity' for the baseline.", show_default=False),
+    ] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Run folder [default: main].", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.", show_default=False)] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="Write one JSON line per user: user, target, rank (0-based), candidates.", show_default=False),
+    ] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Popularity and every trained stage in one table, same protocol.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    from ur4rec_cli import api
+    from ur4rec_cli.console import emit_json, info
+
+    ks = parse_ks(k, k_more)
+    settings = app_context(ctx).settings(
+        {
+            "eval": {"k": ks, "split": split, "protocol": protocol, "negatives": negatives},
+            "train": {"run": run, "device": device},
+        }
+    )
+    result = api.evaluate(settings, stage=stage, output=output, compare=compare)
+    if output is not None:
+        info(f"wrote {result['users']} per-user ranks to {output}")
+    if json_out:
+        emit_json(result)
+        return
+    print_result(result)
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """The metrics table with the protocol, split, users, candidates, stage and checkpoint beside it."""
+    from rich.table import Table
+
+    from ur4rec_cli.console import out
+
+    cand = result["candidates"]
+    if result["protocol"] == "full":
+        cand_text = f"all items not in the fed history (~{cand['median']:,}; {cand['min']:,}..{cand['max']:,})"
+    else:
+        cand_text = f"{cand['max']} (target + {result['negatives']} sampled negatives, seed {result['seed']})"
+    for label, value in (
+        ("protocol", result["protocol"]),
+        ("split", result["split"]),
+        ("users", f"{result['users']:,}"),
+        ("candidates", cand_text),
+        ("stage", result["stage"]),
+        ("checkpoint", result["checkpoint"] or "-"),
+    ):
+        out.print(f"{label:<11} {value}", markup=False)
+    out.print(result["description"], markup=False)
+
+    keys = list(result["metrics"])
+    rows = result.get("compare") or [{"name": result["stage"], "metrics": result["metrics"]}]
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("model")
+    for key in keys:
+        table.add_column(key, justify="right")
+    if "compare" in result:
+        table.add_column("ΔNDCG vs pop [95% CI]", justify="right")
+    for row in rows:
+        cells = [row["name"], *(f"{row['metrics'][key]:.4f}" for key in keys)]
+        if "compare" in result:
+            ci = row.get("vs_popularity")
+            cells.append(f"{ci['mean_diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]" if ci else "-")
+        table.add_row(*cells)
+    out.print(table)

@@ -1,9 +1,91 @@
-"""`ur4rec llm` (placeholder until its issue lands)."""
+"""`ur4rec llm`: item descriptions and user-preference texts (LLM or template), then text embeddings."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Optional
+
 import typer
 
+from ur4rec_cli.cli._common import DeviceOpt, ForceOpt, JsonOpt, app_context
 
-def command(ctx: typer.Context) -> None:
-    raise typer.Exit(1)
+
+def command(
+    ctx: typer.Context,
+    backend: Annotated[
+        Optional[str],
+        typer.Option("--backend", help="auto (openai when an API key is set, else template) | openai | template.", show_default=False),
+    ] = None,
+    base_url: Annotated[
+        Optional[str],
+        typer.Option("--base-url", help="OpenAI-compatible endpoint [default: DashScope's compatible-mode/v1 for Qwen].", show_default=False),
+    ] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Chat model name [default: qwen-plus].", show_default=False)] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once [default: 8].", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Send at most N new requests (a cheap trial), then report how many remain.", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show how many prompts would be sent and the estimated input tokens; send nothing.")] = False,
+    force: ForceOpt = False,
+    what: Annotated[str, typer.Option("--what", help="items | users | all.")] = "all",
+    embed: Annotated[bool, typer.Option("--embed/--no-embed", help="Encode the texts with sentence-transformers afterwards.")] = True,
+    embedding_model: Annotated[
+        Optional[str], typer.Option("--embedding-model", help="sentence-transformers model name or local path.", show_default=False)
+    ] = None,
+    device: DeviceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the texts artifact (and its embeddings) and print a summary."""
+    from ur4rec_cli import api
+    from ur4rec_cli.errors import ConfigError
+
+    if backend is not None and backend not in ("auto", "openai", "template"):
+        raise ConfigError(f"--backend must be auto, openai or template, not {backend!r}")
+    if what not in ("items", "users", "all"):
+        raise ConfigError(f"--what must be items, users or all, not {what!r}")
+    overrides = {
+        "llm": {
+            "backend": backend,
+            "base_url": base_url,
+            "model": model,
+            "concurrency": concurrency,
+            "embedding_model": embedding_model,
+            "device": device,
+        }
+    }
+    settings = app_context(ctx).settings(overrides)
+    result = api.generate_texts(settings, what=what, limit=limit, dry_run=dry_run, force=force, embed=embed)
+    if json_out:
+        from ur4rec_cli.console import emit_json
+
+        emit_json(result)
+    else:
+        _print_table(result)
+
+
+def _print_table(r: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from ur4rec_cli.console import out
+
+    table = Table(title=f"ur4rec llm · {r['dataset']}" + (" · dry run" if r.get("dry_run") else ""), show_header=True)
+    table.add_column("")
+    for col in ("total", "done", "cached", "failed", "remaining"):
+        table.add_column(col, justify="right")
+    for group in ("items", "users"):
+        if group in r:
+            g = r[group]
+            table.add_row(group, *(f"{g[c]:,}" for c in ("total", "done", "cached", "failed", "remaining")))
+    out.print(table)
+    lines = [f"backend: {r['backend']} ({r['backend_reason']})"]
+    if r.get("model"):
+        lines.append(f"model: {r['model']} at {r.get('base_url', '')}")
+    if "tokens" in r:
+        lines.append(f"tokens: {r['tokens']['input']:,} in, {r['tokens']['output']:,} out; requests {r['requests']['sent']:,} ({r['requests']['retries']:,} retries)")
+    if r.get("dry_run"):
+        lines.append(f"would send {r.get('requests_to_send', 0):,} requests, about {r.get('estimated_input_tokens', 0):,} input tokens (characters / 4)")
+    lines.append(f"texts: {r['texts']['status']} {r['texts']['path']}")
+    if not r.get("complete", True) and not r.get("dry_run"):
+        lines.append(f"incomplete: {r.get('remaining', 0):,} prompts still to send; rerun to continue")
+    e = r.get("embeddings")
+    if e:
+        lines.append(f"embeddings: {e['status']} {e['path']} · {e['model']} ({e['model_source']}) · items {tuple(e['item_shape'])} users {tuple(e['user_shape'])}")
+    for line in lines:
+        out.print(line)

@@ -56,6 +56,7 @@ class _Served:
     fmt: str
     stem: str | None
     inputs: dict[str, str]  # file name -> sha256
+    warning: str | None = None  # shown once the content has parsed (a corrupt file gets only its error)
 
 
 def prepare_data(settings: Settings, force: bool = False) -> dict[str, Any]:
@@ -77,6 +78,8 @@ def prepare_data(settings: Settings, force: bool = False) -> dict[str, Any]:
         raw = parse(served.fs, served.fmt, served.stem)
     finally:
         served.fs.close()
+    if served.warning:
+        warn(served.warning)
     dataset = _build(name, served.label, raw, settings.data.min_rating)
     extra = {"source": served.label, "format": served.fmt, "min_rating": settings.data.min_rating}
     with store.write(folder, kind="dataset", inputs=served.inputs, settings=settings.slice("data"), extra=extra) as tmp:
@@ -167,12 +170,13 @@ def _open_path(source: str) -> _Served:
         except DataError:
             fs.close()
             raise
+    warning = None
     if path.is_file() and path.suffix != ".inter":
         digest = sha256_file(path)
         pinned = sources.PINNED.get(path.name)
         if pinned is not None and digest != pinned["sha256"]:
             # A local copy is validated by content; the official hash is only a hint.
-            warn(f"{path.name}: sha256 differs from the official GroupLens file; checking its content instead")
+            warning = f"{path.name}: sha256 differs from the official GroupLens file; its content checked out"
         inputs = {path.name: digest}
     else:
         if fmt == "atomic":
@@ -181,7 +185,7 @@ def _open_path(source: str) -> _Served:
         else:
             names = list(_FORMAT_FILES[fmt])
         inputs = {n: sha256_file(fs.root / n) for n in names if fs.has(n)}
-    return _Served(f"path:{path}", fs, fmt, stem, inputs)
+    return _Served(f"path:{path}", fs, fmt, stem, inputs, warning)
 
 
 # Build -----------------------------------------------------------------------------------------

@@ -162,6 +162,16 @@ class UR4RecV2(nn.Module):
         return vecs, self.item_vectors(), aux
 
     def score(self, histories: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Direct score of items [B, K] for each row (used to check the dot-product factorisation)."""
-        user = self.user_vectors(histories, users)
-        return torch.einsum("bd,bkd->bk", user, self.item_vectors()[items])
+        """Direct score of items [B, K], written as the fusion formula (not as one dot product)."""
+        h = self.sasrec.user_vectors(histories)
+        ctx, inputs = self._inputs(h, users)
+        g, w = self.moe.gates(ctx, self.present)
+        b, s, e = h.shape[0], self.args.sub_experts, self.args.expert_dim
+        q = torch.stack(
+            [bank(x) if bool(self.present[m]) else h.new_zeros(b, s, e) for m, (bank, x) in enumerate(zip(self.moe.experts, inputs))],
+            dim=1,
+        )
+        item = self.item_vectors()[items]  # [B, K, D]
+        keys = item[..., self.args.hidden :].reshape(b, items.shape[1], len(MODALITIES), s, e)
+        sasrec = self.sasrec_weight * torch.einsum("bh,bkh->bk", h, item[..., : self.args.hidden])
+        return sasrec + torch.einsum("bm,bms,bmse,bkmse->bk", g, w, q, keys)

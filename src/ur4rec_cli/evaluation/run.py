@@ -1,0 +1,213 @@
+"""`ur4rec evaluate`: metrics of a trained stage (or the popularity baseline) under one protocol.
+
+Evaluation never trains and never selects anything: it reads the checkpoint validation chose and
+ranks the held-out item of every evaluable user once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ur4rec_cli.errors import ConfigError
+from ur4rec_cli.evaluation.metrics import metrics_from_ranks, per_user_ndcg
+from ur4rec_cli.settings import STAGES
+from ur4rec_cli.store import atomic_write_text
+
+if TYPE_CHECKING:
+    from ur4rec_cli.data.dataset import Dataset
+    from ur4rec_cli.evaluation.ranking import Scorer
+    from ur4rec_cli.settings import Settings
+
+POPULARITY = "popularity"
+
+
+@dataclass
+class Ranked:
+    """Per-user outcome of one evaluation: everything needed to recompute every metric."""
+
+    users: np.ndarray
+    targets: np.ndarray
+    ranks: np.ndarray
+    candidates: np.ndarray
+    seconds: float
+
+    def metrics(self, ks: list[int]) -> dict[str, float]:
+        return metrics_from_ranks(self.ranks, ks)
+
+
+def rank_scorer(
+    scorer: "Scorer",
+    dataset: "Dataset",
+    *,
+    split: Literal["valid", "test"],
+    protocol: Literal["full", "sampled"],
+    max_len: int,
+    negatives: int = 100,
+    seed: int = 0,
+    batch_size: int = 1024,
+    device: Any = "cpu",
+) -> Ranked:
+    """Rank every evaluable user's held-out item under ``protocol`` (one matrix product per batch)."""
+    from ur4rec_cli.evaluation.protocols import full_candidates, sampled_ranks
+    from ur4rec_cli.evaluation.ranking import full_ranking_ranks
+
+    started = time.perf_counter()
+    if protocol == "full":
+        users, targets, ranks = full_ranking_ranks(
+            scorer, dataset, split, max_len=max_len, batch_size=batch_size, device=device
+        )
+        seconds = time.perf_counter() - started
+        candidates = full_candidates(dataset, users, split)
+    elif protocol == "sampled":
+        users, targets, ranks, candidates = sampled_ranks(
+            scorer, dataset, split, negatives=negatives, seed=seed, max_len=max_len, batch_size=batch_size, device=device
+        )
+        seconds = time.perf_counter() - started
+    else:
+        raise ConfigError(f"unknown protocol {protocol!r} (choose full or sampled)")
+    return Ranked(users, targets, ranks, candidates, seconds)
+
+
+def describe_protocol(protocol: str, split: str, candidates: np.ndarray, negatives: int, seed: int) -> str:
+    """The one line printed beside every result, so a number never travels without its protocol."""
+    held = "last item" if split == "test" else "second-to-last item"
+    fed = "train + valid" if split == "test" else "train"
+    if protocol == "full":
+        cand = f"all items not in the fed history (~{int(np.median(candidates)):,} per user)"
+    else:
+        cand = f"target + {negatives} negatives drawn uniformly from never-interacted items (seed {seed})"
+    return (
+        f"leave-one-out, {split} = {held}, history fed = {fed}; candidates: {cand}; "
+        "rank = #candidates scoring >= the target (pessimistic ties)"
+    )
+
+
+def evaluate(
+    settings: "Settings",
+    *,
+    stage: str | None = None,
+    split: str | None = None,
+    protocol: str | None = None,
+    k: list[int] | None = None,
+    negatives: int | None = None,
+    output: Path | None = None,
+    compare: bool = False,
+) -> dict[str, Any]:
+    """Metrics of ``stage`` (default: the final stage; ``popularity`` for the baseline) on ``split``.
+
+    ``output`` gets one JSON line per user (user, target, 0-based rank, candidates). ``compare``
+    adds the popularity baseline and every trained stage, same protocol, same users.
+    """
+    from ur4rec_cli.data.prepare import load_dataset
+    from ur4rec_cli.devices import resolve_device
+
+    cfg = settings.eval
+    split = split or cfg.split
+    protocol = protocol or cfg.protocol
+    ks = sorted(set(k or cfg.k))
+    negatives = negatives if negatives is not None else cfg.negatives
+    if split not in ("valid", "test"):
+        raise ConfigError(f"--split must be test or valid, got {split!r}")
+    if any(int(x) < 1 for x in ks):
+        raise ConfigError(f"--k: every cutoff must be a positive integer, got {ks}")
+    if negatives < 1:
+        raise ConfigError(f"--negatives must be a positive integer, got {negatives}")
+    if stage is not None and stage != POPULARITY and stage not in STAGES:
+        raise ConfigError(f"--stage: unknown stage {stage!r} (choose {', '.join(STAGES)} or {POPULARITY})")
+
+    dataset, _ = load_dataset(settings)
+    device = resolve_device(settings.train.device)
+
+    def run(name: str | None) -> tuple[dict[str, Any], Ranked]:
+        scorer, info = _load_scorer(settings, dataset, name, split, device)
+        ranked = rank_scorer(
+            scorer, dataset, split=split, protocol=protocol, max_len=info["max_len"],  # type: ignore[arg-type]
+            negatives=negatives, seed=cfg.seed, batch_size=cfg.batch_size, device=device,
+        )  # fmt: skip
+        row = {"stage": info["stage"], "checkpoint": info["checkpoint"], "metrics": ranked.metrics(ks),
+               "seconds": ranked.seconds}  # fmt: skip
+        return row, ranked
+
+    main_row, main_ranked = run(stage)
+    result: dict[str, Any] = {
+        "protocol": protocol,
+        "split": split,
+        "users": int(len(main_ranked.users)),
+        "metrics": main_row["metrics"],
+        "stage": main_row["stage"],
+        "checkpoint": main_row["checkpoint"],
+        "candidates": _candidates_summary(main_ranked.candidates),
+        "description": describe_protocol(protocol, split, main_ranked.candidates, negatives, cfg.seed),
+        "k": ks,
+        "negatives": negatives if protocol == "sampled" else None,
+        "seed": cfg.seed if protocol == "sampled" else None,
+        "seconds": main_row["seconds"],
+    }
+    if output is not None:
+        write_ranks(Path(output), dataset, main_ranked)
+        result["output"] = str(output)
+    if compare:
+        result["compare"] = _compare(settings, run, main_row, main_ranked, ks)
+    return result
+
+
+def _candidates_summary(candidates: np.ndarray) -> dict[str, int]:
+    return {"min": int(candidates.min()), "median": int(np.median(candidates)), "max": int(candidates.max())}
+
+
+def _compare(settings: "Settings", run: Any, main_row: dict[str, Any], main_ranked: Ranked, ks: list[int]) -> list[dict[str, Any]]:
+    """Popularity and every trained stage, in training order, with a paired bootstrap vs popularity."""
+    from ur4rec_cli.evaluation.bootstrap import paired_bootstrap
+    from ur4rec_cli.training.checkpoints import trained_stages
+
+    names = [POPULARITY, *trained_stages(settings)]
+    rows: list[dict[str, Any]] = []
+    ranked_by: dict[str, Ranked] = {}
+    for name in names:
+        row, ranked = (main_row, main_ranked) if name == main_row["stage"] else run(name)
+        rows.append({"name": name, **row})
+        ranked_by[name] = ranked
+    cut = 10 if 10 in ks else ks[0]
+    base = per_user_ndcg(ranked_by[POPULARITY].ranks, cut)
+    for row in rows[1:]:
+        # Same users in the same order (eval_users), so the per-user metrics pair up.
+        ci = paired_bootstrap(per_user_ndcg(ranked_by[row["name"]].ranks, cut), base, seed=settings.eval.seed)
+        row["vs_popularity"] = {"metric": f"NDCG@{cut}", **ci}
+    return rows
+
+
+def _load_scorer(
+    settings: "Settings", dataset: "Dataset", stage: str | None, split: str, device: Any
+) -> tuple["Scorer", dict[str, Any]]:
+    if stage == POPULARITY:
+        from ur4rec_cli.evaluation.popularity import PopularityScorer
+
+        return PopularityScorer(dataset, split), {"stage": POPULARITY, "checkpoint": None, "max_len": 1}  # type: ignore[arg-type]
+    from ur4rec_cli.training.checkpoints import load_stage_model
+
+    loaded = load_stage_model(settings, stage, device=str(device))
+    return loaded.model, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.args.max_len)}
+
+
+def write_ranks(path: Path, dataset: "Dataset", ranked: Ranked) -> None:
+    """One JSON line per user: user (raw id), target (raw item id), 0-based rank, candidates; atomic."""
+    from ur4rec_cli.serving.index import display_id
+
+    user_ids = np.array([display_id(u) for u in dataset.user_ids], dtype=object)
+    item_ids = np.array([display_id(i) for i in dataset.item_ids], dtype=object)
+    lines = [
+        json.dumps({"user": u, "target": t, "rank": r, "candidates": c})
+        for u, t, r, c in zip(
+            user_ids[ranked.users - 1].tolist(),
+            item_ids[ranked.targets - 1].tolist(),
+            ranked.ranks.tolist(),
+            ranked.candidates.tolist(),
+        )
+    ]
+    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -1,0 +1,543 @@
+"""CLIP features of every item: the poster image when there is a usable one, else the CLIP text
+embedding of a poster-like prompt (same model, same space).
+
+Artifact ``<home>/features/<name>/clip/`` (kind ``clip``): ``image.npy`` float32
+``[n_items + 1, d]`` L2-normalised with row 0 (padding) zero, and ``provenance.json`` saying per
+item which path it took. Its inputs (dataset digest, fingerprint of the images used, weights)
+decide cache reuse: a rerun with the same inputs never loads the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ur4rec_cli.console import info, make_progress, warn
+from ur4rec_cli.errors import ConfigError, DeviceError, WeightsError
+from ur4rec_cli.features.posters import natural_title, poster_path, safe_name
+from ur4rec_cli.store import ArtifactStore, Manifest, sha256_file, sha256_json
+
+if TYPE_CHECKING:
+    from ur4rec_cli.data.dataset import Dataset
+    from ur4rec_cli.settings import Settings
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
+# Bump when the prompt wording or the feature recipe changes: cached artifacts are keyed by it.
+RECIPE_VERSION = "c1"
+_PROBE_TIMEOUT_S = 3.0
+# How many model builds this process did; tests read it to prove cache reuse loads nothing.
+MODEL_LOADS = {"count": 0}
+
+
+# Prompts ---------------------------------------------------------------------------------------
+def poster_prompt(meta: dict[str, Any]) -> str:
+    """'A movie poster for "Toy Story" (1995), an animation, children's, comedy film.'"""
+    title = natural_title(meta.get("title"))
+    if not title or title.lower() in {"unknown", "unkonwn"}:
+        head = "A movie poster"
+    else:
+        head = f'A movie poster for "{title}"'
+    year = meta.get("year")
+    if isinstance(year, int):
+        head += f" ({year})"
+    genres = [str(g).lower() for g in (meta.get("genres") or []) if g and str(g).lower() != "unknown"]
+    if not genres:
+        return head + "."
+    article = "an" if genres[0][0] in "aeiou" else "a"
+    return f"{head}, {article} {', '.join(genres)} film."
+
+
+# Weights ---------------------------------------------------------------------------------------
+@dataclass
+class _Weights:
+    model: str
+    pretrained: str  # tag, "none", or "checkpoint"
+    path: str | None  # local file to load, None for random weights
+    tag_cfg: dict[str, Any]
+    checkpoint_sha256: str | None = None
+
+    @property
+    def random(self) -> bool:
+        return self.pretrained == "none"
+
+    @property
+    def key(self) -> str:
+        """What identifies the weights in the artifact's inputs."""
+        if self.checkpoint_sha256:
+            return f"checkpoint:{self.checkpoint_sha256}"
+        return f"{self.model}:{self.pretrained}"
+
+
+def _how_to() -> str:
+    return "pass --checkpoint FILE, run once online to cache them, or use --pretrained none (random weights, tests only)"
+
+
+def _check_model(model: str) -> None:
+    import open_clip
+
+    if model not in open_clip.list_models():
+        raise ConfigError(f"unknown open_clip model {model!r} (clip.model); e.g. ViT-B-32, ViT-B-16, ViT-L-14")
+
+
+def _tag_cfg(model: str, tag: str) -> dict[str, Any]:
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    if not cfg:
+        known = ", ".join(open_clip.list_pretrained_tags_by_model(model)) or "none known"
+        raise ConfigError(f"unknown pretrained tag {tag!r} for {model} (clip.pretrained); tags: {known}, or 'none'")
+    return dict(cfg)
+
+
+def _hf_candidates(cfg: dict[str, Any]) -> tuple[str, list[str]] | None:
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    hub = cfg.get("hf_hub") or ""
+    if not hub:
+        return None
+    # Same split as open_clip: "org/repo/" -> default file name, "org/repo/file.pt" -> that file.
+    repo, filename = os.path.split(hub)
+    filename = filename or HF_WEIGHTS_NAME
+    names = []
+    if filename == HF_WEIGHTS_NAME:
+        names.append(HF_SAFE_WEIGHTS_NAME)
+    elif filename.endswith((".bin", ".pth")):
+        names.append(filename[:-4] + ".safetensors")
+    return repo, names + [filename]
+
+
+def _cached_file(cfg: dict[str, Any]) -> str | None:
+    """The tag's weights file when it is already on disk (HF hub cache or open_clip's URL cache)."""
+    if cfg.get("file") and os.path.isfile(cfg["file"]):
+        return str(cfg["file"])
+    hf = _hf_candidates(cfg)
+    if hf is not None:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, names = hf
+        for name in names:
+            hit = try_to_load_from_cache(repo_id=repo, filename=name)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+    url = cfg.get("url") or ""
+    if url:
+        local = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+        if local.is_file():
+            return str(local)
+    return None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _reachable(url: str) -> bool:
+    # huggingface_hub retries unreachable hosts for ~half a minute per file; a 3 s TCP probe
+    # lets an offline run fail at once instead.
+    parsed = urllib.parse.urlparse(url)
+    host = parsed.hostname
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, parsed.port or (443 if parsed.scheme == "https" else 80)), timeout=_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _resolve_weights(settings: "Settings", *, download: bool) -> _Weights:
+    """Which weights to load; downloads a tag's weights when allowed and reachable."""
+    cfg = settings.clip
+    _check_model(cfg.model)
+    if cfg.checkpoint is not None:
+        path = Path(cfg.checkpoint).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"CLIP checkpoint not found: {path} (clip.checkpoint / --checkpoint)")
+        return _Weights(cfg.model, "checkpoint", str(path), {}, checkpoint_sha256=sha256_file(path))
+    tag = cfg.pretrained.strip()
+    if tag.lower() == "none":
+        return _Weights(cfg.model, "none", None, {})
+    tag_cfg = _tag_cfg(cfg.model, tag)
+    cached = _cached_file(tag_cfg)
+    if cached is not None or not download:
+        return _Weights(cfg.model, tag, cached, tag_cfg)
+    missing = f"CLIP weights {cfg.model}/{tag} are not in the local cache and cannot be downloaded"
+    if _offline():
+        raise WeightsError(f"{missing} (HF_HUB_OFFLINE is set): {_how_to()}")
+    if tag_cfg.get("hf_hub"):
+        probe = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    else:
+        probe = tag_cfg.get("url", "")
+    if not _reachable(probe):
+        raise WeightsError(f"{missing} ({urllib.parse.urlparse(probe).hostname} is unreachable): {_how_to()}")
+    import open_clip
+
+    info(f"downloading CLIP weights {cfg.model}/{tag} (once; cached afterwards)")
+    try:
+        path = open_clip.download_pretrained(tag_cfg)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise WeightsError(f"{missing} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): {_how_to()}") from None
+    if not path or not os.path.isfile(path):
+        raise WeightsError(f"{missing}: {_how_to()}")
+    return _Weights(cfg.model, tag, str(path), tag_cfg)
+
+
+def weights_available(settings: "Settings") -> tuple[bool, str]:
+    """Whether CLIP weights can be loaded without the network: (ok, reason). Never downloads."""
+    try:
+        w = _resolve_weights(settings, download=False)
+    except (WeightsError, ConfigError) as exc:
+        return False, str(exc)
+    if w.pretrained == "none":
+        return True, f"random weights for {w.model} (--pretrained none)"
+    if w.path is None:
+        return False, f"CLIP weights {w.model}/{w.pretrained} are not in the local cache: {_how_to()}"
+    return True, f"{w.model}/{w.pretrained} from {w.path}"
+
+
+def _load_model(w: _Weights, device: str):
+    import open_clip
+    import torch
+
+    if w.random:
+        # Random weights are seeded so that --pretrained none is reproducible.
+        torch.manual_seed(0)
+    kwargs: dict[str, Any] = {}
+    if w.tag_cfg:
+        # A tag's weights come with their own activation and preprocessing; a bare file path
+        # would lose them (openai weights need QuickGELU).
+        kwargs["force_quick_gelu"] = bool(w.tag_cfg.get("quick_gelu", False))
+        for key, arg in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"), ("resize_mode", "image_resize_mode")):
+            if w.tag_cfg.get(key) is not None:
+                kwargs[arg] = w.tag_cfg[key]
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(w.model, pretrained=w.path, device=device, **kwargs)
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        where = w.path or w.model
+        raise WeightsError(f"cannot load CLIP weights from {where}: {str(exc).splitlines()[0][:200]}") from None
+    MODEL_LOADS["count"] += 1
+    model.eval()
+    return model, preprocess, open_clip.get_tokenizer(w.model)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> cuda, mps or cpu; an unavailable explicit device is a DeviceError."""
+    import torch
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu or auto")
+        if ":" in name:
+            idx = name.split(":", 1)[1]
+            if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+                raise DeviceError(f"--device {name}: no such CUDA device ({torch.cuda.device_count()} visible)")
+        return name
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError("--device mps: Apple MPS is not available on this machine; use --device cpu or auto")
+        return "mps"
+    raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+# Images ----------------------------------------------------------------------------------------
+def _scan_folder(folder: Path) -> dict[str, Path]:
+    """stem -> file for every image in the folder; .jpg beats .jpeg beats .png beats .webp."""
+    found: dict[str, tuple[int, Path]] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the image folder {folder}: {exc.strerror or exc}") from None
+    for e in entries:
+        ext = os.path.splitext(e.name)[1].lower()
+        if ext in IMAGE_EXTS and e.is_file():
+            rank = IMAGE_EXTS.index(ext)
+            stem = e.name[: -len(ext)]
+            if stem not in found or rank < found[stem][0]:
+                found[stem] = (rank, Path(e.path))
+    return {stem: p for stem, (_, p) in found.items()}
+
+
+def _select_images(settings: "Settings", dataset: "Dataset") -> list[tuple[str, Path] | None]:
+    """Per item (internal order): ("images" | "posters", file) or None. The user's folder wins."""
+    folder = settings.clip.images
+    user = {}
+    if folder is not None:
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"image folder not found: {folder} (--images)")
+        user = _scan_folder(folder)
+    out: list[tuple[str, Path] | None] = []
+    for raw in dataset.item_ids:
+        p = user.get(raw) or user.get(safe_name(raw))
+        if p is not None:
+            out.append(("images", p))
+            continue
+        poster = poster_path(settings.home, raw)
+        out.append(("posters", poster) if poster.is_file() else None)
+    return out
+
+
+def _fingerprint(chosen: list[tuple[str, Path] | None]) -> str:
+    rows = []
+    for i, c in enumerate(chosen):
+        if c is not None:
+            st = c[1].stat()
+            rows.append([i, c[0], c[1].name, st.st_size, st.st_mtime_ns])
+    return sha256_json(rows)
+
+
+def _open_rgb(path: Path):
+    from PIL import Image
+
+    # verify() catches truncated and garbled files that open() alone would accept.
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+# Inference -------------------------------------------------------------------------------------
+def _encode(model, batches, device: str, encode: str, progress, task) -> list[np.ndarray]:
+    import torch
+
+    outs = []
+    amp = torch.autocast("cuda", dtype=torch.float16) if device.startswith("cuda") else _null()
+    with torch.inference_mode(), amp:
+        for batch in batches:
+            x = batch.to(device, non_blocking=True)
+            feats = model.encode_image(x) if encode == "image" else model.encode_text(x)
+            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+            outs.append(feats.cpu().numpy().astype(np.float32))
+            progress.advance(task, len(batch))
+    return outs
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+def _image_batches(files: list[tuple[int, Path]], preprocess, batch_size: int, good: list[int], skipped: list[tuple[int, Path, str]]):
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    pending: list[tuple[int, Any]] = []
+    for index, path in files:
+        try:
+            tensor = preprocess(_open_rgb(path))
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+            skipped.append((index, path, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__))
+            continue
+        pending.append((index, tensor))
+        if len(pending) == batch_size:
+            good.extend(i for i, _ in pending)
+            yield torch.stack([t for _, t in pending])
+            pending = []
+    if pending:
+        good.extend(i for i, _ in pending)
+        yield torch.stack([t for _, t in pending])
+
+
+def _text_batches(prompts: list[str], tokenizer, batch_size: int):
+    for start in range(0, len(prompts), batch_size):
+        yield tokenizer(prompts[start : start + batch_size])
+
+
+# Public API ------------------------------------------------------------------------------------
+def _dataset_name(settings: "Settings") -> str:
+    from ur4rec_cli.data.prepare import dataset_name
+
+    return dataset_name(settings.data)
+
+
+def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[str, Any]:
+    """CLIP features for every item (image, else poster-like text prompt) into the store; returns counts."""
+    from ur4rec_cli.data.prepare import ensure_dataset
+
+    started = time.perf_counter()
+    dataset, dman = ensure_dataset(settings)
+    name = _dataset_name(settings)
+    store = ArtifactStore(settings.home)
+    folder = store.features_dir(name, "clip")
+    cfg = settings.clip
+
+    posters_report = None
+    if cfg.fetch_posters:
+        posters_report = _fetch_missing_posters(settings, dataset)
+
+    chosen = _select_images(settings, dataset)
+    weights = _resolve_weights(settings, download=False)
+    inputs = {
+        "dataset": dman.digest,
+        "images": _fingerprint(chosen),
+        "recipe": sha256_json({"model": cfg.model, "weights": weights.key, "version": RECIPE_VERSION}),
+    }
+    if weights.checkpoint_sha256:
+        inputs["checkpoint"] = weights.checkpoint_sha256
+
+    if not force:
+        man = store.load(folder, kind="clip")
+        if man is not None and man.inputs == inputs:
+            info(f"CLIP features served from the store ({folder}); --force rebuilds them")
+            return _summary(man, folder, cached=True, posters=posters_report, seconds=time.perf_counter() - started)
+
+    if weights.path is None and not weights.random:
+        weights = _resolve_weights(settings, download=True)
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    model, preprocess, tokenizer = _load_model(weights, device)
+    load_s = time.perf_counter() - t0
+
+    n = dataset.n_items
+    feats: np.ndarray | None = None
+    provenance: list[dict[str, Any]] = [{} for _ in range(n)]
+    files = [(i, c[1]) for i, c in enumerate(chosen) if c is not None]
+    good: list[int] = []
+    skipped: list[tuple[int, Path, str]] = []
+    with make_progress() as progress:
+        task = progress.add_task("CLIP images", total=len(files), status="")
+        img_parts = _encode(model, _image_batches(files, preprocess, cfg.batch_size, good, skipped), device, "image", progress, task)
+        for index, path, why in skipped:
+            warn(f"skipped unreadable image {path}: {why}")
+            progress.advance(task)
+        used = set(good)
+        text_items = [i for i in range(n) if i not in used]
+        prompts = [poster_prompt(dataset.items[i]) for i in text_items]
+        task = progress.add_task("CLIP texts", total=len(prompts), status="")
+        txt_parts = _encode(model, _text_batches(prompts, tokenizer, cfg.batch_size), device, "text", progress, task)
+
+    parts = [p for p in img_parts + txt_parts if len(p)]
+    dim = parts[0].shape[1] if parts else int(getattr(model.visual, "output_dim", 512))
+    feats = np.zeros((n + 1, dim), dtype=np.float32)
+    if good:
+        feats[np.asarray(good) + 1] = np.concatenate(img_parts)
+    if text_items:
+        feats[np.asarray(text_items) + 1] = np.concatenate(txt_parts)
+    skipped_by_item = {i: p for i, p, _ in skipped}
+    for i in good:
+        src, path = chosen[i]
+        provenance[i] = {"item": dataset.item_ids[i], "source": "image", "file": f"{src}/{path.name}"}
+    for i, prompt in zip(text_items, prompts):
+        rec = {"item": dataset.item_ids[i], "source": "text", "prompt": prompt}
+        if i in skipped_by_item:
+            rec["skipped_file"] = f"{chosen[i][0]}/{skipped_by_item[i].name}"
+        provenance[i] = rec
+    del model
+
+    random_weights = weights.random
+    extra = {
+        "items": n,
+        "from_image": len(good),
+        "from_text": len(text_items),
+        "skipped": len(skipped),
+        "from_posters": sum(1 for i in good if chosen[i][0] == "posters"),
+        "dim": int(dim),
+        "model": weights.model,
+        "pretrained": weights.pretrained,
+        "checkpoint_sha256": weights.checkpoint_sha256,
+        "random_weights": random_weights,
+        "device": device,
+        "precision": "fp16" if device.startswith("cuda") else "fp32",
+        "images_folder": str(cfg.images) if cfg.images is not None else None,
+        "skipped_files": [f"{chosen[i][0]}/{p.name}" for i, p, _ in skipped],
+        "recipe_version": RECIPE_VERSION,
+        "model_load_s": round(load_s, 3),
+        "encode_s": round(time.perf_counter() - t0 - load_s, 3),
+    }
+    settings_slice = settings.slice("clip")
+    with store.write(folder, kind="clip", inputs=inputs, settings=settings_slice, extra=extra) as tmp:
+        np.save(tmp / "image.npy", feats)
+        (tmp / "provenance.json").write_text(json.dumps(provenance, ensure_ascii=False, indent=0), "utf-8")
+    man = store.load(folder, kind="clip", verify=False)
+    if random_weights:
+        warn("CLIP features made with RANDOM weights (--pretrained none): fine for tests, meaningless for recommendations")
+    return _summary(man, folder, cached=False, posters=posters_report, seconds=time.perf_counter() - started)
+
+
+def _fetch_missing_posters(settings: "Settings", dataset: "Dataset") -> dict[str, Any]:
+    from ur4rec_cli.features.posters import fetch_posters
+
+    user = {}
+    if settings.clip.images is not None and Path(settings.clip.images).expanduser().is_dir():
+        user = _scan_folder(Path(settings.clip.images).expanduser())
+    todo = [(raw, meta) for raw, meta in zip(dataset.item_ids, dataset.items) if raw not in user and safe_name(raw) not in user]
+    with make_progress() as progress:
+        report = fetch_posters(settings, todo, progress=progress).to_dict()
+    info(f"TMDB posters: {report['downloaded']} downloaded, {report['already_cached']} already cached, "
+         f"{len(report['unmatched'])} without a match, {report['errors']} errors")
+    if report["unmatched"]:
+        shown = "; ".join(report["unmatched"][:10])
+        more = f" and {len(report['unmatched']) - 10} more" if len(report["unmatched"]) > 10 else ""
+        warn(f"no TMDB poster for {len(report['unmatched'])} titles: {shown}{more}")
+    return report
+
+
+def _summary(man: Manifest | None, folder: Path, *, cached: bool, posters: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
+    ex = dict(man.extra) if man is not None else {}
+    out = {
+        "items": ex.get("items"),
+        "from_image": ex.get("from_image"),
+        "from_text": ex.get("from_text"),
+        "skipped": ex.get("skipped"),
+        "from_posters": ex.get("from_posters"),
+        "skipped_files": ex.get("skipped_files", []),
+        "dim": ex.get("dim"),
+        "model": ex.get("model"),
+        "pretrained": ex.get("pretrained"),
+        "checkpoint_sha256": ex.get("checkpoint_sha256"),
+        "random_weights": ex.get("random_weights"),
+        "device": ex.get("device"),
+        "path": str(folder),
+        "cached": cached,
+        "seconds": round(seconds, 3),
+    }
+    if posters is not None:
+        out["posters"] = posters
+    return out
+
+
+def load_clip_features(settings: "Settings", dataset_manifest: Manifest, *, allow_random: bool = False) -> tuple[np.ndarray, Manifest] | None:
+    """The item CLIP features ``[n_items + 1, d]`` and their manifest; None when missing, corrupt or stale.
+
+    Features made with random weights raise WeightsError unless ``allow_random``.
+    """
+    folder = ArtifactStore(settings.home).features_dir(_dataset_name(settings), "clip")
+    man = ArtifactStore(settings.home).load(folder, kind="clip")
+    if man is None or man.inputs.get("dataset") != dataset_manifest.digest:
+        return None
+    try:
+        feats = np.load(folder / "image.npy", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    items = man.extra.get("items")
+    if feats.ndim != 2 or feats.dtype != np.float32 or (isinstance(items, int) and feats.shape[0] != items + 1):
+        return None
+    if not np.isfinite(feats).all():
+        return None
+    if man.extra.get("random_weights") and not allow_random:
+        raise WeightsError(
+            f"the CLIP features in {folder} were made with random weights (--pretrained none): rebuild them with real "
+            "weights (`ur4rec clip --pretrained openai` or `--checkpoint FILE`), or set train.allow_random_clip=true "
+            "(UR4REC_TRAIN__ALLOW_RANDOM_CLIP=1) to use them anyway"
+        )
+    return feats, man

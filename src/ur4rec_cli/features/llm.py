@@ -1,0 +1,340 @@
+"""`ur4rec llm`: item descriptions and user-preference texts (LLM or template), then text embeddings.
+
+Artifacts: ``features/<name>/texts`` (items.jsonl, users.jsonl; input: the dataset digest) and
+``features/<name>/text_emb`` (item_text.npy, user_text.npy; input: the texts digest). Answers of
+the openai backend go to ``cache/llm/<name>.jsonl`` first, so a rerun resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ur4rec_cli import console
+from ur4rec_cli.errors import ConfigError, LLMError
+from ur4rec_cli.features import prompts as P
+from ur4rec_cli.store import ArtifactStore, Manifest
+
+if TYPE_CHECKING:
+    from ur4rec_cli.data.dataset import Dataset
+    from ur4rec_cli.settings import Settings
+
+KINDS = {"items": "item", "users": "user"}
+
+
+# Public entry points ------------------------------------------------------------------------
+def generate_texts(
+    settings: "Settings",
+    *,
+    what: str = "all",
+    limit: int | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    embed: bool = True,
+) -> dict[str, Any]:
+    """Write the texts artifact (LLM or template) and, with ``embed``, its embeddings; returns a summary."""
+    dataset, dman = _load_dataset(settings)
+    return _generate(settings, dataset, dman, what=what, limit=limit, dry_run=dry_run, force=force, embed=embed)
+
+
+def load_text_embeddings(settings: "Settings", dataset_manifest: Manifest) -> tuple[np.ndarray, np.ndarray, Manifest] | None:
+    """(item_text [n_items+1, d], user_text [n_users+1, d], manifest), or None when missing, corrupt or stale."""
+    store = ArtifactStore(settings.home)
+    name = _dataset_name(settings)
+    tman = store.load(store.features_dir(name, "texts"), kind="texts")
+    if tman is None or tman.inputs.get("dataset") != dataset_manifest.digest:
+        return None
+    folder = store.features_dir(name, "text_emb")
+    eman = store.load(folder, kind="text_emb")
+    if eman is None or eman.inputs.get("texts") != tman.digest:
+        return None
+    if eman.extra.get("model") != settings.llm.embedding_model:
+        return None
+    try:
+        items = np.load(folder / "item_text.npy", allow_pickle=False).astype(np.float32, copy=False)
+        users = np.load(folder / "user_text.npy", allow_pickle=False).astype(np.float32, copy=False)
+    except (OSError, ValueError):
+        return None
+    if items.ndim != 2 or users.ndim != 2 or items.shape[1] != users.shape[1]:
+        return None
+    return items, users, eman
+
+
+def ensure_text_embeddings(settings: "Settings", dataset: "Dataset", dataset_manifest: Manifest) -> tuple[np.ndarray, np.ndarray, Manifest]:
+    """Load the text embeddings, or generate texts (auto: template without a key) and embed them."""
+    loaded = load_text_embeddings(settings, dataset_manifest)
+    if loaded is not None:
+        return loaded
+    _generate(settings, dataset, dataset_manifest, what="all", limit=None, dry_run=False, force=False, embed=True)
+    loaded = load_text_embeddings(settings, dataset_manifest)
+    if loaded is None:  # pragma: no cover - _generate raises when it can't finish
+        raise LLMError("text embeddings were written but cannot be read back")
+    return loaded
+
+
+# Dataset access -----------------------------------------------------------------------------
+def _dataset_name(settings: "Settings") -> str:
+    try:
+        from ur4rec_cli.data.prepare import dataset_name
+    except ImportError:  # data preparation not installed yet: same rule as its default
+        return settings.data.name or settings.data.dataset
+    return dataset_name(settings.data)
+
+
+def _load_dataset(settings: "Settings") -> tuple["Dataset", Manifest]:
+    try:
+        from ur4rec_cli.data.prepare import load_dataset
+    except ImportError:
+        load_dataset = None
+    if load_dataset is not None:
+        return load_dataset(settings)
+    from ur4rec_cli.data.dataset import Dataset
+    from ur4rec_cli.errors import ArtifactMissingError
+
+    store = ArtifactStore(settings.home)
+    folder = store.dataset_dir(_dataset_name(settings))
+    man = store.load(folder, kind="dataset")
+    if man is None:
+        raise ArtifactMissingError(f"no dataset artifact at {folder}: run `ur4rec data` first")
+    return Dataset.load(folder), man
+
+
+# Generation ---------------------------------------------------------------------------------
+def _choose_backend(settings: "Settings") -> tuple[str, str]:
+    backend = settings.llm.backend
+    has_key = settings.llm_api_key() is not None
+    if backend == "auto":
+        if has_key:
+            return "openai", "auto: an API key is configured"
+        return "template", "auto: no API key configured (UR4REC_LLM__API_KEY, OPENAI_API_KEY, DASHSCOPE_API_KEY)"
+    if backend == "openai" and not has_key:
+        raise ConfigError("the openai backend needs an API key: set UR4REC_LLM__API_KEY, OPENAI_API_KEY or DASHSCOPE_API_KEY")
+    return backend, "requested"
+
+
+def _spec(settings: "Settings", backend: str) -> dict[str, Any]:
+    """Everything that shapes the texts: recorded in the artifact and compared on reuse."""
+    cfg = settings.llm
+    if backend == "template":
+        return {"backend": "template", "model": None, "prompt_version": P.TEMPLATE_VERSION, "params": {"history_items": cfg.history_items}}
+    return {
+        "backend": "openai",
+        "model": cfg.model,
+        "base_url": cfg.base_url,
+        "prompt_version": P.PROMPT_VERSION,
+        "params": {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "max_chars": cfg.max_chars, "history_items": cfg.history_items},
+    }
+
+
+def _wanted(what: str) -> list[str]:
+    if what == "all":
+        return ["items", "users"]
+    if what not in KINDS:
+        raise ConfigError(f"--what must be items, users or all, not {what!r}")
+    return [what]
+
+
+def _generate(settings, dataset, dman, *, what, limit, dry_run, force, embed) -> dict[str, Any]:
+    store = ArtifactStore(settings.home)
+    name = _dataset_name(settings)
+    wanted = _wanted(what)
+    if limit is not None and limit < 0:
+        raise ConfigError("--limit must be >= 0")
+    backend, reason = _choose_backend(settings)
+    spec = _spec(settings, backend)
+    texts_dir = store.features_dir(name, "texts")
+    summary: dict[str, Any] = {
+        "dataset": name,
+        "backend": backend,
+        "backend_reason": reason,
+        "model": spec["model"],
+        "prompt_version": spec["prompt_version"],
+        "what": what,
+        "dry_run": dry_run,
+        "texts": {"path": str(texts_dir), "status": "missing"},
+        "embeddings": None,
+    }
+    if backend == "openai":
+        summary["base_url"] = settings.llm.base_url
+    console.info(f"llm backend: {backend} ({reason})" + (f", model {spec['model']} at {settings.llm.base_url}" if backend == "openai" else ""))
+
+    existing = store.load(texts_dir, kind="texts")
+    reusable = (
+        existing is not None
+        and not force
+        and existing.inputs.get("dataset") == dman.digest
+        and existing.extra.get("spec") == spec
+    )
+    texts: dict[str, list[str]] | None
+    if reusable:
+        summary["texts"]["status"] = "cached"
+        for group in wanted:
+            n = dataset.n_items if group == "items" else dataset.n_users
+            summary[group] = {"total": n, "done": 0, "cached": n, "failed": 0, "remaining": 0}
+        texts = None
+    elif backend == "template":
+        texts = {g: P.template_texts(dataset, KINDS[g], settings.llm.history_items) for g in ("items", "users")}
+        for group in wanted:
+            n = len(texts[group])
+            summary[group] = {"total": n, "done": 0 if dry_run else n, "cached": 0, "failed": 0, "remaining": n if dry_run else 0}
+        if dry_run:
+            summary["requests_to_send"] = 0
+            summary["estimated_input_tokens"] = 0
+    else:
+        texts = _openai_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summary)
+
+    if dry_run:
+        summary["complete"] = reusable
+        return summary
+    if texts is None and not reusable:
+        summary["complete"] = False
+        return summary
+    if texts is not None:
+        _write_texts(store, texts_dir, dataset, texts, dman, spec, settings)
+        summary["texts"]["status"] = "written"
+        console.info(f"texts written to {texts_dir}")
+    summary["complete"] = True
+    if embed:
+        summary["embeddings"] = _embed(settings, store, name, force=force)
+    return summary
+
+
+def _openai_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summary) -> dict[str, list[str]] | None:
+    """Ask the endpoint for every uncached prompt; the texts of both groups once all are cached."""
+    from ur4rec_cli.features.backends import run_openai
+    from ur4rec_cli.features.llm_cache import AnswerCache, cache_key
+
+    cfg = settings.llm
+    cache = AnswerCache(store.cache_dir("llm") / f"{name}.jsonl")
+    if cache.skipped_lines:
+        console.warn(f"{cache.skipped_lines} unreadable line(s) in {cache.path} ignored (a killed run); those prompts are asked again")
+    params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "max_chars": cfg.max_chars}
+    prompts: dict[str, list[P.Prompt]] = {}
+    keys: dict[str, list[str]] = {}
+    for group in ("items", "users"):
+        prompts[group] = P.build_prompts(dataset, KINDS[group], cfg.history_items)
+        keys[group] = [
+            cache_key(backend="openai", model=cfg.model, prompt_version=P.PROMPT_VERSION, messages=p.messages(), params=params)
+            for p in prompts[group]
+        ]
+    pending = [(p, k) for g in wanted for p, k in zip(prompts[g], keys[g]) if k not in cache]
+    summary["cache"] = str(cache.path)
+    if dry_run:
+        for g in wanted:
+            n_pending = sum(k not in cache for k in keys[g])
+            summary[g] = {"total": len(keys[g]), "done": 0, "cached": len(keys[g]) - n_pending, "failed": 0, "remaining": n_pending}
+        summary["requests_to_send"] = len(pending)
+        summary["estimated_input_tokens"] = sum(p.chars() for p, _ in pending) // 4
+        summary["token_estimate"] = "characters / 4"
+        console.info(f"dry run: {len(pending)} prompt(s) to send, about {summary['estimated_input_tokens']:,} input tokens (characters / 4); nothing sent")
+        return None
+    to_send = pending if limit is None else pending[:limit]
+    api_key = settings.llm_api_key()
+    assert api_key is not None  # _choose_backend checked it
+    n_cached = len([1 for g in wanted for k in keys[g] if k in cache])
+    with console.make_progress() as progress:
+        task = progress.add_task("LLM texts", total=len(to_send), status=f"cached {n_cached}")
+
+        def update(stats) -> None:
+            progress.update(task, completed=stats.done + stats.failed, status=f"done {stats.done} · failed {stats.failed} · cached {n_cached}")
+
+        try:
+            stats = run_openai(
+                [p for p, _ in to_send],
+                [k for _, k in to_send],
+                cache,
+                cfg,
+                api_key.get_secret_value(),
+                {"model": cfg.model, "prompt_version": P.PROMPT_VERSION},
+                update,
+            )
+        finally:
+            cache.close()
+    failed = set(stats.failed_keys)
+    sent_keys = {k for _, k in to_send}
+    for g in wanted:
+        summary[g] = {
+            "total": len(keys[g]),
+            "done": sum(k in sent_keys and k not in failed for k in keys[g]),
+            "cached": sum(k in cache and k not in sent_keys for k in keys[g]),
+            "failed": sum(k in failed for k in keys[g]),
+            "remaining": sum(k not in cache for k in keys[g]),
+        }
+    summary["requests"] = {"sent": stats.sent, "retries": stats.retries}
+    summary["tokens"] = {"input": stats.input_tokens, "output": stats.output_tokens}
+    console.info(f"tokens used: {stats.input_tokens:,} in, {stats.output_tokens:,} out ({stats.sent} requests, {stats.retries} retries)")
+    if stats.failed:
+        raise LLMError(
+            f"{stats.failed} of {len(to_send)} prompts failed after {cfg.max_retries} retries (last: {stats.last_error}); "
+            f"{len(cache.entries)} answers are cached in {cache.path}: rerun to resume"
+        )
+    missing = {g: sum(k not in cache for k in keys[g]) for g in ("items", "users")}
+    summary["remaining"] = sum(missing[g] for g in wanted)
+    if any(missing.values()):
+        left = ", ".join(f"{n} {g}" for g, n in missing.items() if n)
+        console.info(f"{left} still without a text: rerun to continue (no texts artifact until every text exists)")
+        return None
+    return {g: [cache.get(k)["text"] for k in keys[g]] for g in ("items", "users")}
+
+
+def _write_texts(store, folder: Path, dataset, texts: dict[str, list[str]], dman: Manifest, spec: dict, settings) -> None:
+    extra = {"backend": spec["backend"], "model": spec["model"], "prompt_version": spec["prompt_version"], "spec": spec}
+    with store.write(folder, kind="texts", inputs={"dataset": dman.digest}, settings=settings.slice("llm"), extra=extra) as tmp:
+        for group, ids in (("items", dataset.item_ids), ("users", dataset.user_ids)):
+            rows = texts[group]
+            if len(rows) != len(ids):  # pragma: no cover - guarded by the caller
+                raise LLMError(f"{group}: {len(rows)} texts for {len(ids)} ids")
+            with open(tmp / f"{group}.jsonl", "w", encoding="utf-8") as fh:
+                for i, (raw, text) in enumerate(zip(ids, rows), start=1):
+                    fh.write(json.dumps({"id": i, "raw_id": raw, "text": text}, ensure_ascii=False) + "\n")
+
+
+def read_texts(folder: Path, group: str) -> list[str]:
+    """Texts of one group (``items`` or ``users``) in internal-id order."""
+    rows = [json.loads(line) for line in (folder / f"{group}.jsonl").read_text("utf-8").splitlines() if line.strip()]
+    rows.sort(key=lambda r: r["id"])
+    return [r["text"] for r in rows]
+
+
+def _embed(settings: "Settings", store: ArtifactStore, name: str, *, force: bool) -> dict[str, Any]:
+    from ur4rec_cli.features import embeddings as E
+
+    texts_dir = store.features_dir(name, "texts")
+    tman = store.load(texts_dir, kind="texts")
+    if tman is None:  # pragma: no cover - written just before
+        raise LLMError(f"texts artifact at {texts_dir} is missing or corrupt")
+    folder = store.features_dir(name, "text_emb")
+    cfg = settings.llm
+    current = store.load(folder, kind="text_emb")
+    if current is not None and not force and current.inputs.get("texts") == tman.digest and current.extra.get("model") == cfg.embedding_model:
+        return {"path": str(folder), "status": "cached", **{k: current.extra.get(k) for k in ("model", "model_source", "dim", "item_shape", "user_shape")}}
+
+    items, users = read_texts(texts_dir, "items"), read_texts(texts_dir, "users")
+    model, resolved = E.load_encoder(cfg.embedding_model, cfg.device)
+    if resolved.note:
+        console.info(resolved.note)
+    device = str(getattr(model, "device", cfg.device))
+    total = len(items) + len(users)
+    with console.make_progress() as progress:
+        task = progress.add_task("embedding texts", total=total, status=f"{resolved.source}, {device}")
+        step = lambda n: progress.advance(task, n)  # noqa: E731
+        item_vecs = E.with_padding_row(E.encode(model, items, cfg.embedding_batch_size, step))
+        user_vecs = E.with_padding_row(E.encode(model, users, cfg.embedding_batch_size, step))
+    extra = {
+        "model": cfg.embedding_model,
+        "model_location": resolved.location,
+        "model_source": resolved.source,
+        "dim": int(item_vecs.shape[1]),
+        "item_shape": list(item_vecs.shape),
+        "user_shape": list(user_vecs.shape),
+        "device": device,
+        "normalized": True,
+    }
+    with store.write(folder, kind="text_emb", inputs={"texts": tman.digest}, settings=settings.slice("llm"), extra=extra) as tmp:
+        np.save(tmp / "item_text.npy", item_vecs)
+        np.save(tmp / "user_text.npy", user_vecs)
+    console.info(f"text embeddings ({resolved.source}, dim {extra['dim']}) written to {folder}")
+    return {"path": str(folder), "status": "written", **{k: extra[k] for k in ("model", "model_source", "dim", "item_shape", "user_shape")}}

@@ -1,0 +1,88 @@
+"""Epoch loop pieces: batches of whole sequences, the every-position softmax loss, validation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ur4rec_cli.data.sequences import pad_left
+
+if TYPE_CHECKING:
+    from ur4rec_cli.data.dataset import Dataset
+
+
+def training_pairs(dataset: "Dataset", max_len: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """(users, inputs, targets): input = train_seq[:-1], target = train_seq[1:], last ``max_len`` steps."""
+    users, inputs, targets = [], [], []
+    for u in range(1, dataset.n_users + 1):
+        seq = dataset.history(u, "train")
+        if len(seq) < 2:
+            continue
+        users.append(u)
+        inputs.append(seq[:-1][-max_len:])
+        targets.append(seq[1:][-max_len:])
+    return np.asarray(users, dtype=np.int64), inputs, targets
+
+
+def iterate_batches(
+    pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]], batch_size: int, rng: np.random.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Shuffled batches (users [B], inputs [B, W], targets [B, W]), left-padded to the batch's longest row."""
+    users, inputs, targets = pairs
+    order = rng.permutation(len(users))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(inputs[i]) for i in idx)
+        yield (
+            torch.from_numpy(users[idx]),
+            torch.from_numpy(pad_left([inputs[i] for i in idx], width)),
+            torch.from_numpy(pad_left([targets[i] for i in idx], width)),
+        )
+
+
+def n_batches(pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]], batch_size: int) -> int:
+    return math.ceil(len(pairs[0]) / batch_size)
+
+
+def softmax_loss(
+    vecs: torch.Tensor,
+    items: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    sampled: bool = False,
+    negatives: int = 256,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Cross-entropy of targets [N] given user vectors [N, D] and the item matrix [n_items + 1, D].
+
+    Full softmax over every item (padding excluded), or a sampled softmax against ``negatives``
+    items shared by the whole batch (accidental hits masked).
+    """
+    if not sampled:
+        logits = vecs @ items[1:].T  # drop padding column: it is never a target
+        return F.cross_entropy(logits, targets - 1)
+    n_items = items.shape[0] - 1
+    neg = torch.randint(1, n_items + 1, (negatives,), generator=generator).to(vecs.device)
+    pos_logit = (vecs * items[targets]).sum(-1, keepdim=True)
+    neg_logits = (vecs @ items[neg].T).masked_fill(targets[:, None] == neg[None], float("-inf"))
+    logits = torch.cat([pos_logit, neg_logits], dim=1)
+    return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+def validation_metrics(model: torch.nn.Module, dataset: "Dataset", max_len: int, device: torch.device, batch_size: int = 1024) -> dict[str, float]:
+    """HR/NDCG@10 and MRR on the validation split via the shared full-ranking evaluator."""
+    from ur4rec_cli.evaluation.metrics import metrics_from_ranks
+    from ur4rec_cli.evaluation.ranking import full_ranking_ranks
+
+    was_training = model.training
+    model.eval()
+    try:
+        _, _, ranks = full_ranking_ranks(model, dataset, "valid", max_len=max_len, batch_size=batch_size, device=device)
+    finally:
+        model.train(was_training)
+    return metrics_from_ranks(ranks, [10])
