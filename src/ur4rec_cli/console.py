@@ -11,7 +11,7 @@ from rich.console import Console
 
 _state = {"quiet": False}
 # Human output and progress go to stderr so that stdout carries only results (tables or JSON).
-console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
+console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=True)
 # Tables that are a command's result go to stdout unless --json is set.
 out = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=False)
 

@@ -22,7 +22,7 @@ def command(
         typer.Option("--pretrained", help="Pretrained tag (openai, laion2b_s34b_b79k, ...) or 'none' for random weights (tests) [default: openai].", show_default=False),
     ] = None,
     checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", help="Local CLIP checkpoint file (overrides --pretrained).", show_default=False)
+        Path | None, typer.Option("--checkpoint", help="Local CLIP checkpoint file (overrides --pretrained); its architecture is --model (OpenAI's own file needs ViT-B-32-quickgelu).", show_default=False)
     ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images or texts per inference batch [default: 64].", show_default=False)] = None,
     device: DeviceOpt = None,

@@ -37,8 +37,8 @@ def parse_ks(first: str | None, extra: list[str] | None) -> list[int] | None:
 
 def command(
     ctx: typer.Context,
-    k: Annotated[str | None, typer.Option("--k", help=KHelp, show_default=False)] = None,
-    k_more: Annotated[list[str] | None, typer.Argument(hidden=True, show_default=False, metavar="")] = None,
+    k: Annotated[str | None, typer.Option("--k", metavar="K [K ...]", help=KHelp, show_default=False)] = None,
+    k_more: Annotated[list[str] | None, typer.Argument(hidden=True, show_default=False, metavar="K")] = None,
     split: Annotated[str | None, typer.Option("--split", help="test (default) or valid.", show_default=False)] = None,
     protocol: Annotated[
         str | None,
@@ -81,8 +81,6 @@ def command(
 
 def print_result(result: dict[str, Any]) -> None:
     """The metrics table with the protocol, split, users, candidates, stage and checkpoint beside it."""
-    from rich.table import Table
-
     from ur4rec_cli.console import out
 
     cand = result["candidates"]
@@ -98,21 +96,25 @@ def print_result(result: dict[str, Any]) -> None:
         ("stage", result["stage"]),
         ("checkpoint", result["checkpoint"] or "-"),
     ):
-        out.print(f"{label:<11} {value}", markup=False)
-    out.print(result["description"], markup=False)
+        out.print(f"{label:<11} {value}", markup=False, soft_wrap=True)
+    out.print(result["description"], markup=False, soft_wrap=True)
 
+    # Plain aligned lines rather than a Rich table: a table is cut to the terminal (or 80 columns
+    # in a pipe), and every number here must stay whole.
     keys = list(result["metrics"])
     rows = result.get("compare") or [{"name": result["stage"], "metrics": result["metrics"]}]
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("model")
-    for key in keys:
-        table.add_column(key, justify="right")
+    name_w = max(5, *(len(row["name"]) for row in rows))
+    header = ["model".ljust(name_w), *(key.rjust(max(7, len(key))) for key in keys)]
     if "compare" in result:
-        table.add_column("ΔNDCG vs pop [95% CI]", justify="right")
+        cut = next((row["vs_popularity"]["metric"] for row in rows if row.get("vs_popularity")), "NDCG@10")
+        header.append(f"Δ{cut} vs popularity [95% CI]")
+    lines = ["  ".join(header)]
     for row in rows:
-        cells = [row["name"], *(f"{row['metrics'][key]:.4f}" for key in keys)]
+        cells = [row["name"].ljust(name_w), *(f"{row['metrics'][key]:.4f}".rjust(max(7, len(key))) for key in keys)]
         if "compare" in result:
             ci = row.get("vs_popularity")
             cells.append(f"{ci['mean_diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]" if ci else "-")
-        table.add_row(*cells)
-    out.print(table)
+        lines.append("  ".join(cells))
+    lines.insert(1, "-" * len(lines[0]))
+    for line in lines:
+        out.print(line, markup=False, soft_wrap=True)

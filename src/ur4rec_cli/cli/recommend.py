@@ -48,20 +48,24 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
         f"user {result['user']} ({result['history']} items seen, never recommended) - stage {result['stage'] or '?'}",
         markup=False,
     )
+    # One line per item in 80 columns: long titles and genre lists are cut here (--json has them whole).
+    title_w, genres_w = (26, 0) if explain else (28, 18)
     table = Table(show_edge=False, pad_edge=False)
     for name, justify in (("rank", "right"), ("item", "right"), ("title", "left"), ("year", "right"), ("genres", "left"), ("score", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        if name != "genres" or genres_w:
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
     if explain:
         table.add_column("top modality")
     for row in result["items"]:
         cells = [
             str(row["rank"]),
             str(row["item_id"]),
-            row["title"] or "",
+            _cut(row["title"] or "", title_w),
             "" if row["year"] is None else str(row["year"]),
-            ", ".join(row["genres"]),
-            f"{row['score']:.4f}",
         ]
+        if genres_w:
+            cells.append(_cut(", ".join(row["genres"]), genres_w))
+        cells.append(f"{row['score']:.4f}")
         if explain:
             top = row.get("top_modality")
             cells.append(f"{top} ({row['contributions'][top]:+.3f})" if top else "-")
@@ -73,3 +77,7 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
             out.print("modality gates: " + ", ".join(f"{m} {w:.3f}" for m, w in gates["modality"].items()), markup=False)
         for m, ws in gates.get("experts", {}).items():
             out.print(f"  {m} experts: " + ", ".join(f"{w:.3f}" for w in ws), markup=False)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

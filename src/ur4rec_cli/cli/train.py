@@ -1,9 +1,80 @@
-"""`ur4rec train` (placeholder until its issue lands)."""
+"""`ur4rec train`: the four UR4Rec V2 stages, or one of them."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Optional
+
 import typer
 
+from ur4rec_cli.cli._common import DeviceOpt, JsonOpt, app_context
 
-def command(ctx: typer.Context) -> None:
-    raise typer.Exit(1)
+_STAGE_CHOICES = ("all", "pretrain_sasrec", "pretrain_retriever", "joint_finetune", "end_to_end")
+
+
+def command(
+    ctx: typer.Context,
+    stage: Annotated[
+        str,
+        typer.Option("--stage", help="all | pretrain_sasrec | pretrain_retriever | joint_finetune | end_to_end."),
+    ] = "all",
+    device: DeviceOpt = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epoch cap of every stage run now [default: per stage].", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed [default: 42].", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from last.pt; finished stages are kept.")] = False,
+    modalities: Annotated[
+        Optional[str],
+        typer.Option("--modalities", help="Comma-separated MoE modalities: any of user_text,item_text,image [default: all three].", show_default=False),
+    ] = None,
+    run: Annotated[Optional[str], typer.Option("--run", help="Run folder name, e.g. one per ablation [default: main].", show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train and print a per-stage summary."""
+    from ur4rec_cli import api
+    from ur4rec_cli.errors import ConfigError
+
+    if stage not in _STAGE_CHOICES:
+        raise ConfigError(f"--stage must be one of {', '.join(_STAGE_CHOICES)}, not {stage!r}")
+    if epochs is not None and epochs < 1:
+        raise ConfigError("--epochs must be a positive integer")
+    overrides = {
+        "train": {"device": device, "epochs": epochs, "seed": seed, "run": run},
+        "model": {"modalities": modalities if modalities is None else [m.strip() for m in modalities.split(",") if m.strip()]},
+    }
+    settings = app_context(ctx).settings(overrides)
+    result = api.train(settings, stage=stage, resume=resume)
+    if json_out:
+        from ur4rec_cli.console import emit_json
+
+        emit_json(result)
+    else:
+        _print(result)
+
+
+def _print(r: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from ur4rec_cli.console import out
+
+    table = Table(title=f"ur4rec train · run {r['run']} · {r['device']}", box=box.SIMPLE_HEAD)
+    table.add_column("stage", no_wrap=True)
+    for col in ("epochs", "best", "val NDCG@10", "val HR@10", "wall s", "RSS MB"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for s in r["stages"]:
+        val = s.get("best_val", {})
+        table.add_row(
+            s["stage"] + (" (kept)" if s.get("skipped") else ""),
+            str(s.get("epochs", "")),
+            str(s.get("best_epoch", "")),
+            f"{val.get('NDCG@10', float('nan')):.4f}",
+            f"{val.get('HR@10', float('nan')):.4f}",
+            f"{s.get('wall_s', 0):.1f}",
+            f"{s.get('peak_rss_mb', 0):.0f}",
+        )
+    out.print(table)
+    out.print(f"modalities: {', '.join(r['modalities']) or 'none'}")
+    for note in r.get("notes", []):
+        out.print(f"note: {note}")
+    if r.get("final"):
+        out.print(f"final stage (best validation NDCG@10): {r['final']['stage']}; index: {r.get('index')}")
+    out.print(f"protocol: {r['protocol']}")

@@ -54,31 +54,45 @@ def ranks_from_vectors(
     device = user_vecs.device
     n_rows = user_vecs.shape[0]
     n_cols = item_vecs.shape[0]
-    target_scores = (user_vecs * item_vecs[targets]).sum(dim=1, keepdim=True)
-    if torch.isnan(target_scores).any():
-        raise EvaluationError("NaN score for a target item: the model produced NaN, refusing to rank it")
-    # History items (and padding) scored >= the target must not count: subtract them afterwards,
-    # which keeps the per-chunk work a dense comparison.
+    rows = torch.arange(n_rows, device=device)
     lengths = [len(h) for h in histories]
     width = max(1, max(lengths) if lengths else 1)
-    # Sorted so that repeated history items can be counted once (order is irrelevant to a count).
-    hist, _ = torch.from_numpy(pad_left(histories, width)).to(device).sort(dim=1)
-    hist_scores = torch.einsum("bd,bld->bl", user_vecs, item_vecs[hist])
-    if torch.isnan(hist_scores).any():
-        raise EvaluationError("NaN score for a history item: the model produced NaN, refusing to rank it")
-    first = torch.ones_like(hist, dtype=torch.bool)
-    first[:, 1:] = hist[:, 1:] != hist[:, :-1]
-    valid = first & (hist != 0) & (hist != targets.unsqueeze(1))
-    beaten_by_history = ((hist_scores >= target_scores) & valid).sum(dim=1)
+    hist = torch.from_numpy(pad_left(histories, width)).to(device)
+    hist_rows = rows.unsqueeze(1).expand_as(hist)
+    starts = list(range(1, n_cols, item_chunk))  # column 0 is padding, never a candidate
+
+    def block(start: int) -> "torch.Tensor":
+        scores = user_vecs @ item_vecs[start : start + item_chunk].T
+        if torch.isnan(scores).any():
+            raise EvaluationError("NaN score in the item scores: the model produced NaN, refusing to rank it")
+        return scores
+
+    # The target's score must come out of the same product as the scores it is compared with: a
+    # separately computed dot product can differ in the last bit (another summation order), which
+    # would miscount the target itself and give ranks of -1. Hence two passes over the chunks
+    # (one when the catalog fits in a single chunk).
+    blocks: dict[int, "torch.Tensor"] = {}
+    target_scores = torch.empty(n_rows, 1, dtype=user_vecs.dtype, device=device)
+    for start in starts:
+        scores = block(start)
+        inside = (targets >= start) & (targets < start + scores.shape[1])
+        target_scores[inside, 0] = scores[rows[inside], targets[inside] - start]
+        if len(starts) == 1:
+            blocks[start] = scores
 
     counts = torch.zeros(n_rows, dtype=torch.long, device=device)
-    for start in range(1, n_cols, item_chunk):  # column 0 is padding, never a candidate
-        block = user_vecs @ item_vecs[start : start + item_chunk].T
-        if torch.isnan(block).any():
-            raise EvaluationError("NaN score in the item scores: the model produced NaN, refusing to rank it")
-        counts += (block >= target_scores).sum(dim=1)
-    # The target itself was counted once (score >= its own score).
-    return counts - 1 - beaten_by_history
+    for start in starts:
+        scores = blocks.pop(start) if start in blocks else block(start)
+        width_b = scores.shape[1]
+        # Not candidates: the user's history items and the target itself.
+        excluded = torch.zeros_like(scores, dtype=torch.bool)
+        local = hist - start
+        in_block = (hist != 0) & (local >= 0) & (local < width_b)
+        excluded[hist_rows[in_block], local[in_block]] = True
+        inside = (targets >= start) & (targets < start + width_b)
+        excluded[rows[inside], targets[inside] - start] = True
+        counts += ((scores >= target_scores) & ~excluded).sum(dim=1)
+    return counts
 
 
 def full_ranking_ranks(

@@ -192,7 +192,7 @@ def _load_scorer(
     from ur4rec_cli.training.checkpoints import load_stage_model
 
     loaded = load_stage_model(settings, stage, device=str(device))
-    return loaded.model, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.args.max_len)}
+    return loaded.model, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len)}
 
 
 def write_ranks(path: Path, dataset: "Dataset", ranked: Ranked) -> None:

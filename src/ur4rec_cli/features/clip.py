@@ -10,10 +10,13 @@ decide cache reuse: a rerun with the same inputs never loads the model.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 import socket
 import time
 import urllib.parse
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,13 +70,6 @@ class _Weights:
     @property
     def random(self) -> bool:
         return self.pretrained == "none"
-
-    @property
-    def key(self) -> str:
-        """What identifies the weights in the artifact's inputs."""
-        if self.checkpoint_sha256:
-            return f"checkpoint:{self.checkpoint_sha256}"
-        return f"{self.model}:{self.pretrained}"
 
 
 def _how_to() -> str:
@@ -141,7 +137,9 @@ def _offline() -> bool:
 
 def _reachable(url: str) -> bool:
     # huggingface_hub retries unreachable hosts for ~half a minute per file; a 3 s TCP probe
-    # lets an offline run fail at once instead.
+    # lets an offline run fail at once instead. Behind a proxy a direct probe proves nothing.
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True
     parsed = urllib.parse.urlparse(url)
     host = parsed.hostname
     if not host:
@@ -158,10 +156,8 @@ def _resolve_weights(settings: "Settings", *, download: bool) -> _Weights:
     cfg = settings.clip
     _check_model(cfg.model)
     if cfg.checkpoint is not None:
-        path = Path(cfg.checkpoint).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"CLIP checkpoint not found: {path} (clip.checkpoint / --checkpoint)")
-        return _Weights(cfg.model, "checkpoint", str(path), {}, checkpoint_sha256=sha256_file(path))
+        sha = _checkpoint_sha(settings)
+        return _Weights(cfg.model, "checkpoint", str(Path(cfg.checkpoint).expanduser()), {}, checkpoint_sha256=sha)
     tag = cfg.pretrained.strip()
     if tag.lower() == "none":
         return _Weights(cfg.model, "none", None, {})
@@ -188,6 +184,15 @@ def _resolve_weights(settings: "Settings", *, download: bool) -> _Weights:
     if not path or not os.path.isfile(path):
         raise WeightsError(f"{missing}: {_how_to()}")
     return _Weights(cfg.model, tag, str(path), tag_cfg)
+
+
+def _checkpoint_sha(settings: "Settings") -> str | None:
+    if settings.clip.checkpoint is None:
+        return None
+    path = Path(settings.clip.checkpoint).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"CLIP checkpoint not found: {path} (clip.checkpoint / --checkpoint)")
+    return sha256_file(path)
 
 
 def weights_available(settings: "Settings") -> tuple[bool, str]:
@@ -218,11 +223,16 @@ def _load_model(w: _Weights, device: str):
         for key, arg in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"), ("resize_mode", "image_resize_mode")):
             if w.tag_cfg.get(key) is not None:
                 kwargs[arg] = w.tag_cfg[key]
+    # open_clip logs "initialized randomly" on the root logger; the artifact says so already.
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(w.model, pretrained=w.path, device=device, **kwargs)
-    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+    except (RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         where = w.path or w.model
         raise WeightsError(f"cannot load CLIP weights from {where}: {str(exc).splitlines()[0][:200]}") from None
+    finally:
+        logging.disable(previous)
     MODEL_LOADS["count"] += 1
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(w.model)
@@ -322,11 +332,38 @@ def _encode(model, batches, device: str, encode: str, progress, task) -> list[np
     with torch.inference_mode(), amp:
         for batch in batches:
             x = batch.to(device, non_blocking=True)
-            feats = model.encode_image(x) if encode == "image" else model.encode_text(x)
+            feats = model.encode_image(x) if encode == "image" else _encode_text(model, x)
             feats = torch.nn.functional.normalize(feats.float(), dim=-1)
             outs.append(feats.cpu().numpy().astype(np.float32))
             progress.advance(task, len(batch))
     return outs
+
+
+def _encode_text(model, tokens):
+    """``model.encode_text`` on the tokens up to the batch's longest prompt.
+
+    CLIP's text tower is causal and reads the end-of-text position, so the padding after it
+    cannot change the result (checked against encode_text in the tests); short poster prompts
+    then cost a fraction of the 77-token context on CPU.
+    """
+    import torch
+    from open_clip.model import CLIP
+    from open_clip.transformer import text_global_pool
+
+    mask = getattr(model, "attn_mask", None)
+    if type(model) is not CLIP or model.text_pool_type != "argmax" or mask is None:
+        return model.encode_text(tokens)
+    length = int((tokens != 0).sum(dim=1).max().item())
+    length = max(1, min(length, tokens.shape[1]))
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=mask[:length, :length])
+    x = text_global_pool(model.ln_final(x), tokens, "argmax")
+    proj = model.text_projection
+    if proj is None:
+        return x
+    return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
 
 
 class _null:
@@ -358,9 +395,10 @@ def _image_batches(files: list[tuple[int, Path]], preprocess, batch_size: int, g
         yield torch.stack([t for _, t in pending])
 
 
-def _text_batches(prompts: list[str], tokenizer, batch_size: int):
-    for start in range(0, len(prompts), batch_size):
-        yield tokenizer(prompts[start : start + batch_size])
+def _text_batches(tokens, order: np.ndarray, batch_size: int):
+    # Prompts of similar length share a batch, so trimming the padding saves the most.
+    for start in range(0, len(order), batch_size):
+        yield tokens[order[start : start + batch_size]]
 
 
 # Public API ------------------------------------------------------------------------------------
@@ -386,14 +424,16 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
         posters_report = _fetch_missing_posters(settings, dataset)
 
     chosen = _select_images(settings, dataset)
-    weights = _resolve_weights(settings, download=False)
+    # The cache key needs no open_clip import: a rerun served from the store stays fast.
+    checkpoint_sha = _checkpoint_sha(settings)
+    weights_key = f"checkpoint:{checkpoint_sha}" if checkpoint_sha else f"{cfg.model}:{cfg.pretrained.strip().lower()}"
     inputs = {
         "dataset": dman.digest,
         "images": _fingerprint(chosen),
-        "recipe": sha256_json({"model": cfg.model, "weights": weights.key, "version": RECIPE_VERSION}),
+        "recipe": sha256_json({"model": cfg.model, "weights": weights_key, "version": RECIPE_VERSION}),
     }
-    if weights.checkpoint_sha256:
-        inputs["checkpoint"] = weights.checkpoint_sha256
+    if checkpoint_sha:
+        inputs["checkpoint"] = checkpoint_sha
 
     if not force:
         man = store.load(folder, kind="clip")
@@ -401,30 +441,39 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
             info(f"CLIP features served from the store ({folder}); --force rebuilds them")
             return _summary(man, folder, cached=True, posters=posters_report, seconds=time.perf_counter() - started)
 
-    if weights.path is None and not weights.random:
-        weights = _resolve_weights(settings, download=True)
+    weights = _resolve_weights(settings, download=True)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     model, preprocess, tokenizer = _load_model(weights, device)
     load_s = time.perf_counter() - t0
 
     n = dataset.n_items
-    feats: np.ndarray | None = None
     provenance: list[dict[str, Any]] = [{} for _ in range(n)]
     files = [(i, c[1]) for i, c in enumerate(chosen) if c is not None]
     good: list[int] = []
     skipped: list[tuple[int, Path, str]] = []
     with make_progress() as progress:
         task = progress.add_task("CLIP images", total=len(files), status="")
+        t_img = time.perf_counter()
         img_parts = _encode(model, _image_batches(files, preprocess, cfg.batch_size, good, skipped), device, "image", progress, task)
-        for index, path, why in skipped:
+        image_s = time.perf_counter() - t_img
+        for _, path, why in skipped:
             warn(f"skipped unreadable image {path}: {why}")
             progress.advance(task)
         used = set(good)
         text_items = [i for i in range(n) if i not in used]
         prompts = [poster_prompt(dataset.items[i]) for i in text_items]
         task = progress.add_task("CLIP texts", total=len(prompts), status="")
-        txt_parts = _encode(model, _text_batches(prompts, tokenizer, cfg.batch_size), device, "text", progress, task)
+        txt_parts: list[np.ndarray] = []
+        t_txt = time.perf_counter()
+        if prompts:
+            tokens = tokenizer(prompts)
+            order = np.argsort((tokens != 0).sum(dim=1).numpy(), kind="stable")
+            sorted_parts = _encode(model, _text_batches(tokens, order, cfg.batch_size), device, "text", progress, task)
+            text_feats = np.empty((len(prompts), sorted_parts[0].shape[1]), dtype=np.float32)
+            text_feats[order] = np.concatenate(sorted_parts)
+            txt_parts = [text_feats]
+        text_s = time.perf_counter() - t_txt
 
     parts = [p for p in img_parts + txt_parts if len(p)]
     dim = parts[0].shape[1] if parts else int(getattr(model.visual, "output_dim", 512))
@@ -462,7 +511,8 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
         "skipped_files": [f"{chosen[i][0]}/{p.name}" for i, p, _ in skipped],
         "recipe_version": RECIPE_VERSION,
         "model_load_s": round(load_s, 3),
-        "encode_s": round(time.perf_counter() - t0 - load_s, 3),
+        "image_s": round(image_s, 3),
+        "text_s": round(text_s, 3),
     }
     settings_slice = settings.slice("clip")
     with store.write(folder, kind="clip", inputs=inputs, settings=settings_slice, extra=extra) as tmp:
@@ -507,6 +557,7 @@ def _summary(man: Manifest | None, folder: Path, *, cached: bool, posters: dict[
         "checkpoint_sha256": ex.get("checkpoint_sha256"),
         "random_weights": ex.get("random_weights"),
         "device": ex.get("device"),
+        "timings_s": {k: ex.get(k) for k in ("model_load_s", "image_s", "text_s")},
         "path": str(folder),
         "cached": cached,
         "seconds": round(seconds, 3),

@@ -42,11 +42,17 @@ class ServingIndex:
     gate_modalities: list[str] = field(default_factory=list)
     modality_gates: np.ndarray | None = None  # [n_users + 1, M]
     expert_gates: np.ndarray | None = None  # [n_users + 1, M, S]
+    active: list[str] | None = None  # modalities the model used (None: all in gate_modalities)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stage(self) -> str | None:
         return self.extra.get("stage")
+
+    def shown_blocks(self) -> list[tuple[str, int, int]]:
+        """Blocks that can carry score: a modality the model did not use is all zeros, never shown."""
+        off = set(self.gate_modalities) - set(self.active if self.active is not None else self.gate_modalities)
+        return [(n, a, b) for n, (a, b) in zip(self.block_names, self.block_bounds) if n not in off]
 
 
 @dataclass
@@ -161,6 +167,7 @@ def load_index(settings: "Settings", data: ServingData | None = None) -> Serving
             f"but the dataset has {data.n_users} x {data.n_items}: rerun `ur4rec train`"
         )
     modalities = [str(m) for m in gates["modalities"].tolist()] if "modalities" in gates else []
+    active = [str(m) for m in gates["active"].tolist()] if "active" in gates else None
     return ServingIndex(
         folder=folder,
         user_vecs=user_vecs.astype(np.float32, copy=False),
@@ -170,5 +177,6 @@ def load_index(settings: "Settings", data: ServingData | None = None) -> Serving
         gate_modalities=modalities,
         modality_gates=gates.get("modality"),
         expert_gates=gates.get("experts"),
+        active=active,
         extra=dict(man.extra),
     )

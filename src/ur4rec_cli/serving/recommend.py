@@ -104,18 +104,20 @@ def _gates(index: ServingIndex, user: int) -> dict[str, Any]:
     """The user's modality gate weights and, per modality, its sub-expert weights."""
     out: dict[str, Any] = {"modality": {}, "experts": {}}
     names = index.gate_modalities
+    shown = set(index.active if index.active is not None else names)
     if index.modality_gates is not None:
-        out["modality"] = {m: float(w) for m, w in zip(names, index.modality_gates[user].tolist())}
+        out["modality"] = {m: float(w) for m, w in zip(names, index.modality_gates[user].tolist()) if m in shown}
     if index.expert_gates is not None:
-        out["experts"] = {m: [float(w) for w in ws] for m, ws in zip(names, index.expert_gates[user].tolist())}
+        out["experts"] = {m: [float(w) for w in ws] for m, ws in zip(names, index.expert_gates[user].tolist()) if m in shown}
     return out
 
 
 def _contributions(index: ServingIndex, user: int, items: np.ndarray) -> list[dict[str, float]]:
     """Per item, each block's share of the score: the dot product of the user's and item's sub-vectors."""
     u = index.user_vecs[user]
-    per_block = [index.item_vecs[items, a:b] @ u[a:b] for a, b in index.block_bounds]
-    return [{name: float(col[j]) for name, col in zip(index.block_names, per_block)} for j in range(len(items))]
+    blocks = index.shown_blocks()
+    per_block = [index.item_vecs[items, a:b] @ u[a:b] for _, a, b in blocks]
+    return [{name: float(col[j]) for (name, _, _), col in zip(blocks, per_block)} for j in range(len(items))]
 
 
 def _recommend_all(index: ServingIndex, data: ServingData, top: int, output: Path) -> dict[str, Any]:

@@ -1,0 +1,78 @@
+"""Export a trained model as a numpy index: user and item vectors, block bounds, gate weights.
+
+`recommend` reads it with numpy alone (no torch import, fast cold start).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ur4rec_cli.data.sequences import pad_left
+
+if TYPE_CHECKING:
+    import torch
+
+    from ur4rec_cli.data.dataset import Dataset
+
+MODALITIES = ("user_text", "item_text", "image")
+
+
+def export_index(
+    model,
+    dataset: "Dataset",
+    folder: Path,
+    *,
+    home: Path | None = None,
+    extra: dict[str, Any] | None = None,
+    inputs: dict[str, str] | None = None,
+    device: "torch.device | str" = "cpu",
+    batch_size: int = 512,
+) -> Path:
+    """Write user_vecs.npy, item_vecs.npy, blocks.json, gates.npz into ``folder`` as a store artifact.
+
+    Row u of user_vecs is the user vector from the user's FULL history; row 0 of both is zero.
+    """
+    import torch
+
+    from ur4rec_cli.store import ArtifactStore
+
+    model.eval()
+    max_len = int(model.max_len)
+    n_users = dataset.n_users
+    users = np.arange(1, n_users + 1, dtype=np.int64)
+    has_gates = hasattr(model, "gate_weights")
+    with torch.inference_mode():
+        items = model.item_vectors().float().cpu().numpy().astype(np.float32)
+        items[0] = 0.0
+        user_vecs = np.zeros((n_users + 1, items.shape[1]), dtype=np.float32)
+        n_mod = len(MODALITIES)
+        sub = int(model.args.sub_experts) if has_gates else 1
+        mod_w = np.zeros((n_users + 1, n_mod), dtype=np.float32)
+        exp_w = np.zeros((n_users + 1, n_mod, sub), dtype=np.float32)
+        for start in range(0, n_users, batch_size):
+            chunk = users[start : start + batch_size]
+            seqs = torch.from_numpy(pad_left([dataset.history(int(u), "full") for u in chunk], max_len)).to(device)
+            ids = torch.from_numpy(chunk).to(device)
+            user_vecs[chunk] = model.user_vectors(seqs, ids).float().cpu().numpy()
+            if has_gates:
+                g, w = model.gate_weights(seqs, ids)
+                mod_w[chunk], exp_w[chunk] = g.float().cpu().numpy(), w.float().cpu().numpy()
+    if has_gates:
+        bounds = model.block_bounds()
+        active = [m for m in MODALITIES if m in model.args.modalities]
+    else:
+        bounds = [("sasrec", 0, items.shape[1])]
+        active = []
+    store = ArtifactStore(home if home is not None else Path(folder).parent)
+    with store.write(Path(folder), kind="index", inputs=inputs, extra=extra) as tmp:
+        np.save(tmp / "user_vecs.npy", user_vecs)
+        np.save(tmp / "item_vecs.npy", items)
+        (tmp / "blocks.json").write_text(
+            json.dumps({"names": [b[0] for b in bounds], "bounds": [[b[1], b[2]] for b in bounds]}), "utf-8"
+        )
+        np.savez(tmp / "gates.npz", modality=mod_w, experts=exp_w, modalities=np.array(MODALITIES), active=np.array(active, dtype=str))
+    return Path(folder)

@@ -1,0 +1,111 @@
+"""End to end on a tiny real UR4Rec V2 trained by `api.train`: evaluate (every form) and recommend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from test_evaluate_protocols import clustered_dataset
+from ur4rec_cli.settings import STAGES, load_settings
+from ur4rec_cli.store import ArtifactStore
+
+
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with a synthetic dataset (as the default `ml-100k` artifact) and all four stages trained."""
+    from ur4rec_cli import api
+
+    home = tmp_path_factory.mktemp("trained-home")
+    ds = clustered_dataset(n_users=120, n_items=60, length=15)
+    store = ArtifactStore(home)
+    with store.write(store.dataset_dir("ml-100k"), kind="dataset") as tmp:
+        ds.save(tmp)
+    overrides = {
+        "home": home,
+        "train": {"epochs": 3, "device": "cpu", "batch_size": 32},
+        "model": {"modalities": [], "max_len": 20, "hidden": 16, "expert_dim": 8, "layers": 1},
+    }
+    result = api.train(load_settings(None, overrides))
+    (home / "train.json").write_text(json.dumps(result, default=str))
+    return home
+
+
+@pytest.fixture
+def home(trained_home: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("UR4REC_HOME", str(trained_home))
+    return trained_home
+
+
+def test_valid_split_reproduces_training_validation(cli, home) -> None:
+    # Training's validation and `evaluate --split valid` are the same evaluator on the same model.
+    train = json.loads((home / "train.json").read_text())
+    r = cli("evaluate", "--split", "valid", "--k", "10", "--json")
+    assert r.code == 0, r
+    res = json.loads(r.stdout)
+    assert res["stage"] == train["final"]["stage"]
+    assert res["metrics"]["NDCG@10"] == pytest.approx(train["final"]["val_ndcg10"], abs=1e-9)
+    assert res["checkpoint"].endswith(f"{res['stage']}/best.pt") and res["users"] == 120
+
+
+def test_compare_lists_popularity_and_every_stage(cli, home, tmp_path) -> None:
+    r = cli("evaluate", "--compare", "--json", "--k", "5", "10", "20", "--output", str(tmp_path / "r.jsonl"))
+    assert r.code == 0, r
+    res = json.loads(r.stdout)
+    rows = res["compare"]
+    assert [row["name"] for row in rows] == ["popularity", *STAGES]
+    final = next(row for row in rows if row["name"] == res["stage"])
+    assert final["metrics"] == res["metrics"]
+    assert all("vs_popularity" in row for row in rows[1:]) and "vs_popularity" not in rows[0]
+    # --output holds the selected (final) stage's ranks.
+    from ur4rec_cli.evaluation.metrics import metrics_from_ranks
+
+    ranks = [json.loads(line)["rank"] for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert metrics_from_ranks(ranks, [5, 10, 20]) == res["metrics"]
+
+    table = cli("evaluate", "--compare")
+    assert table.code == 0, table
+    for name in ("popularity", *STAGES):
+        assert name in table.stdout
+    assert "pessimistic ties" in table.stdout and "checkpoint" in table.stdout
+
+
+def test_each_stage_and_sampled(cli, home) -> None:
+    r = cli("evaluate", "--stage", STAGES[0], "--protocol", "sampled", "--negatives", "20", "--json")
+    assert r.code == 0, r
+    res = json.loads(r.stdout)
+    assert res["stage"] == STAGES[0] and res["candidates"] == {"min": 21, "median": 21, "max": 21}
+    assert res["checkpoint"].endswith(f"{STAGES[0]}/best.pt")
+
+
+def test_recommend_from_the_exported_index(cli, home) -> None:
+    from ur4rec_cli.data.dataset import Dataset
+
+    r = cli("recommend", "--user", "3", "--top", "5", "--json", "--explain")
+    assert r.code == 0, r
+    res = json.loads(r.stdout)
+    ds = Dataset.load(home / "datasets" / "ml-100k")
+    seen = {int(ds.item_ids[i - 1]) for i in ds.sequence(ds.find_user("3"))}
+    ids = [row["item_id"] for row in res["items"]]
+    assert res["user"] == 3 and len(ids) == 5 and not seen & set(ids)
+    assert res["stage"] == json.loads((home / "train.json").read_text())["final"]["stage"]
+    # No modality was trained: only the SASRec block can carry score.
+    assert all(row["top_modality"] == "sasrec" for row in res["items"]) and res["explain"]["modality"] == {}
+
+
+def test_nan_model_is_one_line_error(cli, trained_home, isolated_home, monkeypatch) -> None:
+    import shutil
+
+    import torch
+
+    home = isolated_home.parent / "nan-home"
+    shutil.copytree(trained_home, home)
+    monkeypatch.setenv("UR4REC_HOME", str(home))
+    path = next(home.glob(f"runs/*/main/{STAGES[0]}/best.pt"))
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    key = next(k for k in ckpt["state_dict"] if k.endswith("item_emb.weight"))
+    ckpt["state_dict"][key][5] = float("nan")
+    torch.save(ckpt, path)
+    r = cli("evaluate", "--stage", STAGES[0])
+    assert r.code == 9 and r.stderr.startswith("error: NaN score") and r.stderr.count("\n") == 1, r

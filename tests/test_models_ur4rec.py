@@ -1,0 +1,130 @@
+"""UR4Rec V2 model pieces on tiny synthetic inputs: shapes, masking, gates, factorisation."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ur4rec_cli.models.moe import HierarchicalMoE, balance_loss  # noqa: E402
+from ur4rec_cli.models.sasrec import SASRec, SASRecEncoder  # noqa: E402
+from ur4rec_cli.models.ur4rec import ModelArgs, UR4RecV2  # noqa: E402
+
+N_ITEMS, N_USERS, L = 30, 7, 12
+
+
+def _model(modalities=("user_text", "item_text", "image"), **kw) -> UR4RecV2:
+    torch.manual_seed(0)
+    args = ModelArgs(n_items=N_ITEMS, n_users=N_USERS, max_len=L, hidden=16, expert_dim=8, sub_experts=3, modalities=list(modalities), **kw)
+    model = UR4RecV2(args)
+    g = torch.Generator().manual_seed(1)
+    model.set_features(
+        item_text=torch.nn.functional.normalize(torch.randn(N_ITEMS + 1, 384, generator=g), dim=1),
+        user_text=torch.nn.functional.normalize(torch.randn(N_USERS + 1, 384, generator=g), dim=1),
+        image=torch.nn.functional.normalize(torch.randn(N_ITEMS + 1, 512, generator=g), dim=1),
+    )
+    return model
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    hist = torch.zeros(4, L, dtype=torch.long)
+    hist[0] = torch.arange(1, L + 1)
+    hist[1, -5:] = torch.tensor([3, 4, 5, 6, 7])
+    hist[2, -1] = 9  # all padding but one item
+    hist[3, -2:] = torch.tensor([2, 2])
+    return hist, torch.tensor([1, 2, 3, 7])
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_no_nan_with_padding_in_eval_and_train(grad: bool) -> None:
+    model = _model()
+    hist, users = _batch()
+    for mode in ("eval", "train"):
+        getattr(model, mode)()
+        with torch.set_grad_enabled(grad):
+            vecs = model.user_vectors(hist, users)
+            items = model.item_vectors()
+        assert vecs.shape == (4, 16 + 3 * 3 * 8)
+        assert items.shape == (N_ITEMS + 1, vecs.shape[1])
+        assert torch.isfinite(vecs).all() and torch.isfinite(items).all()
+        assert torch.all(items[0] == 0)
+
+
+def test_encoder_zeroes_padding_and_ignores_it() -> None:
+    torch.manual_seed(0)
+    enc = SASRecEncoder(N_ITEMS, L, 16, 2, 2, 0.0).eval()
+    short = torch.tensor([[0, 0, 0, 5, 6, 7]])
+    with torch.no_grad():
+        h = enc(short)
+        # Left padding to a wider batch must not change the states of real positions.
+        wide = enc(torch.cat([torch.zeros(1, 4, dtype=torch.long), short], dim=1))
+    assert torch.all(h[0, :3] == 0)
+    assert torch.allclose(h[0, 3:], wide[0, 7:], atol=1e-5)
+
+
+def test_gates_sum_to_one_and_absent_modality_is_exactly_zero() -> None:
+    model = _model(modalities=("user_text", "item_text")).eval()
+    hist, users = _batch()
+    with torch.no_grad():
+        modality, experts = model.gate_weights(hist, users)
+    assert modality.shape == (4, 3) and experts.shape == (4, 3, 3)
+    assert torch.allclose(modality.sum(1), torch.ones(4))
+    assert torch.allclose(experts.sum(2), torch.ones(4, 3))
+    assert torch.all(modality[:, 2] == 0)  # image absent
+    assert torch.all(modality[:, :2] > 0)
+    # Its block of the user vector is zero too, so it cannot contribute to any score.
+    start, end = next((s, e) for n, s, e in model.block_bounds() if n == "image")
+    with torch.no_grad():
+        assert torch.all(model.user_vectors(hist, users)[:, start:end] == 0)
+
+
+def test_block_bounds_partition_the_vector() -> None:
+    model = _model()
+    bounds = model.block_bounds()
+    assert [b[0] for b in bounds] == ["sasrec", "user_text", "item_text", "image"]
+    assert bounds[0][1] == 0 and all(a[2] == b[1] for a, b in zip(bounds, bounds[1:]))
+    assert bounds[-1][2] == model.item_vectors().shape[1]
+
+
+def test_aux_loss_positive_for_unbalanced_gates() -> None:
+    moe = HierarchicalMoE([4, 4, 4], gate_dim=4, sub_experts=3, expert_dim=2, dropout=0.0)
+    moe.reset(0.02)
+    with torch.no_grad():
+        moe.modality_gate.bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
+        moe.expert_gate.bias.copy_(torch.tensor([4.0, 0.0, 0.0] * 3))
+    ctx = torch.randn(10, 4)
+    out, aux = moe([ctx, ctx, ctx], ctx, torch.tensor([True, True, True]))
+    assert out.shape == (10, 3, 3, 2)
+    assert torch.isfinite(aux) and aux.item() > 0.5
+    balanced = torch.full((10, 3), 1 / 3)
+    assert balance_loss(balanced).item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_dot_product_equals_direct_score() -> None:
+    model = _model().eval()
+    hist, users = _batch()
+    items = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 30]])
+    with torch.no_grad():
+        full = model.user_vectors(hist, users) @ model.item_vectors().T
+        direct = model.score(hist, users, items)
+    assert torch.allclose(full.gather(1, items), direct, atol=1e-5)
+
+
+def test_sasrec_scorer_and_hidden_size_honoured() -> None:
+    torch.manual_seed(0)
+    model = SASRec(N_ITEMS, L, 24, 1, 1, 0.1, 0.02).eval()
+    hist, users = _batch()
+    with torch.no_grad():
+        assert model.user_vectors(hist, users).shape == (4, 24)
+    assert model.item_vectors().shape == (N_ITEMS + 1, 24)
+    # Small init as reference SASRecs do: std ~0.02, not nn.Embedding's N(0, 1).
+    assert model.encoder.item_emb.weight[1:].std().item() < 0.05
+
+
+def test_sequence_loss_inputs_only_non_pad_positions() -> None:
+    model = _model().train()
+    hist, users = _batch()
+    vecs, items, aux = model.sequence_loss_inputs(hist, users)
+    assert vecs.shape[0] == int((hist != 0).sum())
+    assert items.shape[0] == N_ITEMS + 1
+    assert torch.isfinite(aux)

@@ -1,0 +1,232 @@
+"""Training stages on tiny synthetic data: order errors, freezing, resume, checkpoints, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ur4rec_cli.data.dataset import build_dataset  # noqa: E402
+from ur4rec_cli.errors import ArtifactMissingError, StageOrderError  # noqa: E402
+from ur4rec_cli.settings import STAGES, load_settings  # noqa: E402
+from ur4rec_cli.store import Manifest  # noqa: E402
+from ur4rec_cli.training import checkpoints as ck  # noqa: E402
+from ur4rec_cli.training import stages as st  # noqa: E402
+
+N_USERS, N_ITEMS = 16, 24
+
+
+def _dataset():
+    rng = np.random.default_rng(0)
+    users, items, times = [], [], []
+    for u in range(1, N_USERS + 1):
+        start = int(rng.integers(1, N_ITEMS))
+        for t in range(int(rng.integers(6, 14))):
+            users.append(str(u))
+            items.append(str((start + t) % N_ITEMS + 1))  # a learnable "next item" pattern
+            times.append(t)
+    n = len(users)
+    meta = {str(i): {"title": f"Item {i}", "year": 1990, "genres": ["Drama"]} for i in range(1, N_ITEMS + 1)}
+    return build_dataset("toy", "synthetic", np.array(users), np.array(items), np.ones(n), np.array(times), meta, {})
+
+
+def _settings(**train):
+    base = {"sasrec_epochs": 3, "retriever_epochs": 2, "joint_epochs": 2, "end_to_end_epochs": 2, "batch_size": 8, "patience": 50, "device": "cpu"}
+    base.update(train)
+    return load_settings(None, {"model": {"hidden": 16, "expert_dim": 8, "max_len": 10, "modalities": ["user_text", "item_text"]}, "train": base})
+
+
+def _context(settings) -> st.TrainContext:
+    ds = _dataset()
+    g = np.random.default_rng(1)
+    unit = lambda n, d: (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(g.normal(size=(n, d))).astype(np.float32)  # noqa: E731
+    feats = {"item_text": unit(N_ITEMS + 1, 384), "user_text": unit(N_USERS + 1, 384)}
+    man = Manifest(kind="dataset", files={"x": {"sha256": "0" * 64, "size": 1}})
+    return st.TrainContext(
+        settings, ds, man, torch.device("cpu"), list(settings.model.modalities), feats, {"dataset": man.digest}, run_dir=ck.run_dir(settings)
+    )
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_later_stage_without_predecessor_is_one_clear_error(cli) -> None:
+    r = cli("train", "--stage", "joint_finetune", "--device", "cpu")
+    assert r.code == StageOrderError.exit_code
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pretrain_retriever" in lines[0] and "ur4rec train" in lines[0]
+
+
+def test_cuda_without_cuda_is_one_clear_error(cli) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    r = cli("train", "--device", "cuda")
+    assert r.code != 0 and "CUDA is not available" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_stage_freezing_sasrec_moves_only_when_it_should() -> None:
+    settings = _settings()
+    ctx = _context(settings)
+    st.run_stage(ctx, "pretrain_sasrec")
+    before = {}
+    for stage in STAGES[1:]:
+        start = ck.read_checkpoint(ctx.run_dir / STAGES[STAGES.index(stage) - 1] / "best.pt")["state_dict"]
+        st.run_stage(ctx, stage)
+        last = ck.read_checkpoint(ctx.run_dir / stage / "last.pt")["state_dict"]
+        sas = [k for k in last if k.startswith("sasrec.")]
+        moe = [k for k in last if k.startswith("moe.") or k.startswith("text_keys.")]
+        changed_sas = any(not torch.equal(start[k], last[k]) for k in sas)
+        changed_moe = any(not torch.equal(start[k], last[k]) for k in moe)
+        before[stage] = (changed_sas, changed_moe)
+    assert before["pretrain_retriever"] == (False, True)
+    assert before["joint_finetune"] == (True, True)
+    assert before["end_to_end"] == (True, True)
+
+
+def test_resume_equals_uninterrupted(isolated_home: Path) -> None:
+    full = _settings(run="full", sasrec_epochs=4)
+    ctx = _context(full)
+    st.run_stage(ctx, "pretrain_sasrec")
+    want = ck.read_checkpoint(ctx.run_dir / "pretrain_sasrec" / "last.pt")
+
+    # Ctrl-C during epoch 3, then a resume in a fresh context for the remaining epochs.
+    part = _settings(run="part", sasrec_epochs=4)
+    _run_epochs_then_interrupt(_context(part), after=2)
+    ctx2 = _context(part)
+    torch.manual_seed(12345)  # the resumed run must not depend on the global RNG state at start
+    np.random.seed(7)
+    st.run_stage(ctx2, "pretrain_sasrec", resume=True)
+    got = ck.read_checkpoint(ctx2.run_dir / "pretrain_sasrec" / "last.pt")
+    assert got["epoch"] == want["epoch"] == 4
+    for k, v in want["state_dict"].items():
+        assert torch.equal(v, got["state_dict"][k]), k
+    hist = lambda r: [json.loads(x) for x in (isolated_home / "runs" / "ml-100k" / r / "pretrain_sasrec" / "history.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [h["val_ndcg10"] for h in hist("full")] == [h["val_ndcg10"] for h in hist("part")]
+
+
+def _run_epochs_then_interrupt(ctx, after: int) -> None:
+    """Run the stage and raise KeyboardInterrupt inside epoch ``after + 1`` (as Ctrl-C would)."""
+    from ur4rec_cli.training import trainer
+
+    calls = {"n": 0}
+    original = trainer.validation_metrics
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    trainer.validation_metrics = counting
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            st.run_stage(ctx, "pretrain_sasrec")
+    finally:
+        trainer.validation_metrics = original
+    last = ck.read_checkpoint(ctx.run_dir / "pretrain_sasrec" / "last.pt")
+    assert last["epoch"] == after and not last["early_stopping"]["finished"]
+
+
+def test_checkpoint_loads_weights_only_and_rebuilds_model() -> None:
+    settings = _settings(sasrec_epochs=1)
+    ctx = _context(settings)
+    st.run_stage(ctx, "pretrain_sasrec")
+    path = ctx.run_dir / "pretrain_sasrec" / "best.pt"
+    raw = torch.load(path, weights_only=True)
+    assert raw["model_args"]["hidden"] == 16 and raw["stage"] == "pretrain_sasrec"
+    assert "dataset" in raw["digests"] and raw["settings"]["train"]["batch_size"] == 8
+    last = torch.load(ctx.run_dir / "pretrain_sasrec" / "last.pt", weights_only=True)
+    assert {"optimizer", "scheduler", "rng", "early_stopping"} <= set(last)
+    loaded = ck.load_stage_model(settings, "pretrain_sasrec")
+    assert loaded.model.item_vectors().shape == (N_ITEMS + 1, 16)  # model.hidden honoured
+    assert not loaded.model.training
+    assert ck.trained_stages(settings) == ["pretrain_sasrec"]
+
+
+def test_batch_size_is_honoured() -> None:
+    from ur4rec_cli.training.trainer import iterate_batches, training_pairs
+
+    ds = _dataset()
+    pairs = training_pairs(ds, 10)
+    sizes = [u.shape[0] for u, _, _ in iterate_batches(pairs, 5, np.random.default_rng(0))]
+    assert max(sizes) == 5 and sum(sizes) == N_USERS
+    for _, x, y in iterate_batches(pairs, 5, np.random.default_rng(0)):
+        assert torch.equal(x != 0, y != 0)  # same padding pattern: targets align with inputs
+
+
+def test_all_stages_final_and_export(isolated_home: Path) -> None:
+    settings = _settings()
+    ctx = _context(settings)
+    summaries = [st.run_stage(ctx, s) for s in STAGES]
+    assert [s["stage"] for s in summaries] == list(STAGES)
+    final = st.choose_final(ctx)
+    vals = {s["stage"]: s["best_val"]["NDCG@10"] for s in summaries}
+    assert final["stage"] == max(vals, key=lambda k: (vals[k], -STAGES.index(k)))
+    folder = Path(st.export_final(ctx, final["stage"]))
+    man = json.loads((folder / "manifest.json").read_text())
+    assert man["kind"] == "index" and man["extra"]["stage"] == final["stage"]
+    users = np.load(folder / "user_vecs.npy")
+    items = np.load(folder / "item_vecs.npy")
+    assert users.shape[0] == N_USERS + 1 and items.shape[0] == N_ITEMS + 1
+    assert not users[0].any() and not items[0].any()
+    blocks = json.loads((folder / "blocks.json").read_text())
+    assert blocks["bounds"][-1][1] == items.shape[1]
+    gates = np.load(folder / "gates.npz")
+    assert gates["modality"].shape[0] == N_USERS + 1
+    # Export row u == the model's vector from the FULL history.
+    loaded = ck.load_stage_model(settings)
+    from ur4rec_cli.data.sequences import pad_left
+
+    with torch.no_grad():
+        v = loaded.model.user_vectors(torch.from_numpy(pad_left([ctx.dataset.history(3, "full")], 10)), torch.tensor([3]))
+    assert np.allclose(users[3], v.numpy()[0], atol=1e-5)
+
+
+def test_missing_model_is_artifact_missing() -> None:
+    with pytest.raises(ArtifactMissingError, match="ur4rec train"):
+        ck.load_stage_model(_settings())
+
+
+def _atomic_files(folder: Path) -> Path:
+    """A tiny RecBole-style data set (the format of the ML-100K mirror)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    rows = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for u in range(1, 13):
+        start = int(rng.integers(1, 20))
+        rows += [f"{u}\t{(start + t) % 20 + 1}\t{1 + t % 5}\t{1000 + t}" for t in range(int(rng.integers(5, 10)))]
+    (folder / "toy.inter").write_text("\n".join(rows) + "\n")
+    genres = ["Comedy", "Drama", "Action Thriller"]
+    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    items += [f"{i}\tMovie {i}\t{1980 + i}\t{genres[i % 3]}" for i in range(1, 21)]
+    (folder / "toy.item").write_text("\n".join(items) + "\n")
+    users = ["user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token"]
+    users += [f"{u}\t{20 + u}\t{'MF'[u % 2]}\tstudent\t00000" for u in range(1, 13)]
+    (folder / "toy.user").write_text("\n".join(users) + "\n")
+    return folder / "toy.inter"
+
+
+def test_train_all_from_a_fresh_home_prepares_everything(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UR4REC_DATA__SOURCE", str(_atomic_files(tmp_path / "src")))
+    monkeypatch.setenv("UR4REC_MODEL__HIDDEN", "16")
+    monkeypatch.setenv("UR4REC_MODEL__MAX_LEN", "8")
+    r = cli("train", "--stage", "all", "--epochs", "1", "--device", "cpu", "--modalities", "item_text,image", "--json")
+    assert r.code == 0, r
+    out = json.loads(r.stdout)
+    assert [s["stage"] for s in out["stages"]] == list(STAGES)
+    assert out["modalities"] == ["item_text"]  # no CLIP weights offline: image is off, and said so
+    assert any("image modality off" in n for n in out["notes"]) and "image modality off" in r.stderr
+    assert out["final"]["stage"] in STAGES
+    index = Path(out["index"])
+    assert (index / "item_vecs.npy").is_file() and (index / "gates.npz").is_file()
+    gates = np.load(index / "gates.npz")
+    assert np.all(gates["modality"][1:, 2] == 0) or out["final"]["stage"] == "pretrain_sasrec"
+    # A second call with --resume keeps every finished stage.
+    again = cli("train", "--stage", "all", "--resume", "--device", "cpu", "--modalities", "item_text", "--json")
+    assert again.code == 0, again
+    assert all(s["skipped"] for s in json.loads(again.stdout)["stages"])
