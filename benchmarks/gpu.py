@@ -94,7 +94,7 @@ def main() -> None:
         res = run_cli(args.home, "train", "--stage", "all", "--device", args.device, "--run", "gpu-bench")
         lines += ["## train --stage all (ML-100K)", "", "| stage | epochs | wall s | best val NDCG@10 |", "| --- | --- | --- | --- |"]
         for st in res.get("stages", []):
-            lines.append(f"| {st.get('stage')} | {st.get('epochs')} | {st.get('seconds', 0):.1f} | {st.get('best_val_ndcg@10', float('nan')):.4f} |")
+            lines.append(f"| {st.get('stage')} | {st.get('epochs')} | {st.get('wall_s', 0):.1f} | {(st.get('best_val') or {}).get('NDCG@10', float('nan')):.4f} |")
         lines += ["", f"whole command wall time: {res['_wall_s']:.1f} s", ""]
         print(json.dumps(res)[:2000])
 

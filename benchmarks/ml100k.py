@@ -109,11 +109,10 @@ def main() -> None:
             slot.setdefault(key, []).append(metrics[key])
 
     def evaluate(run: str, label: str, stage: str | None, seed: int) -> None:
-        env = {"UR4REC_TRAIN__RUN": run}
         for protocol in ("full", "sampled"):
             ranks = work / f"{label}-{seed}-{protocol}.jsonl"
             extra = ["--stage", stage] if stage else []
-            res, _ = cli(home, "evaluate", "--k", *KS, "--protocol", protocol, "--output", str(ranks), *extra, env=env)
+            res, _ = cli(home, "evaluate", "--k", *KS, "--protocol", protocol, "--run", run, "--output", str(ranks), *extra)
             record(label, protocol, res["metrics"])
             if protocol == "full":
                 per_user.setdefault(label, []).append(read_ranks(ranks))
@@ -127,23 +126,23 @@ def main() -> None:
         evaluate(run, "SASRec (stage 1)", "pretrain_sasrec", seed)
         evaluate(run, "UR4Rec V2 (final)", None, seed)
         if seed == args.seeds[0]:
-            pop, _ = cli(home, "evaluate", "--k", *KS, "--compare", env={"UR4REC_TRAIN__RUN": run})
-            pop_s, _ = cli(home, "evaluate", "--k", *KS, "--compare", "--protocol", "sampled", env={"UR4REC_TRAIN__RUN": run})
-            for protocol, table in (("full", pop), ("sampled", pop_s)):
-                rows = table.get("rows") or table.get("compare") or []
-                for row in rows:
-                    if str(row.get("name", row.get("stage", ""))).lower().startswith("pop"):
-                        record("popularity", protocol, row["metrics"])
+            evaluate(run, "popularity", "popularity", seed)
         if args.no_ablations or len(modalities) < 2:
             continue
+        name = data["name"]
         for off in modalities:
             keep = [m for m in modalities if m != off]
             arun = f"{run}-no-{off}"
             label = f"without {off}"
             if label not in ablations:
                 ablations.append(label)
-            _, awall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", arun, "--modalities", ",".join(keep))
-            print(f"seed {seed}: ablation {label} {awall:.1f}s", flush=True)
+            # Same seed, same stage-1 SASRec: copy it, then train stages 2-4 with the modality off.
+            src = home / "runs" / name / run / "pretrain_sasrec"
+            dst = home / "runs" / name / arun / "pretrain_sasrec"
+            shutil.rmtree(dst.parent, ignore_errors=True)
+            shutil.copytree(src, dst)
+            _, awall = cli(home, "train", "--stage", "all", "--resume", "--device", "cpu", "--seed", str(seed), "--run", arun, "--modalities", ",".join(keep))
+            print(f"seed {seed}: ablation {label} (stages 2-4) {awall:.1f}s", flush=True)
             evaluate(arun, label, None, seed)
 
     # Paired bootstrap: final - stage 1, per-user NDCG@10 averaged over seeds.
@@ -152,7 +151,7 @@ def main() -> None:
     final = np.mean([[ndcg10(np.array([r[u]]))[0] for u in users] for r in per_user["UR4Rec V2 (final)"]], axis=0)
     mean_diff, lo, hi = paired_bootstrap(final - base)
 
-    rec_wall = median_wall([sys.executable, "-m", "ur4rec_cli", "--home", str(home), "recommend", "--user", "42", "--run", f"seed{args.seeds[0]}"])
+    rec_wall = median_wall([sys.executable, "-m", "ur4rec_cli", "--home", str(home), "recommend", "--user", "42", "--run", f"seed{args.seeds[0]}", "--json"])
     torch_wall = median_wall([sys.executable, "-c", "import torch"])
     help_wall = median_wall([sys.executable, "-m", "ur4rec_cli", "--help"])
     total = time.perf_counter() - t_start
@@ -212,7 +211,7 @@ def render(args, data, t_data, llm, t_llm, train_rows, results, ablations, boot,
         for st in res.get("stages", []):
             out.append(
                 f"| {seed} | {st.get('stage')} | {st.get('epochs')} | {st.get('best_epoch')} | "
-                f"{st.get('best_val_ndcg@10', float('nan')):.4f} | {st.get('seconds', float('nan')):.1f} | {st.get('peak_rss_mb', float('nan')):.0f} |"
+                f"{(st.get('best_val') or {}).get('NDCG@10', float('nan')):.4f} | {st.get('wall_s', float('nan')):.1f} | {st.get('peak_rss_mb', float('nan')):.0f} |"
             )
         out.append(f"| {seed} | **all four (command wall)** | | | | **{wall:.1f}** | |")
     out += [
