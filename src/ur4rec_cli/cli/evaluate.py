@@ -58,6 +58,10 @@ def command(
         typer.Option("--output", help="Write one JSON line per user: user, target, rank (0-based), candidates.", show_default=False),
     ] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Popularity and every trained stage in one table, same protocol.")] = False,
+    chart: Annotated[
+        Path | None,
+        typer.Option("--chart", help="Also write a PNG bar chart of HR@10, NDCG@10 and MRR per model (needs matplotlib).", show_default=False),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     from ur4rec_cli import api
@@ -73,10 +77,26 @@ def command(
     result = api.evaluate(settings, stage=stage, output=output, compare=compare)
     if output is not None:
         info(f"wrote {result['users']} per-user ranks to {output}")
+    if chart is not None:
+        _write_chart(result, chart)
     if json_out:
         emit_json(result)
         return
     print_result(result)
+
+
+def _write_chart(result: dict[str, Any], path: Path) -> None:
+    """A grouped bar chart of the compare rows (or the one evaluated model)."""
+    from ur4rec_cli.console import info, warn
+    from ur4rec_cli.training.curves import write_bar_chart
+
+    rows = result.get("compare") or [{"name": result["stage"], "metrics": result["metrics"]}]
+    metrics = [m for m in ("HR@10", "NDCG@10", "MRR") if m in result["metrics"]]
+    title = f"{result['protocol']} ranking, {result['split']} split, {result['users']:,} users"
+    if write_bar_chart({row["name"]: row["metrics"] for row in rows}, metrics, path, title):
+        info(f"wrote bar chart {path}")
+    else:
+        warn(f"no chart written to {path}: matplotlib is not installed (pip install 'ur4rec-cli[plot]')")
 
 
 def print_result(result: dict[str, Any]) -> None:

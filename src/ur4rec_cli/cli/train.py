@@ -42,6 +42,8 @@ def command(
     }
     settings = app_context(ctx).settings(overrides)
     result = api.train(settings, stage=stage, resume=resume)
+    if result.get("rank", 0) != 0:
+        return  # under torchrun only rank 0 reports
     if json_out:
         from ur4rec_cli.console import emit_json
 
@@ -58,7 +60,7 @@ def _print(r: dict[str, Any]) -> None:
 
     table = Table(title=f"ur4rec train · run {r['run']} · {r['device']}", box=box.SIMPLE_HEAD)
     table.add_column("stage", no_wrap=True)
-    for col in ("epochs", "best", "val NDCG@10", "val HR@10", "wall s", "RSS MB"):
+    for col in ("epochs", "best", "val NDCG@10", "val HR@10", "wall s", "RSS MB", "curve"):
         table.add_column(col, justify="right", no_wrap=True)
     for s in r["stages"]:
         val = s.get("best_val", {})
@@ -70,6 +72,7 @@ def _print(r: dict[str, Any]) -> None:
             f"{val.get('HR@10', float('nan')):.4f}",
             f"{s.get('wall_s', 0):.1f}",
             f"{s.get('peak_rss_mb', 0):.0f}",
+            s.get("curve", ""),
         )
     out.print(table)
     out.print(f"modalities: {', '.join(r['modalities']) or 'none'}")

@@ -112,7 +112,8 @@ def load_encoder(name: str, device: str) -> tuple[Any, ResolvedModel]:
 
 def encode(model: Any, texts: list[str], batch_size: int, on_batch: Any = None) -> np.ndarray:
     """L2-normalised float32 embeddings, one row per text, in batches."""
-    dim = model.get_sentence_embedding_dimension()
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = getter()
     out = np.zeros((len(texts), dim), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]

@@ -105,7 +105,8 @@ def template_item_text(dataset: "Dataset", item: int) -> str:
     year = meta.get("year")
     kind = f"{_join([g.lower() for g in genres])} movie" if genres else "movie"
     when = f" from {year}" if year else ""
-    text = f"{title} is a {kind}{when}."
+    article = "an" if kind[0] in "aeiou" else "a"
+    text = f"{title} is {article} {kind}{when}."
     phrases = [_GENRE_PHRASE[g] for g in genres if g in _GENRE_PHRASE]
     if phrases:
         text += f" Expect {_join(phrases)}."

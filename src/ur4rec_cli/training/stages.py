@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import resource
 import sys
@@ -24,6 +25,7 @@ from ur4rec_cli import __version__
 from ur4rec_cli.errors import ConfigError, StageOrderError
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.store import atomic_write_json, atomic_write_text
+from ur4rec_cli.training.distributed import DistContext
 
 if TYPE_CHECKING:
     import torch
@@ -48,6 +50,7 @@ class TrainContext:
     digests: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     run_dir: Path = Path(".")
+    dist: DistContext = field(default_factory=DistContext)
 
 
 def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> dict[str, Any]:
@@ -55,20 +58,70 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> 
     if stage != "all" and stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose from all, {', '.join(STAGES)}")
     stages = list(STAGES) if stage == "all" else [stage]
+    from ur4rec_cli.training import distributed as dd
+
+    if dd.launched_by_torchrun():
+        from ur4rec_cli.devices import resolve_device
+
+        dist = dd.init_distributed(resolve_device(settings.train.device))
+    else:
+        dist = DistContext()
+    try:
+        if not dist.is_main:
+            _silence_output()
+        return _train(settings, stages, stage, resume, dist)
+    finally:
+        dd.shutdown(dist)
+
+
+def _silence_output() -> None:
+    """Ranks other than 0 print nothing (warnings included); rank 0 speaks for the job."""
+    from ur4rec_cli import console
+
+    console.set_quiet(True)
+    console.out.quiet = True
+    console.console.file = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
+def _from_main(dist: DistContext, fn):
+    """fn() evaluated on rank 0 only and broadcast (files need not be shared between nodes); its error is raised everywhere."""
+    from ur4rec_cli.errors import Ur4recError
+    from ur4rec_cli.training.distributed import broadcast_object
+
+    if not dist.enabled:
+        return fn()
+    result = error = None
+    if dist.is_main:
+        try:
+            result = fn()
+        except Ur4recError as exc:
+            error = exc
+    result, error = broadcast_object((result, error), dist)
+    if error is not None:
+        raise error
+    return result
+
+
+def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, dist: DistContext) -> dict[str, Any]:
     from ur4rec_cli.training.checkpoints import stage_dir, stage_finished
+    from ur4rec_cli.training.distributed import barrier, broadcast_object
 
     # Fail fast, before any data or feature work, when a lone later stage lacks its predecessor.
     if stage != "all" and stage != STAGES[0]:
         prev = STAGES[STAGES.index(stage) - 1]
-        if not stage_finished(stage_dir(settings, prev)):
+        if not _from_main(dist, lambda: stage_finished(stage_dir(settings, prev))):
             raise StageOrderError(
                 f"stage {stage} needs a finished {prev} checkpoint ({stage_dir(settings, prev) / 'best.pt'}); "
                 f"run `ur4rec train --stage {prev}` (or --stage all) first"
             )
-    ctx = prepare_context(settings)
+    ctx = prepare_context(settings, dist)
     summaries = [run_stage(ctx, s, resume=resume, requested=stage) for s in stages]
-    final = choose_final(ctx)
-    index = export_final(ctx, final["stage"]) if final else None
+    final = index = None
+    if dist.is_main:
+        final = choose_final(ctx)
+        index = export_final(ctx, final["stage"]) if final else None
+    final, index = broadcast_object((final, index), dist)
+    barrier(dist)
     return {
         "run": settings.train.run,
         "run_dir": str(ctx.run_dir),
@@ -79,25 +132,43 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> 
         "index": index,
         "notes": ctx.notes,
         "protocol": "leave-one-out, validation split, full ranking (history excluded); test is never read in training",
+        "rank": dist.rank,
+        "world_size": dist.world_size,
     }
 
 
 # Inputs -----------------------------------------------------------------------------------------
-def prepare_context(settings: "Settings") -> TrainContext:
-    """Dataset and features, prepared with the configured defaults when missing."""
+def prepare_context(settings: "Settings", dist: DistContext | None = None) -> TrainContext:
+    """Dataset and features, prepared with the configured defaults when missing (rank 0 first under torchrun)."""
     import torch
 
-    from ur4rec_cli.console import info, warn
-    from ur4rec_cli.data.prepare import ensure_dataset
+    from ur4rec_cli.console import info
     from ur4rec_cli.devices import resolve_device
-    from ur4rec_cli.training.checkpoints import run_dir
+    from ur4rec_cli.training.distributed import barrier, local_device
 
-    device = resolve_device(settings.train.device)
+    dist = dist or DistContext()
+    device = local_device(resolve_device(settings.train.device), dist)
     if settings.train.num_threads:
         torch.set_num_threads(settings.train.num_threads)
+    if not dist.is_main:
+        barrier(dist)  # rank 0 prepares (downloads, encodes) first; the others then load its artifacts
+    try:
+        ctx = _prepare(settings, device, dist)
+    finally:
+        if dist.is_main:
+            barrier(dist)
+    info(f"training on {device}" + (f" x {dist.world_size} ranks" if dist.enabled else "") + f"; MoE modalities: {', '.join(ctx.modalities) or 'none'}")
+    return ctx
+
+
+def _prepare(settings: "Settings", device: "torch.device", dist: DistContext) -> TrainContext:
+    from ur4rec_cli.console import warn
+    from ur4rec_cli.data.prepare import ensure_dataset
+    from ur4rec_cli.training.checkpoints import run_dir
+
     dataset, dman = ensure_dataset(settings)
     modalities = list(settings.model.modalities)
-    ctx = TrainContext(settings, dataset, dman, device, modalities, digests={"dataset": dman.digest}, run_dir=run_dir(settings))
+    ctx = TrainContext(settings, dataset, dman, device, modalities, digests={"dataset": dman.digest}, run_dir=run_dir(settings), dist=dist)
     if "user_text" in modalities or "item_text" in modalities:
         from ur4rec_cli.features.llm import ensure_text_embeddings
 
@@ -113,7 +184,6 @@ def prepare_context(settings: "Settings") -> TrainContext:
             warn(note)
         else:
             ctx.features["image"], ctx.digests["clip"] = image
-    info(f"training on {device}; MoE modalities: {', '.join(modalities) or 'none'}")
     return ctx
 
 
@@ -208,14 +278,24 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
 
     from ur4rec_cli.console import info, make_progress, warn
     from ur4rec_cli.training import checkpoints as ck
-    from ur4rec_cli.training.trainer import iterate_batches, n_batches, softmax_loss, training_pairs, validation_metrics
+    from ur4rec_cli.training import distributed as dd
+    from ur4rec_cli.training.trainer import (
+        SequenceLossInputs,
+        iterate_batches,
+        n_batches,
+        shard_pairs,
+        softmax_loss,
+        training_pairs,
+        validation_metrics,
+    )
 
     s, t = ctx.settings, ctx.settings.train
+    dist, main = ctx.dist, ctx.dist.is_main
     folder = ctx.run_dir / stage
     plan = stage_plan(s, stage)
     last_path, best_path, hist_path = folder / "last.pt", folder / "best.pt", folder / "history.jsonl"
-    if resume and ck.stage_finished(folder):
-        summary = ck.read_checkpoint(best_path).get("summary", {})
+    if resume and _from_main(dist, lambda: ck.stage_finished(folder)):
+        summary = _from_main(dist, lambda: ck.read_checkpoint(best_path).get("summary", {}))
         info(f"{stage}: already finished, kept ({best_path})")
         return {**summary, "stage": stage, "skipped": True}
 
@@ -227,11 +307,11 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
     model = new_model(ctx)
     if index > 0:
         prev = ctx.run_dir / STAGES[index - 1] / "best.pt"
-        if not ck.stage_finished(prev.parent):
+        if not _from_main(dist, lambda: ck.stage_finished(prev.parent)):
             raise StageOrderError(
                 f"stage {stage} needs a finished {STAGES[index - 1]} checkpoint ({prev}); run `ur4rec train --stage {STAGES[index - 1]}` first"
             )
-        prev_ckpt = ck.read_checkpoint(prev)
+        prev_ckpt = _from_main(dist, lambda: ck.read_checkpoint(prev))
         if prev_ckpt.get("digests", {}).get("dataset") != ctx.digests["dataset"]:
             raise StageOrderError(f"{prev} was trained on another dataset; rerun `ur4rec train --stage all`")
         state = {k: v for k, v in prev_ckpt["state_dict"].items() if k not in _FEATURE_BUFFERS}
@@ -239,7 +319,10 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
     model.to(ctx.device)
     optimizer = configure_stage(model, stage, plan, t.weight_decay)
     pairs = training_pairs(ctx.dataset, s.model.max_len)
-    steps_per_epoch = n_batches(pairs, t.batch_size)
+    # Under torchrun every rank takes ceil(n / world) users per epoch (DistributedSampler), so
+    # train.batch_size is the per-rank batch and every rank runs the same number of steps.
+    per_rank = math.ceil(len(pairs[0]) / dist.world_size)
+    steps_per_epoch = math.ceil(per_rank / t.batch_size) if dist.enabled else n_batches(pairs, t.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t.warmup_epochs * steps_per_epoch, plan["epochs"] * steps_per_epoch, t.schedule))
     scorer = model.sasrec if index == 0 else model
     neg_gen = torch.Generator().manual_seed(seed)
@@ -252,8 +335,8 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
         "digests": dict(ctx.digests),
         "version": __version__,
     }
-    if resume and last_path.is_file():
-        last = ck.read_checkpoint(last_path)
+    last = _from_main(dist, lambda: ck.read_checkpoint(last_path) if last_path.is_file() else None) if resume else None
+    if last is not None:
         model.load_state_dict(last["state_dict"])
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["scheduler"])
@@ -262,18 +345,41 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
         state = dict(last["early_stopping"])
         info(f"{stage}: resuming after epoch {state['epoch']}")
     else:
-        folder.mkdir(parents=True, exist_ok=True)
-        hist_path.unlink(missing_ok=True)
-        # Retraining a stage makes this stage and every later one stale until they rerun.
-        for later in STAGES[index:]:
-            (ctx.run_dir / later / "manifest.json").unlink(missing_ok=True)
-        (ctx.run_dir / ck.FINAL).unlink(missing_ok=True)
+        if main:
+            folder.mkdir(parents=True, exist_ok=True)
+            hist_path.unlink(missing_ok=True)
+            # Retraining a stage makes this stage and every later one stale until they rerun.
+            for later in STAGES[index:]:
+                (ctx.run_dir / later / "manifest.json").unlink(missing_ok=True)
+            (ctx.run_dir / ck.FINAL).unlink(missing_ok=True)
         if index > 0:
             # The predecessor's model is this stage's epoch 0: a stage can never end worse than it.
-            val = validation_metrics(scorer, ctx.dataset, s.model.max_len, ctx.device, s.eval.batch_size)
-            _improve(state, val, 0, model, best_path, base)
-            _append_history(hist_path, {"epoch": 0, "loss": None, "aux": None, **_val(val), "seconds": 0.0, "lr": 0.0})
-        _save_last(last_path, base, model, optimizer, scheduler, rng, neg_gen, state)
+            val = validation_metrics(scorer, ctx.dataset, s.model.max_len, ctx.device, s.eval.batch_size, dist=dist)
+            _improve(state, val, 0, model, best_path, base, save=main)
+            if main:
+                _append_history(hist_path, {"epoch": 0, "loss": None, "aux": None, **_val(val), "seconds": 0.0, "lr": 0.0})
+        if main:
+            _save_last(last_path, base, model, optimizer, scheduler, rng, neg_gen, state)
+
+    engine = SequenceLossInputs(scorer)
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Frozen parameters (requires_grad False) are left out by DDP; some MoE parts may see no
+        # gradient in a step, hence find_unused_parameters. Feature buffers are identical on every
+        # rank, so they are not re-broadcast each step.
+        import inspect
+
+        # torch >= 2.14 renamed broadcast_buffers (per-forward sync) to forward_sync_buffers.
+        no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers"
+        engine = DistributedDataParallel(
+            engine,
+            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            find_unused_parameters=True,
+            **{no_sync: False},
+        )
+    cuda = ctx.device.type == "cuda"
+    amp = bool(t.amp) and cuda
 
     sampled = t.loss == "sampled"
     try:
@@ -286,27 +392,45 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
                 if index == 1:
                     model.sasrec.eval()  # frozen: no dropout noise in its states
                 total = aux_total = 0.0
-                for users, inputs, targets in iterate_batches(pairs, t.batch_size, rng):
-                    users, inputs, targets = users.to(ctx.device), inputs.to(ctx.device), targets.to(ctx.device)
-                    vecs, items, aux = scorer.sequence_loss_inputs(inputs, users)
-                    loss = softmax_loss(vecs, items, targets[inputs != 0], sampled=sampled, negatives=t.negatives, generator=neg_gen)
+                epoch_pairs = pairs
+                if dist.enabled:
+                    # Same seed and epoch on every rank: the shards partition the epoch's users.
+                    epoch_pairs = shard_pairs(pairs, dd.shard_indices(len(pairs[0]), dist, seed=seed, epoch=epoch))
+                for users, inputs, targets in iterate_batches(epoch_pairs, t.batch_size, rng):
+                    if cuda:
+                        users, inputs, targets = users.pin_memory(), inputs.pin_memory(), targets.pin_memory()
+                    users, inputs, targets = (x.to(ctx.device, non_blocking=cuda) for x in (users, inputs, targets))
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                        vecs, items, aux = engine(inputs, users)
+                        flat = targets[inputs != 0]
+                        loss = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=neg_gen)
+                    step_loss = loss
+                    if dist.enabled:
+                        # loss = sum over target positions / GLOBAL count, times world size: DDP's
+                        # gradient averaging then equals the single-process mean over the global batch.
+                        counts = torch.stack([torch.tensor(float(flat.numel()), device=ctx.device), loss.detach().float() * flat.numel()])
+                        dd.all_reduce_sum(counts, dist)
+                        loss = loss * (flat.numel() * dist.world_size / counts[0])
+                        step_loss = counts[1] / counts[0]
                     objective = loss + t.aux_loss_weight * aux
                     optimizer.zero_grad(set_to_none=True)
                     objective.backward()
                     optimizer.step()
                     scheduler.step()
-                    total += loss.item()
+                    total += step_loss.item()
                     aux_total += float(aux.detach())
-                    progress.update(task, advance=1, status=f"loss {loss.item():.3f}")
-                val = validation_metrics(scorer, ctx.dataset, s.model.max_len, ctx.device, s.eval.batch_size)
+                    progress.update(task, advance=1, status=f"loss {step_loss.item():.3f}")
+                val = validation_metrics(scorer, ctx.dataset, s.model.max_len, ctx.device, s.eval.batch_size, dist=dist)
                 seconds = time.perf_counter() - started
                 state["epoch"], state["wall"] = epoch, state["wall"] + seconds
-                improved = _improve(state, val, epoch, model, best_path, base)
+                improved = _improve(state, val, epoch, model, best_path, base, save=main)
                 state["bad"] = 0 if improved else state["bad"] + 1
                 if state["bad"] >= t.patience:
                     state["finished"] = True
                 progress.update(task, status=f"loss {total / steps_per_epoch:.3f}  val NDCG@10 {val[METRIC]:.4f}{' *' if improved else ''}")
                 progress.remove_task(task)
+                if not main:
+                    continue
                 _append_history(
                     hist_path,
                     {
@@ -326,7 +450,9 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
         )
         raise
     state["finished"] = True
-    _save_last(last_path, base, model, optimizer, scheduler, rng, neg_gen, state)
+    _dump_for_test(model, stage, dist)
+    if main:
+        _save_last(last_path, base, model, optimizer, scheduler, rng, neg_gen, state)
     summary = {
         "stage": stage,
         "epochs": state["epoch"],
@@ -336,12 +462,36 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "skipped": False,
         "path": str(best_path),
+        "curve": "",
     }
-    best = ck.read_checkpoint(best_path)
-    best["summary"] = summary
-    ck.save_checkpoint(best_path, best)
-    ck.write_stage_manifest(folder, inputs=dict(ctx.digests), settings=s.slice("model", "train"), extra={"stage": stage, "summary": summary})
+    if main:
+        summary["curve"] = _write_curves(hist_path, folder / "curve.png", f"{t.run} · {stage}")
+        best = ck.read_checkpoint(best_path)
+        best["summary"] = summary
+        ck.save_checkpoint(best_path, best)
+        ck.write_stage_manifest(folder, inputs=dict(ctx.digests), settings=s.slice("model", "train"), extra={"stage": stage, "summary": summary})
+    dd.barrier(dist)
     return summary
+
+
+def _write_curves(hist_path: Path, png: Path, title: str) -> str:
+    """curve.png (loss and val NDCG@10 per epoch) when matplotlib is installed; the NDCG@10 sparkline."""
+    from ur4rec_cli.training.curves import read_history, sparkline, write_curve
+
+    rows = read_history(hist_path)
+    # history.jsonl names the metric val_ndcg10; the plot reads val_ndcg@10.
+    write_curve([{**r, "val_ndcg@10": r.get("val_ndcg10")} for r in rows], png, title)
+    return sparkline([r.get("val_ndcg10") for r in rows])
+
+
+def _dump_for_test(model, stage: str, dist: DistContext) -> None:
+    """Each rank's final weights for the DDP test, only when DDP_TEST_DUMP_DIR is set (not a setting)."""
+    folder = os.environ.get("DDP_TEST_DUMP_DIR")
+    if not folder:
+        return
+    from ur4rec_cli.training import checkpoints as ck
+
+    ck.save_checkpoint(Path(folder) / f"{stage}-rank{dist.rank}.pt", {"state_dict": model.state_dict()})
 
 
 _FEATURE_BUFFERS = ("item_text", "user_text", "image", "present")
@@ -363,13 +513,14 @@ def _val(val: dict[str, float]) -> dict[str, float]:
     return {"val_ndcg10": val["NDCG@10"], "val_hr10": val["HR@10"]}
 
 
-def _improve(state: dict[str, Any], val: dict[str, float], epoch: int, model, best_path: Path, base: dict[str, Any]) -> bool:
+def _improve(state: dict[str, Any], val: dict[str, float], epoch: int, model, best_path: Path, base: dict[str, Any], save: bool = True) -> bool:
     from ur4rec_cli.training import checkpoints as ck
 
     if val[METRIC] <= state["best"]:
         return False
     state.update(best=val[METRIC], best_epoch=epoch, best_metrics={"NDCG@10": val["NDCG@10"], "HR@10": val["HR@10"]})
-    ck.save_checkpoint(best_path, {**base, "state_dict": model.state_dict(), "epoch": epoch, "best_metric": val[METRIC], "val": state["best_metrics"]})
+    if save:
+        ck.save_checkpoint(best_path, {**base, "state_dict": model.state_dict(), "epoch": epoch, "best_metric": val[METRIC], "val": state["best_metrics"]})
     return True
 
 

@@ -81,16 +81,42 @@ def softmax_loss(
     return F.cross_entropy(logits, torch.zeros_like(targets))
 
 
-def validation_metrics(model: torch.nn.Module, dataset: "Dataset", max_len: int, device: torch.device, batch_size: int = 1024) -> dict[str, float]:
-    """HR/NDCG@10 and MRR on the validation split via the shared full-ranking evaluator."""
+def validation_metrics(
+    model: torch.nn.Module, dataset: "Dataset", max_len: int, device: torch.device, batch_size: int = 1024, dist=None
+) -> dict[str, float]:
+    """HR/NDCG@10 and MRR on the validation split; under torchrun each rank ranks a strided shard of users."""
     from ur4rec_cli.evaluation.metrics import metrics_from_ranks
     from ur4rec_cli.evaluation.ranking import full_ranking_ranks
+    from ur4rec_cli.training.distributed import all_gather_array
 
+    users = None
+    if dist is not None and dist.enabled:
+        users = dataset.eval_users()[dist.rank :: dist.world_size]
     was_training = model.training
     model.eval()
     try:
         # Small user batches: the evaluator gathers [batch, longest history, D] item vectors.
-        _, _, ranks = full_ranking_ranks(model, dataset, "valid", max_len=max_len, batch_size=min(batch_size, 256), device=device)
+        _, _, ranks = full_ranking_ranks(model, dataset, "valid", max_len=max_len, users=users, batch_size=min(batch_size, 256), device=device)
     finally:
         model.train(was_training)
+    if dist is not None and dist.enabled:
+        # Every rank gets every rank's ranks, so every rank computes the same metrics (same early stopping).
+        ranks = all_gather_array(ranks, dist)
     return metrics_from_ranks(ranks, [10])
+
+
+class SequenceLossInputs(torch.nn.Module):
+    """``scorer.sequence_loss_inputs`` as ``forward``: DistributedDataParallel only syncs through forward."""
+
+    def __init__(self, scorer: torch.nn.Module) -> None:
+        super().__init__()
+        self.scorer = scorer
+
+    def forward(self, inputs: torch.Tensor, users: torch.Tensor):
+        return self.scorer.sequence_loss_inputs(inputs, users)
+
+
+def shard_pairs(pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]], idx: np.ndarray):
+    """The training pairs of the given row indices (one rank's share of an epoch)."""
+    users, inputs, targets = pairs
+    return users[idx], [inputs[i] for i in idx], [targets[i] for i in idx]
