@@ -6,14 +6,30 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ur4rec_cli.cli._common import DeviceOpt, ForceOpt, JsonOpt, app_context
+from ur4rec_cli.cli._common import DeviceOpt, JsonOpt, app_context
+
+LLMForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help=(
+            "Rebuild the texts artifact and the embeddings even when valid ones exist. Cached LLM answers "
+            "for identical prompts (same backend, model, prompt version and generation params) are reused, "
+            "not paid for again; delete the cache file (cache/llm/<dataset>.jsonl under the home) to re-ask."
+        ),
+    ),
+]
 
 
 def command(
     ctx: typer.Context,
     backend: Annotated[
         Optional[str],
-        typer.Option("--backend", help="auto (openai when an API key is set, else template) | openai | template.", show_default=False),
+        typer.Option(
+            "--backend",
+            help="auto (openai when an API key is set in UR4REC_LLM__API_KEY, OPENAI_API_KEY or DASHSCOPE_API_KEY, else template) | openai | template.",
+            show_default=False,
+        ),
     ] = None,
     base_url: Annotated[
         Optional[str],
@@ -21,9 +37,13 @@ def command(
     ] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Chat model name [default: qwen-plus].", show_default=False)] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once [default: 8].", show_default=False)] = None,
+    max_retries: Annotated[
+        Optional[int], typer.Option("--max-retries", help="Retries per request on 429, 5xx, timeouts, connection errors [default: 6].", show_default=False)
+    ] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Per-request timeout in seconds [default: 60].", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Send at most N new requests (a cheap trial), then report how many remain.", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show how many prompts would be sent and the estimated input tokens; send nothing.")] = False,
-    force: ForceOpt = False,
+    force: LLMForceOpt = False,
     what: Annotated[str, typer.Option("--what", help="items | users | all.")] = "all",
     embed: Annotated[bool, typer.Option("--embed/--no-embed", help="Encode the texts with sentence-transformers afterwards.")] = True,
     embedding_model: Annotated[
@@ -46,12 +66,20 @@ def command(
             "base_url": base_url,
             "model": model,
             "concurrency": concurrency,
+            "max_retries": max_retries,
+            "timeout": timeout,
             "embedding_model": embedding_model,
             "device": device,
         }
     }
     settings = app_context(ctx).settings(overrides)
-    result = api.generate_texts(settings, what=what, limit=limit, dry_run=dry_run, force=force, embed=embed)
+    try:
+        result = api.generate_texts(settings, what=what, limit=limit, dry_run=dry_run, force=force, embed=embed)
+    except KeyboardInterrupt:
+        from ur4rec_cli.console import warn
+
+        warn("interrupted: every answer received so far is in the cache; rerun `ur4rec llm` to resume")
+        raise  # exit code 130
     if json_out:
         from ur4rec_cli.console import emit_json
 

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from ur4rec_cli.features.prompts import Prompt
     from ur4rec_cli.settings import LLMConfig
 
-_FENCE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.S)
+# A language tag only counts as one when a newline follows it: "```Text```" keeps "Text".
+_FENCE = re.compile(r"^\s*```(?:[\w+-]*[ \t]*\n)?(.*?)\n?\s*```\s*$", re.S)
 _PREFIX = re.compile(
     r"^\s*(?:\*\*)?(?:description|summary|user preferences?|preference summary|preferences|answer|text)"
     r"(?:\*\*)?\s*[:\-–]\s*(?:\*\*)?\s*",
@@ -53,8 +54,10 @@ def parse_answer(content: str | None, max_chars: int) -> str:
         ends = [m.end() for m in _SENTENCE_END.finditer(head)]
         if ends and ends[-1] >= max_chars // 3:
             text = head[: ends[-1]].strip()
-        else:  # no sentence end in reach: cut at a word boundary
-            text = head.rsplit(" ", 1)[0].rstrip(",;:") + "…"
+        else:  # no sentence end in reach: cut at a word boundary, the ellipsis within the limit
+            head = text[: max_chars - 1]
+            cut = head.rsplit(" ", 1)[0] if " " in head else head
+            text = cut.rstrip(",;:–- ") + "…"
     return text
 
 
@@ -109,9 +112,16 @@ def _retry_after(exc: Any) -> float | None:
 
 
 def _is_quota(exc: Any) -> bool:
+    """A 429 that waiting won't fix: the account is out of credit (OpenAI's ``insufficient_quota``).
+
+    Per-minute quotas ("Allocated quota exceeded", DashScope's ``Throttling.*``) are rate limits
+    and are retried like any other 429.
+    """
     body = getattr(exc, "body", None)
     blob = str(body if body is not None else exc).lower()
-    return "insufficient_quota" in blob or "quota" in blob and "exceeded" in blob
+    if "insufficient_quota" in blob:
+        return True
+    return "quota" in blob and any(w in blob for w in ("billing", "arrear", "current quota", "credit"))
 
 
 def run_openai(
@@ -142,62 +152,87 @@ async def _run(prompts, keys, cache, cfg, api_key, record_extra, on_update) -> R
     )
     sem = asyncio.Semaphore(cfg.concurrency)
     params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+    # Prompts that used up their retries one after another, with no success in between: an
+    # endpoint that is down or broken. Stop rather than spend hours backing off on every prompt.
+    breaker = max(3, cfg.concurrency)
+    streak = [0]
+
+    def give_up(key: str) -> None:
+        _fail(stats, key, on_update)
+        streak[0] += 1
+        if streak[0] >= breaker:
+            raise _Fatal(
+                f"giving up: {streak[0]} prompts in a row failed after {cfg.max_retries} retries each "
+                f"(last: {stats.last_error}); {len(cache.entries)} answers are cached in {cache.path}: rerun to resume"
+            )
+
+    # Set by the first error retrying can't fix: no task sends anything after it (a task waiting
+    # for the semaphore would otherwise slip one more request out before it is cancelled).
+    stopped = [False]
 
     async def ask(prompt: "Prompt", key: str) -> None:
         async with sem:
-            attempt = 0
-            while True:
-                stats.sent += 1
-                try:
-                    resp = await client.chat.completions.create(model=cfg.model, messages=prompt.messages(), **params)
-                    content = _content_of(resp)
-                    text = parse_answer(content, cfg.max_chars)
-                    if not text:
-                        raise _Malformed("empty answer")
-                except (openai.BadRequestError, openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+            try:
+                await attempts(prompt, key)
+            except _Fatal:
+                stopped[0] = True
+                raise
+
+    async def attempts(prompt: "Prompt", key: str) -> None:
+        attempt = 0
+        while not stopped[0]:
+            stats.sent += 1
+            try:
+                resp = await client.chat.completions.create(model=cfg.model, messages=prompt.messages(), **params)
+                content = _content_of(resp)
+                text = parse_answer(content, cfg.max_chars)
+                if not text:
+                    raise _Malformed("empty answer")
+            except (openai.BadRequestError, openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+                raise _Fatal(_status_line(exc, cfg, api_key)) from None
+            except openai.RateLimitError as exc:
+                if _is_quota(exc):
+                    raise _Fatal(_status_line(exc, cfg, api_key, "quota exhausted")) from None
+                wait = _retry_after(exc)
+                if not await _backoff(stats, attempt, cfg, wait, _status_line(exc, cfg, api_key)):
+                    return give_up(key)
+            except openai.APIStatusError as exc:
+                if exc.status_code < 500 and exc.status_code not in (408, 409):
                     raise _Fatal(_status_line(exc, cfg, api_key)) from None
-                except openai.RateLimitError as exc:
-                    if _is_quota(exc):
-                        raise _Fatal(_status_line(exc, cfg, api_key, "quota exhausted")) from None
-                    wait = _retry_after(exc)
-                    if not await _backoff(stats, attempt, cfg, wait, _status_line(exc, cfg, api_key)):
-                        return _fail(stats, key, on_update)
-                except openai.APIStatusError as exc:
-                    if exc.status_code < 500 and exc.status_code not in (408, 409):
-                        raise _Fatal(_status_line(exc, cfg, api_key)) from None
-                    if not await _backoff(stats, attempt, cfg, _retry_after(exc), _status_line(exc, cfg, api_key)):
-                        return _fail(stats, key, on_update)
-                except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                    kind = "timeout" if isinstance(exc, openai.APITimeoutError) else "connection error"
-                    if not await _backoff(stats, attempt, cfg, None, f"{kind} at {cfg.base_url}"):
-                        return _fail(stats, key, on_update)
-                except (_Malformed, openai.APIResponseValidationError, ValueError, AttributeError, TypeError, IndexError) as exc:
-                    if not await _backoff(stats, attempt, cfg, None, f"malformed reply from {cfg.base_url}: {_scrub(str(exc), api_key)[:120]}"):
-                        return _fail(stats, key, on_update)
-                else:
-                    usage = getattr(resp, "usage", None)
-                    tin = int(getattr(usage, "prompt_tokens", 0) or 0)
-                    tout = int(getattr(usage, "completion_tokens", 0) or 0)
-                    cache.append(
-                        {
-                            "key": key,
-                            "kind": prompt.kind,
-                            "id": prompt.index,
-                            "raw_id": prompt.raw_id,
-                            "text": text,
-                            "raw": content,
-                            "usage": {"input": tin, "output": tout},
-                            **record_extra,
-                            "time": time.time(),
-                        }
-                    )
-                    stats.done += 1
-                    stats.input_tokens += tin
-                    stats.output_tokens += tout
-                    if on_update:
-                        on_update(stats)
-                    return None
-                attempt += 1
+                if not await _backoff(stats, attempt, cfg, _retry_after(exc), _status_line(exc, cfg, api_key)):
+                    return give_up(key)
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                kind = "timeout" if isinstance(exc, openai.APITimeoutError) else "connection error"
+                if not await _backoff(stats, attempt, cfg, None, f"{kind} at {cfg.base_url}"):
+                    return give_up(key)
+            except (_Malformed, openai.APIResponseValidationError, ValueError, AttributeError, TypeError, IndexError) as exc:
+                if not await _backoff(stats, attempt, cfg, None, f"malformed reply from {cfg.base_url}: {_scrub(str(exc), api_key)[:120]}"):
+                    return give_up(key)
+            else:
+                usage = getattr(resp, "usage", None)
+                tin = int(getattr(usage, "prompt_tokens", 0) or 0)
+                tout = int(getattr(usage, "completion_tokens", 0) or 0)
+                cache.append(
+                    {
+                        "key": key,
+                        "kind": prompt.kind,
+                        "id": prompt.index,
+                        "raw_id": prompt.raw_id,
+                        "text": text,
+                        "raw": content,
+                        "usage": {"input": tin, "output": tout},
+                        **record_extra,
+                        "time": time.time(),
+                    }
+                )
+                stats.done += 1
+                streak[0] = 0
+                stats.input_tokens += tin
+                stats.output_tokens += tout
+                if on_update:
+                    on_update(stats)
+                return None
+            attempt += 1
 
     tasks = [asyncio.create_task(ask(p, k)) for p, k in zip(prompts, keys)]
     try:

@@ -103,7 +103,8 @@ def _load_dataset(settings: "Settings") -> tuple["Dataset", Manifest]:
 
 
 # Generation ---------------------------------------------------------------------------------
-def _choose_backend(settings: "Settings") -> tuple[str, str]:
+def _choose_backend(settings: "Settings", dry_run: bool = False) -> tuple[str, str]:
+    """The backend to use and why; ``openai`` needs a key, except for a dry run (a cost estimate)."""
     backend = settings.llm.backend
     has_key = settings.llm_api_key() is not None
     if backend == "auto":
@@ -111,7 +112,9 @@ def _choose_backend(settings: "Settings") -> tuple[str, str]:
             return "openai", "auto: an API key is configured"
         return "template", "auto: no API key configured (UR4REC_LLM__API_KEY, OPENAI_API_KEY, DASHSCOPE_API_KEY)"
     if backend == "openai" and not has_key:
-        raise ConfigError("the openai backend needs an API key: set UR4REC_LLM__API_KEY, OPENAI_API_KEY or DASHSCOPE_API_KEY")
+        if not dry_run:
+            raise ConfigError("the openai backend needs an API key: set UR4REC_LLM__API_KEY, OPENAI_API_KEY or DASHSCOPE_API_KEY")
+        return backend, "requested; no API key set, fine for a dry run"
     return backend, "requested"
 
 
@@ -143,7 +146,7 @@ def _generate(settings, dataset, dman, *, what, limit, dry_run, force, embed) ->
     wanted = _wanted(what)
     if limit is not None and limit < 0:
         raise ConfigError("--limit must be >= 0")
-    backend, reason = _choose_backend(settings)
+    backend, reason = _choose_backend(settings, dry_run)
     spec = _spec(settings, backend)
     texts_dir = store.features_dir(name, "texts")
     summary: dict[str, Any] = {
@@ -168,6 +171,8 @@ def _generate(settings, dataset, dman, *, what, limit, dry_run, force, embed) ->
         and existing.inputs.get("dataset") == dman.digest
         and existing.extra.get("spec") == spec
     )
+    if existing is not None and not reusable:
+        summary["texts"]["status"] = "rebuild (--force)" if force else "stale"
     texts: dict[str, list[str]] | None
     if reusable:
         summary["texts"]["status"] = "cached"
@@ -210,8 +215,12 @@ def _openai_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, 
     cfg = settings.llm
     cache = AnswerCache(store.cache_dir("llm") / f"{name}.jsonl")
     if cache.skipped_lines:
-        console.warn(f"{cache.skipped_lines} unreadable line(s) in {cache.path} ignored (a killed run); those prompts are asked again")
-    params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "max_chars": cfg.max_chars}
+        what = "ignored" if dry_run else "dropped from the file"
+        console.warn(f"{cache.skipped_lines} unreadable line(s) in {cache.path} {what} (a run killed mid-write?); those prompts are asked again")
+    if not dry_run:
+        cache.repair()
+    # What is sent: max_chars only shapes the parsing of an answer (re-done on reuse), not the key.
+    params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
     prompts: dict[str, list[P.Prompt]] = {}
     keys: dict[str, list[str]] = {}
     for group in ("items", "users"):
@@ -220,11 +229,18 @@ def _openai_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, 
             cache_key(backend="openai", model=cfg.model, prompt_version=P.PROMPT_VERSION, messages=p.messages(), params=params)
             for p in prompts[group]
         ]
-    pending = [(p, k) for g in wanted for p, k in zip(prompts[g], keys[g]) if k not in cache]
+    # One request per distinct prompt: identical prompts (e.g. two catalog entries with the same
+    # title, year and genres) share one answer.
+    pending_by_key: dict[str, P.Prompt] = {}
+    for g in wanted:
+        for p, k in zip(prompts[g], keys[g]):
+            if k not in cache and k not in pending_by_key:
+                pending_by_key[k] = p
+    pending = [(p, k) for k, p in pending_by_key.items()]
     summary["cache"] = str(cache.path)
     if dry_run:
         for g in wanted:
-            n_pending = sum(k not in cache for k in keys[g])
+            n_pending = sum(k not in cache for k in keys[g])  # entities; requests_to_send counts distinct prompts
             summary[g] = {"total": len(keys[g]), "done": 0, "cached": len(keys[g]) - n_pending, "failed": 0, "remaining": n_pending}
         summary["requests_to_send"] = len(pending)
         summary["estimated_input_tokens"] = sum(p.chars() for p, _ in pending) // 4
@@ -233,7 +249,8 @@ def _openai_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, 
         return None
     to_send = pending if limit is None else pending[:limit]
     api_key = settings.llm_api_key()
-    assert api_key is not None  # _choose_backend checked it
+    if api_key is None:  # pragma: no cover - _choose_backend checked it
+        raise ConfigError("the openai backend needs an API key")
     n_cached = len([1 for g in wanted for k in keys[g] if k in cache])
     with console.make_progress() as progress:
         task = progress.add_task("LLM texts", total=len(to_send), status=f"cached {n_cached}")
@@ -277,7 +294,18 @@ def _openai_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, 
         left = ", ".join(f"{n} {g}" for g, n in missing.items() if n)
         console.info(f"{left} still without a text: rerun to continue (no texts artifact until every text exists)")
         return None
-    return {g: [cache.get(k)["text"] for k in keys[g]] for g in ("items", "users")}
+    return {g: [_answer_text(cache.get(k), cfg.max_chars) for k in keys[g]] for g in ("items", "users")}
+
+
+def _answer_text(record: dict[str, Any] | None, max_chars: int) -> str:
+    """The text of a cached answer, parsed from the raw reply with the current ``max_chars``."""
+    from ur4rec_cli.features.backends import parse_answer
+
+    if record is None:  # pragma: no cover - the caller checked every key is cached
+        raise LLMError("a cached answer vanished while assembling the texts")
+    raw = record.get("raw")
+    text = parse_answer(raw, max_chars) if isinstance(raw, str) else ""
+    return text or str(record.get("text", ""))
 
 
 def _write_texts(store, folder: Path, dataset, texts: dict[str, list[str]], dman: Manifest, spec: dict, settings) -> None:
@@ -332,6 +360,14 @@ def _embed(settings: "Settings", store: ArtifactStore, name: str, *, force: bool
         "user_shape": list(user_vecs.shape),
         "device": device,
         "normalized": True,
+        # The text artifact these vectors encode (its digest is also the recorded input).
+        "texts": {
+            "path": texts_dir.relative_to(store.home).as_posix(),
+            "digest": tman.digest,
+            "backend": tman.extra.get("backend"),
+            "model": tman.extra.get("model"),
+            "prompt_version": tman.extra.get("prompt_version"),
+        },
     }
     with store.write(folder, kind="text_emb", inputs={"texts": tman.digest}, settings=settings.slice("llm"), extra=extra) as tmp:
         np.save(tmp / "item_text.npy", item_vecs)

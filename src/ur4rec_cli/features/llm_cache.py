@@ -1,7 +1,10 @@
 """Append-only JSONL cache of LLM answers: one flushed line per answer as it arrives.
 
 A run killed at any point loses at most the requests in flight: every finished answer is on disk,
-and a torn last line (killed mid-write) is skipped on reading, never fatal.
+and a torn last line (killed mid-write) is skipped on reading, never fatal. A file with such a line
+(or a duplicated key) is rewritten atomically, one valid line per key, by :meth:`AnswerCache.repair`
+(at the latest before the next append), so the cache on disk stays valid JSONL. Reading alone
+(a dry run) never writes.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class AnswerCache:
         self.path = Path(path)
         self.entries: dict[str, dict[str, Any]] = {}
         self.skipped_lines = 0
+        self.needs_repair = False
         self._fh: TextIO | None = None
         self._read()
 
@@ -43,15 +47,34 @@ class AnswerCache:
             return
         except OSError as exc:
             raise DataError(f"cannot read the LLM cache {self.path}: {exc}") from None
+        lines = 0
         for line in raw.split(b"\n"):
             if not line.strip():
                 continue
+            lines += 1
             try:
                 rec = json.loads(line)
+                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                    raise ValueError("not an answer record")
                 self.entries[str(rec["key"])] = rec
             except (ValueError, KeyError, TypeError):
                 # A torn or hand-damaged line: that answer is simply asked again.
                 self.skipped_lines += 1
+        self.needs_repair = bool(self.skipped_lines) or lines != len(self.entries)
+
+    def repair(self) -> None:
+        """Replace a damaged file by its valid records, one line per key (temp file + rename)."""
+        if not self.needs_repair:
+            return
+        from ur4rec_cli.store import atomic_write_text
+
+        self.close()
+        body = "".join(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n" for rec in self.entries.values())
+        try:
+            atomic_write_text(self.path, body)
+        except OSError as exc:
+            raise DataError(f"cannot rewrite the LLM cache {self.path}: {exc}") from None
+        self.needs_repair = False
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries
@@ -62,6 +85,7 @@ class AnswerCache:
     def append(self, record: dict[str, Any]) -> None:
         """Write one answer as a line and flush it to the OS before returning."""
         if self._fh is None:
+            self.repair()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torn = self.path.exists() and self.path.stat().st_size > 0 and not self._ends_with_newline()
             self._fh = open(self.path, "a", encoding="utf-8")
