@@ -102,6 +102,7 @@ def main() -> None:
     per_user: dict[str, list[dict[str, int]]] = {}
     train_rows = []
     ablations: list[str] = []
+    eval_seconds: dict[str, list[float]] = {}
 
     def record(name: str, protocol: str, metrics: dict[str, float]) -> None:
         slot = results.setdefault(name, {}).setdefault(protocol, {})
@@ -115,6 +116,7 @@ def main() -> None:
             res, _ = cli(home, "evaluate", "--k", *KS, "--protocol", protocol, "--run", run, "--output", str(ranks), *extra)
             record(label, protocol, res["metrics"])
             if protocol == "full":
+                eval_seconds.setdefault(label, []).append(res["seconds"])
                 per_user.setdefault(label, []).append(read_ranks(ranks))
 
     for seed in args.seeds:
@@ -156,7 +158,7 @@ def main() -> None:
     help_wall = median_wall([sys.executable, "-m", "ur4rec_cli", "--help"])
     total = time.perf_counter() - t_start
 
-    md = render(args, data, t_data, llm, t_llm, train_rows, results, ablations, (mean_diff, lo, hi), rec_wall, torch_wall, help_wall, total)
+    md = render(args, data, t_data, llm, t_llm, train_rows, results, ablations, (mean_diff, lo, hi), rec_wall, torch_wall, help_wall, total, eval_seconds)
     args.out.write_text(md, "utf-8")
     print(md)
     if args.home is None:
@@ -164,7 +166,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def render(args, data, t_data, llm, t_llm, train_rows, results, ablations, boot, rec_wall, torch_wall, help_wall, total) -> str:
+def render(args, data, t_data, llm, t_llm, train_rows, results, ablations, boot, rec_wall, torch_wall, help_wall, total, eval_seconds) -> str:
     seeds = " ".join(str(s) for s in args.seeds)
     out = [
         "# Benchmarks",
@@ -225,6 +227,14 @@ def render(args, data, t_data, llm, t_llm, train_rows, results, ablations, boot,
         f"| `ur4rec --help` | {help_wall:.3f} |",
         "",
         f"recommend / import torch = {rec_wall / torch_wall:.2f}",
+        "",
+        "## Evaluation compute (`ur4rec evaluate`, full ranking, test split, all users)",
+        "",
+        "Seconds spent scoring and ranking (the `seconds` field of `evaluate --json`; model load and process start excluded).",
+        "",
+        "| model | seconds, mean ± std over seeds |",
+        "| --- | --- |",
+        *(f"| {name} | {fmt(vals)} |" for name, vals in eval_seconds.items()),
         "",
     ]
     return "\n".join(out)

@@ -128,3 +128,14 @@ def test_sequence_loss_inputs_only_non_pad_positions() -> None:
     assert vecs.shape[0] == int((hist != 0).sum())
     assert items.shape[0] == N_ITEMS + 1
     assert torch.isfinite(aux)
+
+
+def test_last_only_state_equals_full_forward_last_column() -> None:
+    torch.manual_seed(0)
+    enc = SASRecEncoder(N_ITEMS, L, 16, 2, 2, 0.0).eval()
+    hist, _ = _batch()
+    with torch.no_grad():
+        full = enc(hist)[:, -1]
+        last = enc(hist, last_only=True)
+    assert last.shape == (4, 1, 16)
+    assert torch.allclose(last[:, 0], full, atol=1e-5)

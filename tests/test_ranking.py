@@ -53,3 +53,37 @@ def test_nan_raises() -> None:
     items[3, 0] = float("nan")
     with pytest.raises(EvaluationError):
         ranks_from_vectors(users, items, torch.tensor([1]), [np.array([2])], item_chunk=2)
+
+
+def test_length_sorted_batches_equal_one_full_width_batch() -> None:
+    """Batching users by history length (narrow padding) ranks exactly as one max_len-wide batch."""
+    from ur4rec_cli.data.sequences import pad_left
+    from ur4rec_cli.evaluation.ranking import full_ranking_ranks
+    from ur4rec_cli.models.sasrec import SASRec
+
+    class Toy:
+        n_items, lengths = 40, None
+
+        def __init__(self) -> None:
+            rng = np.random.default_rng(3)
+            self.seqs = [rng.integers(1, 41, size=int(n)) for n in rng.integers(3, 30, size=25)]
+
+        def eval_users(self):
+            return np.arange(1, 26)
+
+        def history(self, u, split):
+            seq = self.seqs[u - 1]
+            return seq[:-1] if split == "test" else seq[:-2]
+
+        def targets(self, users, split):
+            return np.array([self.seqs[u - 1][-1 if split == "test" else -2] for u in users])
+
+    torch.manual_seed(0)
+    model = SASRec(40, 16, 16, 2, 1, 0.0, 0.02).eval()
+    ds = Toy()
+    users, targets, ranks = full_ranking_ranks(model, ds, "test", max_len=16, batch_size=4)
+    with torch.no_grad():
+        fed = [ds.history(int(u), "test") for u in users]
+        vecs = model.encoder(torch.from_numpy(pad_left(fed, 16)))[:, -1]
+    want = ranks_from_vectors(vecs, model.item_vectors(), torch.from_numpy(targets), fed)
+    assert ranks.tolist() == want.tolist()

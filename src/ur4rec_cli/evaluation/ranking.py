@@ -116,15 +116,19 @@ def full_ranking_ranks(
     users = dataset.eval_users() if users is None else np.asarray(users, dtype=np.int64)
     targets = dataset.targets(users, split)
     ranks = np.empty(len(users), dtype=np.int64)
+    fed_all = [dataset.history(int(u), split) for u in users]
+    # Users of similar history length share a batch, padded only to its longest row (at most
+    # max_len): positions count from the newest item, so the states are those of full padding,
+    # and attention cost falls with the square of the width (ML-100K: median 65 of 200).
+    order = np.argsort([len(h) for h in fed_all], kind="stable")
     with torch.inference_mode():
         items = scorer.item_vectors().to(device).float()
         for start in range(0, len(users), batch_size):
-            chunk = users[start : start + batch_size]
-            fed = [dataset.history(int(u), split) for u in chunk]
-            seqs = torch.from_numpy(pad_left(fed, max_len)).to(device)
-            vecs = scorer.user_vectors(seqs, torch.from_numpy(chunk).to(device)).float()
-            tgt = torch.from_numpy(targets[start : start + len(chunk)]).to(device)
-            ranks[start : start + len(chunk)] = (
-                ranks_from_vectors(vecs, items, tgt, fed, item_chunk=item_chunk).cpu().numpy()
-            )
+            idx = order[start : start + batch_size]
+            fed = [fed_all[i] for i in idx]
+            width = max(1, min(max_len, max(len(h) for h in fed)))
+            seqs = torch.from_numpy(pad_left(fed, width)).to(device)
+            vecs = scorer.user_vectors(seqs, torch.from_numpy(users[idx]).to(device)).float()
+            tgt = torch.from_numpy(targets[idx]).to(device)
+            ranks[idx] = ranks_from_vectors(vecs, items, tgt, fed, item_chunk=item_chunk).cpu().numpy()
     return users, targets, ranks

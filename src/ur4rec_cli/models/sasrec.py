@@ -51,15 +51,21 @@ class SelfAttentionBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.p = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x [B, L, H] -> [B, L, H], or [B, 1, H] for the last position only (keys still span all L)."""
         b, l, h = x.shape
-        split = lambda t: t.view(b, l, self.heads, h // self.heads).transpose(1, 2)  # noqa: E731
-        queries = self.ln1(x)
+        queries = self.ln1(x[:, -1:] if last_only else x)
+        lq = queries.shape[1]
+        split = lambda t, n: t.view(b, n, self.heads, h // self.heads).transpose(1, 2)  # noqa: E731
         k, v = self.kv(x).chunk(2, dim=-1)
         att = F.scaled_dot_product_attention(
-            split(self.q(queries)), split(k), split(v), attn_mask=mask, dropout_p=self.p if self.training else 0.0
+            split(self.q(queries), lq),
+            split(k, l),
+            split(v, l),
+            attn_mask=mask[..., -lq:, :],
+            dropout_p=self.p if self.training else 0.0,
         )
-        x = self.ln2(queries + self.dropout(self.proj(att.transpose(1, 2).reshape(b, l, h))))
+        x = self.ln2(queries + self.dropout(self.proj(att.transpose(1, 2).reshape(b, lq, h))))
         return x + self.dropout(self.ff2(self.dropout(F.relu(self.ff1(x)))))
 
 
@@ -76,7 +82,9 @@ class SASRecEncoder(nn.Module):
         self.blocks = nn.ModuleList(SelfAttentionBlock(hidden, heads, dropout) for _ in range(layers))
         self.ln = nn.LayerNorm(hidden)
 
-    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+    def forward(self, seqs: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``last_only``: [B, 1, H], the newest position's state only; the last block then computes
+        one query row instead of L (what scoring needs: a third less work at inference)."""
         b, l = seqs.shape
         if l > self.max_len:
             seqs, l = seqs[:, -self.max_len :], self.max_len
@@ -91,9 +99,11 @@ class SASRecEncoder(nn.Module):
         eye = torch.eye(l, dtype=torch.bool, device=seqs.device)
         # [B, 1, L, L]: attend to earlier non-pad keys; the diagonal keeps all-pad rows finite.
         mask = ((causal[None] & keep[:, None, :]) | eye[None])[:, None]
-        for block in self.blocks:
-            x = block(x, mask) * keep[..., None]
-        return self.ln(x) * keep[..., None]
+        for i, block in enumerate(self.blocks):
+            last = last_only and i == len(self.blocks) - 1
+            keep_out = keep[:, -1:] if last else keep
+            x = block(x, mask, last_only=last) * keep_out[..., None]
+        return self.ln(x) * (keep[:, -1:] if last_only else keep)[..., None]
 
 
 class SASRec(nn.Module):
@@ -110,7 +120,7 @@ class SASRec(nn.Module):
 
     def user_vectors(self, histories: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """[B, L] left-padded histories -> [B, H] user states (column -1)."""
-        return self.encoder(histories)[:, -1]
+        return self.encoder(histories, last_only=True)[:, -1]
 
     def item_vectors(self) -> torch.Tensor:
         """[n_items + 1, H]; row 0 (padding) is zero."""

@@ -66,11 +66,11 @@ def write_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("train loss", color="tab:blue")
     ax2 = ax1.twinx()
-    ax2.plot(epochs, [r.get("val_ndcg@10") for r in rows], color="tab:orange", marker=".", label="val NDCG@10")
+    ax2.plot(epochs, [r.get("val_ndcg10") for r in rows], color="tab:orange", marker=".", label="val NDCG@10")
     ax2.set_ylabel("validation NDCG@10", color="tab:orange")
-    best = max(rows, key=lambda r: r.get("val_ndcg@10") or -1)
+    best = max(rows, key=lambda r: r.get("val_ndcg10") or -1)
     ax2.axvline(best.get("epoch"), color="grey", linestyle=":", linewidth=1)
-    ax1.set_title(f"{title} (best epoch {best.get('epoch')}, val NDCG@10 {best.get('val_ndcg@10', 0):.4f})")
+    ax1.set_title(f"{title} (best epoch {best.get('epoch')}, val NDCG@10 {best.get('val_ndcg10') or 0:.4f})")
     fig.tight_layout()
     import io
 

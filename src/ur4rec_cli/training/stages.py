@@ -479,8 +479,7 @@ def _write_curves(hist_path: Path, png: Path, title: str) -> str:
     from ur4rec_cli.training.curves import read_history, sparkline, write_curve
 
     rows = read_history(hist_path)
-    # history.jsonl names the metric val_ndcg10; the plot reads val_ndcg@10.
-    write_curve([{**r, "val_ndcg@10": r.get("val_ndcg10")} for r in rows], png, title)
+    write_curve(rows, png, title)
     return sparkline([r.get("val_ndcg10") for r in rows])
 
 
