@@ -66,7 +66,7 @@ def sampled_ranks(
     seed: int,
     max_len: int,
     users: np.ndarray | None = None,
-    batch_size: int = 1024,
+    batch_size: int = 64,
     device: "torch.device | str" = "cpu",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(users, targets, ranks, candidates)``: each target ranked among itself and its sampled negatives."""

@@ -102,7 +102,7 @@ def full_ranking_ranks(
     *,
     max_len: int,
     users: np.ndarray | None = None,
-    batch_size: int = 1024,
+    batch_size: int = 64,
     item_chunk: int = 65536,
     device: "torch.device | str" = "cpu",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -50,7 +50,7 @@ def rank_scorer(
     max_len: int,
     negatives: int = 100,
     seed: int = 0,
-    batch_size: int = 1024,
+    batch_size: int = 64,
     device: Any = "cpu",
 ) -> Ranked:
     """Rank every evaluable user's held-out item under ``protocol`` (one matrix product per batch)."""

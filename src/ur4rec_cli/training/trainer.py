@@ -82,7 +82,7 @@ def softmax_loss(
 
 
 def validation_metrics(
-    model: torch.nn.Module, dataset: "Dataset", max_len: int, device: torch.device, batch_size: int = 1024, dist=None
+    model: torch.nn.Module, dataset: "Dataset", max_len: int, device: torch.device, batch_size: int = 64, dist=None
 ) -> dict[str, float]:
     """HR/NDCG@10 and MRR on the validation split; under torchrun each rank ranks a strided shard of users."""
     from ur4rec_cli.evaluation.metrics import metrics_from_ranks
@@ -95,8 +95,7 @@ def validation_metrics(
     was_training = model.training
     model.eval()
     try:
-        # Small user batches: the evaluator gathers [batch, longest history, D] item vectors.
-        _, _, ranks = full_ranking_ranks(model, dataset, "valid", max_len=max_len, users=users, batch_size=min(batch_size, 256), device=device)
+        _, _, ranks = full_ranking_ranks(model, dataset, "valid", max_len=max_len, users=users, batch_size=batch_size, device=device)
     finally:
         model.train(was_training)
     if dist is not None and dist.enabled:
