@@ -68,3 +68,14 @@ def test_internal_errors_are_one_line_without_debug(cli, monkeypatch) -> None:
     monkeypatch.setattr(api, "describe_config", boom)
     r = cli("config")
     assert r.code == 70 and r.stderr == "error: internal error: RuntimeError: kaboom (rerun with --debug for a traceback)\n"
+
+
+def test_ctrl_c_is_one_line_and_exit_130(cli, monkeypatch) -> None:
+    from ur4rec_cli import api
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "describe_config", interrupted)
+    r = cli("config")
+    assert r.code == 130 and r.stderr == "error: interrupted\n"

@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     debug = _env_debug() or "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         app(args=argv, prog_name="ur4rec")
+    except SystemExit as exc:
+        # Typer turns Ctrl-C into a silent exit 130; say what happened, in the same one-line form.
+        if exc.code == 130:
+            sys.stderr.write("error: interrupted\n")
+        raise
     except Ur4recError as exc:
         if debug:
             raise

@@ -58,8 +58,6 @@ def write_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
     plt = _pyplot()
     if plt is None or not rows:
         return False
-    from ur4rec_cli.store import atomic_write_bytes
-
     epochs = [r.get("epoch") for r in rows]
     fig, ax1 = plt.subplots(figsize=(7, 4), dpi=110)
     ax1.plot(epochs, [r.get("loss") for r in rows], color="tab:blue", marker=".", label="train loss")
@@ -71,14 +69,21 @@ def write_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
     best = max(rows, key=lambda r: r.get("val_ndcg10") or -1)
     ax2.axvline(best.get("epoch"), color="grey", linestyle=":", linewidth=1)
     ax1.set_title(f"{title} (best epoch {best.get('epoch')}, val NDCG@10 {best.get('val_ndcg10') or 0:.4f})")
-    fig.tight_layout()
+    _save_png(plt, fig, path)
+    return True
+
+
+def _save_png(plt, fig, path: Path) -> None:
+    """Render in memory, then write atomically: a crash never leaves half a PNG."""
     import io
 
+    from ur4rec_cli.store import atomic_write_bytes
+
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
-    return True
 
 
 def write_bar_chart(table: dict[str, dict[str, float]], metrics: Sequence[str], path: Path, title: str) -> bool:
@@ -86,10 +91,6 @@ def write_bar_chart(table: dict[str, dict[str, float]], metrics: Sequence[str], 
     plt = _pyplot()
     if plt is None or not table:
         return False
-    import io
-
-    from ur4rec_cli.store import atomic_write_bytes
-
     names = list(table)
     width = 0.8 / max(1, len(names))
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(metrics) + 2), 4), dpi=110)
@@ -100,9 +101,5 @@ def write_bar_chart(table: dict[str, dict[str, float]], metrics: Sequence[str], 
     ax.set_xticklabels(list(metrics))
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    _save_png(plt, fig, path)
     return True
