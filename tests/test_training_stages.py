@@ -230,3 +230,47 @@ def test_train_all_from_a_fresh_home_prepares_everything(cli, tmp_path: Path, mo
     again = cli("train", "--stage", "all", "--resume", "--device", "cpu", "--modalities", "item_text", "--json")
     assert again.code == 0, again
     assert all(s["skipped"] for s in json.loads(again.stdout)["stages"])
+
+
+def test_long_train_sequences_become_windows_covering_every_transition() -> None:
+    from ur4rec_cli.training.trainer import training_pairs
+
+    ds = _dataset()
+    max_len = 4  # shorter than every train sequence: several windows per user
+    users, inputs, targets = training_pairs(ds, max_len)
+    assert all(1 <= len(x) <= max_len and len(x) == len(y) for x, y in zip(inputs, targets))
+    for u in range(1, N_USERS + 1):
+        seq = ds.history(u, "train")
+        rows = [i for i in range(len(users)) if users[i] == u]
+        assert len(rows) == -(-(len(seq) - 1) // max_len)
+        # Every (input -> next item) transition of the train sequence is a target exactly once, in order.
+        got = sorted((int(x), int(y)) for i in rows for x, y in zip(inputs[i], targets[i]))
+        assert got == sorted(zip(seq[:-1].tolist(), seq[1:].tolist()))
+        assert np.array_equal(np.concatenate([targets[i] for i in reversed(rows)]), seq[1:])
+
+
+def test_every_target_position_weighs_the_same_whatever_its_batch() -> None:
+    """Length-sorted batches hold 2x-10x different position counts; an epoch's summed step losses
+    (summed CE / positions_per_step) must equal steps x the mean CE over all positions."""
+    from ur4rec_cli.models.sasrec import SASRec
+    from ur4rec_cli.training.trainer import iterate_batches, n_batches, positions_per_step, softmax_loss, training_pairs
+
+    torch.manual_seed(0)
+    ds = _dataset()
+    pairs = training_pairs(ds, 10)
+    model = SASRec(N_ITEMS, 10, 16, 1, 1, 0.0, 0.02).eval()
+    steps = n_batches(pairs, 3)
+    per_step = positions_per_step(pairs, steps)
+    assert per_step == pytest.approx(sum(len(x) for x in pairs[1]) / steps)
+    epoch, all_ce, counts = 0.0, [], []
+    with torch.no_grad():
+        for users, x, y in iterate_batches(pairs, 3, np.random.default_rng(0)):
+            vecs, items, _ = model.sequence_loss_inputs(x, users)
+            flat = y[x != 0]
+            summed = softmax_loss(vecs, items, flat, reduction="sum")
+            assert torch.allclose(summed / flat.numel(), softmax_loss(vecs, items, flat))
+            epoch += float(summed / per_step)
+            all_ce.append(float(summed))
+            counts.append(flat.numel())
+    assert len(set(counts)) > 1  # the batches really differ in size
+    assert epoch == pytest.approx(steps * sum(all_ce) / sum(counts), rel=1e-5)

@@ -283,6 +283,7 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
         SequenceLossInputs,
         iterate_batches,
         n_batches,
+        positions_per_step,
         shard_pairs,
         softmax_loss,
         training_pairs,
@@ -323,6 +324,7 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
     # train.batch_size is the per-rank batch and every rank runs the same number of steps.
     per_rank = math.ceil(len(pairs[0]) / dist.world_size)
     steps_per_epoch = math.ceil(per_rank / t.batch_size) if dist.enabled else n_batches(pairs, t.batch_size)
+    per_step = positions_per_step(pairs, steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(t.warmup_epochs * steps_per_epoch, plan["epochs"] * steps_per_epoch, t.schedule))
     scorer = model.sasrec if index == 0 else model
     neg_gen = torch.Generator().manual_seed(seed)
@@ -403,14 +405,15 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
                     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                         vecs, items, aux = engine(inputs, users)
                         flat = targets[inputs != 0]
-                        loss = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=neg_gen)
-                    step_loss = loss
+                        summed = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=neg_gen, reduction="sum")
+                    # Every target position weighs the same whatever its batch: the summed loss over a
+                    # constant (mean positions per step). Under torchrun the constant counts the global
+                    # step, times world size: DDP's gradient averaging then gives the same update.
+                    loss = summed * (dist.world_size / per_step)
+                    step_loss = summed.detach().float() / max(1, flat.numel())
                     if dist.enabled:
-                        # loss = sum over target positions / GLOBAL count, times world size: DDP's
-                        # gradient averaging then equals the single-process mean over the global batch.
-                        counts = torch.stack([torch.tensor(float(flat.numel()), device=ctx.device), loss.detach().float() * flat.numel()])
+                        counts = torch.stack([torch.tensor(float(flat.numel()), device=ctx.device), summed.detach().float()])
                         dd.all_reduce_sum(counts, dist)
-                        loss = loss * (flat.numel() * dist.world_size / counts[0])
                         step_loss = counts[1] / counts[0]
                     objective = loss + t.aux_loss_weight * aux
                     optimizer.zero_grad(set_to_none=True)

@@ -17,16 +17,34 @@ if TYPE_CHECKING:
 
 
 def training_pairs(dataset: "Dataset", max_len: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """(users, inputs, targets): input = train_seq[:-1], target = train_seq[1:], last ``max_len`` steps."""
+    """(users, inputs, targets): input = train_seq[:-1], target = train_seq[1:], in rows of <= ``max_len`` steps.
+
+    A train sequence longer than ``max_len`` steps is cut from its end into consecutive windows,
+    so every train transition is a target exactly once per epoch (ML-100K: 145 users hold 14% of
+    the transitions beyond their newest 200).
+    """
     users, inputs, targets = [], [], []
     for u in range(1, dataset.n_users + 1):
         seq = dataset.history(u, "train")
-        if len(seq) < 2:
-            continue
-        users.append(u)
-        inputs.append(seq[:-1][-max_len:])
-        targets.append(seq[1:][-max_len:])
+        end = len(seq)
+        while end >= 2:
+            window = seq[max(0, end - max_len - 1) : end]
+            users.append(u)
+            inputs.append(window[:-1])
+            targets.append(window[1:])
+            end -= max_len
     return np.asarray(users, dtype=np.int64), inputs, targets
+
+
+def positions_per_step(pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]], steps: int) -> float:
+    """Mean number of target positions per optimizer step over an epoch: the loss normaliser.
+
+    Batches hold rows of similar length, so their position counts differ ~10x; dividing each
+    batch's summed loss by this constant (not by its own count) weighs every position equally,
+    as randomly mixed batches would (measured on ML-100K: per-batch means over length-sorted
+    batches left test NDCG@10 of SASRec ~0.005 lower).
+    """
+    return sum(len(x) for x in pairs[1]) / max(1, steps)
 
 
 def iterate_batches(
@@ -64,21 +82,22 @@ def softmax_loss(
     sampled: bool = False,
     negatives: int = 256,
     generator: torch.Generator | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Cross-entropy of targets [N] given user vectors [N, D] and the item matrix [n_items + 1, D].
 
     Full softmax over every item (padding excluded), or a sampled softmax against ``negatives``
-    items shared by the whole batch (accidental hits masked).
+    items shared by the whole batch (accidental hits masked). ``reduction``: "mean" or "sum".
     """
     if not sampled:
         logits = vecs @ items[1:].T  # drop padding column: it is never a target
-        return F.cross_entropy(logits, targets - 1)
+        return F.cross_entropy(logits, targets - 1, reduction=reduction)
     n_items = items.shape[0] - 1
     neg = torch.randint(1, n_items + 1, (negatives,), generator=generator).to(vecs.device)
     pos_logit = (vecs * items[targets]).sum(-1, keepdim=True)
     neg_logits = (vecs @ items[neg].T).masked_fill(targets[:, None] == neg[None], float("-inf"))
     logits = torch.cat([pos_logit, neg_logits], dim=1)
-    return F.cross_entropy(logits, torch.zeros_like(targets))
+    return F.cross_entropy(logits, torch.zeros_like(targets), reduction=reduction)
 
 
 def validation_metrics(
