@@ -10,8 +10,8 @@ user would: data (package-index mirror), template texts + MiniLM embeddings, `tr
 `evaluate` under full ranking and sampled-100 for popularity, stage-1 SASRec, each ablation and
 the final model. Figures are mean ± std over seeds, checked against the project's targets; the
 final - SASRec NDCG@10 difference gets a paired bootstrap 95% CI over users (per-user NDCG@10
-averaged over seeds). Test is read only here,
-after training; model selection inside training used validation only.
+averaged over seeds). Test is read only here, after training; model selection inside training
+used validation only.
 """
 
 from __future__ import annotations
@@ -92,13 +92,16 @@ def main() -> None:
     ap.add_argument("--no-ablations", action="store_true")
     ap.add_argument("--render", type=Path, default=None, metavar="JSON", help="rewrite --out from the figures a previous run saved (no training)")
     args = ap.parse_args()
-    if args.render is not None:
-        saved = json.loads(args.render.read_text("utf-8"))
-        md = render(**saved)
-        args.out.write_text(md, "utf-8")
-        print(md)
-        return
+    saved = json.loads(args.render.read_text("utf-8")) if args.render else measure(args)
+    md = render(**saved)
+    args.out.write_text(md, "utf-8")
+    if not args.render:
+        args.out.with_suffix(".json").write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
+    print(md)
 
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run the whole pipeline; returns the figures ``render`` takes (saved as benchmarks.json)."""
     home = args.home or Path(tempfile.mkdtemp(prefix="ur4rec-bench-"))
     work = Path(tempfile.mkdtemp(prefix="ur4rec-bench-ranks-"))
     t_start = time.perf_counter()
@@ -185,13 +188,10 @@ def main() -> None:
         "total": total,
         "eval_seconds": eval_seconds,
     }
-    md = render(**saved)
-    args.out.write_text(md, "utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
-    print(md)
     if args.home is None:
         shutil.rmtree(home, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
+    return saved
 
 
 # The project's targets (issue 5): test split, full ranking, mean over seeds; cost per seed, worst seed.

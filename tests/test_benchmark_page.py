@@ -10,15 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _render(figures: Path, out: Path) -> str:
+    """The page benchmarks/ml100k.py --render writes from saved figures."""
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ml100k.py"), "--render", str(figures), "--out", str(out)], check=True, capture_output=True)
+    return out.read_text("utf-8")
+
+
 def test_benchmark_page_is_rendered_from_saved_figures(tmp_path: Path) -> None:
-    out = tmp_path / "page.md"
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "ml100k.py"), "--render", str(ROOT / "docs" / "benchmarks.json"), "--out", str(out)],
-        check=True,
-        capture_output=True,
-    )
     page = (ROOT / "docs" / "benchmarks.md").read_text("utf-8")
-    assert out.read_text("utf-8") == page  # no hand-edited figure
+    assert _render(ROOT / "docs" / "benchmarks.json", tmp_path / "page.md") == page  # no hand-edited figure
 
 
 def test_targets_table_follows_the_figures(tmp_path: Path) -> None:
@@ -29,9 +29,8 @@ def test_targets_table_follows_the_figures(tmp_path: Path) -> None:
     saved["boot"] = [0.01, -0.001, 0.02]  # CI touching zero
     src = tmp_path / "figures.json"
     src.write_text(json.dumps(saved), "utf-8")
-    out = tmp_path / "page.md"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ml100k.py"), "--render", str(src), "--out", str(out)], check=True, capture_output=True)
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in out.read_text("utf-8").splitlines() if "≥" in line or "CI above 0" in line}
+    page = _render(src, tmp_path / "page.md")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in page.splitlines() if "≥" in line or "CI above 0" in line}
     assert rows["UR4Rec V2 (final) NDCG@10 ≥ 0.125"].endswith("| yes |")
     assert rows["UR4Rec V2 (final) HR@10 ≥ 0.23"].endswith("| **no** |")
     assert rows["final − SASRec NDCG@10: paired 95% CI above 0"].endswith("| **no** |")
