@@ -79,3 +79,36 @@ def test_ctrl_c_is_one_line_and_exit_130(cli, monkeypatch) -> None:
     monkeypatch.setattr(api, "describe_config", interrupted)
     r = cli("config")
     assert r.code == 130 and r.stderr == "error: interrupted\n"
+
+
+def test_usage_errors_are_one_error_line(cli) -> None:
+    cases = {
+        ("trian",): "error: No such command 'trian'. Did you mean 'train'? (see `ur4rec --help`)\n",
+        ("train", "--bogus"): "error: No such option: --bogus (see `ur4rec train --help`)\n",
+        ("recommend", "--top", "0"): None,
+        ("data", "--min-rating", "abc"): None,
+    }
+    for args, expected in cases.items():
+        r = cli(*args)
+        assert r.code == 2, (args, r)
+        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, (args, r)
+        assert "Usage:" not in r.stderr and "Try " not in r.stderr
+        if expected is not None:
+            assert r.stderr == expected
+
+
+def test_top_level_help_keeps_each_description_whole() -> None:
+    from ur4rec_cli.cli import _COMMANDS
+
+    proc = run_subprocess("--help", env={"COLUMNS": "80"})
+    assert proc.returncode == 0
+    for name, _module, short, _long in _COMMANDS:
+        line = next(line for line in proc.stdout.splitlines() if line.strip().startswith(name + " "))
+        assert line.strip().endswith(short), (name, line)
+
+
+def test_evaluate_help_shows_no_positional(cli) -> None:
+    r = cli("evaluate", "--help")
+    assert r.code == 0
+    assert r.stdout.splitlines()[0].strip() == "Usage: ur4rec evaluate [OPTIONS]", r.stdout
+    assert "--k K [K ...]" in r.stdout

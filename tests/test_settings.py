@@ -108,3 +108,32 @@ def test_bad_config_via_cli_is_one_line(cli, tmp_path: Path) -> None:
     r = cli("--config", str(cfg), "config")
     assert r.code == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_config_output_is_valid_toml_that_loads_back(cli, tmp_path) -> None:
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    r = cli("config")
+    assert r.code == 0, r
+    parsed = tomllib.loads(r.stdout)
+    assert parsed["train"]["seed"] == 42 and parsed["eval"]["k"] == [5, 10, 20]
+    assert "name" not in parsed["data"] and "api_key" not in parsed["llm"]  # unset / secret: comments only
+    saved = tmp_path / "saved.toml"
+    saved.write_text(r.stdout, "utf-8")
+    again = cli("--config", str(saved), "config")
+    assert again.code == 0 and again.stdout.splitlines()[3:] == r.stdout.splitlines()[3:]
+
+
+def test_unknown_key_names_its_origin_and_a_guess(cli, tmp_path, monkeypatch) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nsed = 3\n", "utf-8")
+    r = cli("--config", str(bad), "config")
+    assert r.code == 2 and r.stderr == f"error: unknown setting train.sed (config file {bad}); did you mean train.seed?\n"
+    monkeypatch.setenv("UR4REC_TRAIN__SED", "3")
+    r = cli("config")
+    assert r.code == 2 and r.stderr == "error: unknown setting train.sed (environment variable UR4REC_TRAIN__SED); did you mean train.seed?\n"

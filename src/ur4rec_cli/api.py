@@ -33,6 +33,27 @@ def prepare_data(settings: "Settings", *, force: bool = False) -> dict[str, Any]
     return impl(settings, force=force)
 
 
+def list_datasets(settings: "Settings") -> dict[str, Any]:
+    """The prepared data sets in the home and which one is current."""
+    from ur4rec_cli.data.current import list_datasets as impl
+
+    return impl(settings.home)
+
+
+def select_dataset(settings: "Settings", name: str | None = None) -> "Settings":
+    """Settings for a command that reads a data set: ``name`` if given, else the home's current one."""
+    from ur4rec_cli.data.current import select_dataset as impl
+
+    return impl(settings, name)
+
+
+def dataset_name(settings: "Settings") -> str:
+    """Store name of the data set these settings read (what every result names)."""
+    from ur4rec_cli.data.prepare import dataset_name as impl
+
+    return impl(settings.data)
+
+
 def generate_texts(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
     """Write item descriptions and user-preference texts (LLM or template), then embed them."""
     from ur4rec_cli.features.llm import generate_texts as impl

@@ -248,6 +248,36 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _describe_error(err: Any, config_path: Path | None, overrides: dict[str, Any]) -> str:
+    """One line naming the setting, where it was given (flag, variable or file) and, for a typo, a guess."""
+    import difflib
+
+    loc = tuple(str(p) for p in err.get("loc", ()))
+    dotted = ".".join(loc) or "?"
+    env_var = "UR4REC_" + "__".join(p.upper() for p in loc)
+    node: Any = overrides
+    for part in loc:
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is not None:
+        where = " (from a command-line flag)"
+    elif env_var in os.environ:
+        where = f" (environment variable {env_var})"
+    elif config_path is not None:
+        where = f" (config file {config_path})"
+    else:
+        where = ""
+    if err.get("type") == "extra_forbidden":
+        model: Any = Settings
+        for part in loc[:-1]:
+            field = model.model_fields.get(part)
+            model = field.annotation if field is not None else None
+        known = list(getattr(model, "model_fields", {}))
+        guess = difflib.get_close_matches(loc[-1] if loc else "", known, n=1)
+        hint = f"; did you mean {'.'.join((*loc[:-1], guess[0]))}?" if guess else (f"; known: {', '.join(known)}" if known else "")
+        return f"unknown setting {dotted}{where}{hint}"
+    return f"invalid setting {dotted}: {err.get('msg', 'invalid')}{where}"
+
+
 def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Resolve settings from flags (``overrides``; ``None`` values mean "not set"), env, TOML, defaults."""
     explicit = config_file is not None
@@ -259,10 +289,7 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
     try:
         return Settings(**_drop_none(overrides or {}))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        where = f" (config file {path})" if path.is_file() else ""
-        raise ConfigError(f"invalid setting {loc or '?'}: {err.get('msg', 'invalid')}{where}") from None
+        raise ConfigError(_describe_error(exc.errors()[0], path if path.is_file() else None, overrides or {})) from None
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     finally:

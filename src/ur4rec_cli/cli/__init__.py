@@ -68,13 +68,34 @@ def _env_debug() -> bool:
     return os.environ.get("UR4REC_DEBUG", "").lower() in {"1", "true", "yes", "on"}
 
 
-app.command("data", help="Fetch, verify and split the data set (MovieLens-100K by default).")(data_cmd.command)
-app.command("llm", help="LLM item descriptions and user-preference texts, then their text embeddings.")(llm_cmd.command)
-app.command("clip", help="CLIP image features of the item posters (text fallback for items without one).")(clip_cmd.command)
-app.command("train", help="Train UR4Rec V2: pretrain_sasrec -> pretrain_retriever -> joint_finetune -> end_to_end.")(train_cmd.command)
-app.command("evaluate", help="HR@k, NDCG@k and MRR under full ranking (or sampled negatives).")(evaluate_cmd.command)
-app.command("recommend", help="Top-N recommendations for one user, or for all users.")(recommend_cmd.command)
-app.command("config", help="Print the resolved settings (secrets masked) and where the config file is looked for.")(config_cmd.command)
+# (name, short help for `ur4rec --help`: whole at 80 columns, long help for `ur4rec NAME --help`)
+_COMMANDS = (
+    ("data", data_cmd, "Fetch, verify, split a data set; make it current.",
+     "Fetch, verify and split the data set (MovieLens-100K by default) and make it the one later commands use."),
+    ("llm", llm_cmd, "Item and user texts (LLM or template), embedded.",
+     "LLM item descriptions and user-preference texts, then their text embeddings."),
+    ("clip", clip_cmd, "CLIP image features of the item posters.",
+     "CLIP image features of the item posters (text fallback for items without one)."),
+    ("train", train_cmd, "Train UR4Rec V2: one stage or all four.",
+     "Train UR4Rec V2: pretrain_sasrec -> pretrain_retriever -> joint_finetune -> end_to_end."),
+    ("evaluate", evaluate_cmd, "HR@k, NDCG@k, MRR of a trained stage (full ranking).",
+     "HR@k, NDCG@k and MRR under full ranking (or sampled negatives)."),
+    ("recommend", recommend_cmd, "Top-N recommendations for one user or all users.",
+     "Top-N recommendations for one user, or for all users."),
+    ("config", config_cmd, "The resolved settings and the config file's place.",
+     "Print the resolved settings as TOML (secrets masked) and where the config file is looked for."),
+)
+for _name, _module, _short, _help in _COMMANDS:
+    # evaluate: `--k 5 10 20` leaves 10 and 20 as extra arguments, which the command reads itself.
+    _extra = {"context_settings": {"allow_extra_args": True}} if _name == "evaluate" else {}
+    app.command(_name, help=_help, short_help=_short, **_extra)(_module.command)
+
+
+# Typer ships its own copy of click; its exception classes are reached through the public
+# typer.BadParameter (a UsageError, itself a ClickException) rather than a private module.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_ABORTS = (typer.Abort, getattr(sys.modules[_CLICK_EXCEPTION.__module__], "Abort", typer.Abort))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,7 +104,21 @@ def main(argv: list[str] | None = None) -> None:
 
     debug = _env_debug() or "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, prog_name="ur4rec")
+        # Not standalone: usage errors reach us, to be printed as one `error:` line like the rest.
+        rv = app(args=argv, prog_name="ur4rec", standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            raise SystemExit(rv)
+    except _CLICK_EXCEPTION as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # plain `ur4rec`: the help, as before
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        message = _one_line(exc.format_message())
+        if isinstance(exc, _USAGE_ERROR):
+            ctx = getattr(exc, "ctx", None)
+            message += f" (see `{ctx.command_path if ctx is not None else 'ur4rec'} --help`)"
+        _fail(message, exc.exit_code)
+    except _ABORTS:
+        _fail("interrupted", 130)
     except SystemExit as exc:
         # Typer turns Ctrl-C into a silent exit 130; say what happened, in the same one-line form.
         if exc.code == 130:
@@ -102,6 +137,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _fail(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for a traceback)", 70)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
 
 
 def _fail(message: str, code: int) -> None:

@@ -30,6 +30,12 @@ class AppContext:
             merged["home"] = self.home
         return load_settings(self.config_file, merged)
 
+    def dataset_settings(self, overrides: dict[str, Any] | None = None, dataset: str | None = None) -> "Settings":
+        """Settings of a command that reads a data set: ``--dataset`` if given, else the home's current one."""
+        from ur4rec_cli import api
+
+        return api.select_dataset(self.settings(overrides), dataset)
+
 
 def app_context(ctx: typer.Context) -> AppContext:
     obj = ctx.find_root().obj
@@ -42,6 +48,14 @@ def app_context(ctx: typer.Context) -> AppContext:
 # Shared option aliases ---------------------------------------------------------------------
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; human output goes to stderr.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even when a valid artifact exists.")]
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        help="A prepared data set by name (`ur4rec data --list`). [default: the one `ur4rec data` prepared last]",
+        show_default=False,
+    ),
+]
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.", show_default=False)
 ]

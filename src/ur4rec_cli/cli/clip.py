@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ur4rec_cli.cli._common import DeviceOpt, ForceOpt, JsonOpt, app_context
+from ur4rec_cli.cli._common import DatasetOpt, DeviceOpt, ForceOpt, JsonOpt, app_context
 
 
 def command(
@@ -30,6 +30,7 @@ def command(
         bool, typer.Option("--fetch-posters", help="Download missing posters from TMDB first (needs TMDB_API_KEY).")
     ] = False,
     force: ForceOpt = False,
+    dataset: DatasetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     from ur4rec_cli import api
@@ -47,7 +48,7 @@ def command(
             "fetch_posters": True if fetch_posters else None,
         }
     }
-    settings = app_context(ctx).settings(overrides)
+    settings = app_context(ctx).dataset_settings(overrides, dataset)
     report = api.extract_clip_features(settings, force=force)
     if json_out:
         emit_json(report)

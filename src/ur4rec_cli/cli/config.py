@@ -16,12 +16,33 @@ def command(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(report)
         return
-    out.print(f"config file: {report['config_file']} ({'found' if report['config_file_exists'] else 'not found'})", markup=False)
-    out.print(f"home: {report['home']}", markup=False)
-    out.print("precedence: flags > UR4REC_* environment (nested with __) > config file > defaults", markup=False)
+    for line in to_toml(report):
+        out.print(line, markup=False, soft_wrap=True)
+
+
+_SECRETS = {("llm", "api_key"), ("clip", "tmdb_api_key")}
+
+
+def to_toml(report: dict) -> list[str]:
+    """The resolved settings as a valid TOML file: unset values and secrets as comments."""
+    import json
+
+    found = "found" if report["config_file_exists"] else "not found"
+    lines = [
+        f"# config file: {report['config_file']} ({found})",
+        f"# home: {report['home']}",
+        "# precedence: flags > UR4REC_* environment (nested with __) > config file > defaults",
+    ]
     for section, values in report["settings"].items():
         if not isinstance(values, dict):
             continue
-        out.print(f"[{section}]", markup=False)
+        lines += ["", f"[{section}]"]
         for key, value in values.items():
-            out.print(f"{key} = {value!r}", markup=False)
+            if (section, key) in _SECRETS:
+                lines.append(f"# {key} = ... (secret: {'set' if value else 'not set'}; never printed)")
+            elif value is None:
+                lines.append(f"# {key} = (not set)")
+            else:
+                # JSON strings, numbers, booleans and flat arrays are valid TOML values.
+                lines.append(f"{key} = {json.dumps(value)}")
+    return lines

@@ -31,12 +31,19 @@ def command(
         str | None,
         typer.Option("--name", help="Name of the dataset artifact (default: derived from the source).", show_default=False),
     ] = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the prepared data sets and which one later commands use; prepares nothing.")
+    ] = False,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     from ur4rec_cli import api
     from ur4rec_cli.console import emit_json
 
+    if list_:
+        listing = api.list_datasets(app_context(ctx).settings())
+        emit_json(listing) if json_out else _print_list(listing)
+        return
     overrides = {"data": {"source": source, "dataset": dataset, "min_rating": min_rating, "name": name}}
     settings = app_context(ctx).settings(overrides)
     summary = api.prepare_data(settings, force=force)
@@ -66,6 +73,7 @@ def _print_table(s: dict[str, Any]) -> None:
         ),
         ("train interactions", f"{s['train_interactions']:,}"),
         ("valid users / test users", f"{s['valid_users']:,} / {s['test_users']:,}"),
+        ("train-only users (< 3 interactions)", f"{s.get('train_only_users', s['users'] - s['valid_users']):,}"),
         ("source", str(s["source"])),
         ("cached", "yes" if s["cached"] else "no"),
         ("path", str(s["path"])),
@@ -73,3 +81,29 @@ def _print_table(s: dict[str, Any]) -> None:
     for key, value in rows:
         table.add_row(key, Text(value))  # Text: a path with [brackets] is not markup
     out.print(table)
+    out.print(Text(f"later commands (llm, clip, train, evaluate, recommend) now use {s['name']}; --dataset NAME picks another"))
+
+
+def _print_list(listing: dict[str, Any]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from ur4rec_cli.console import out
+
+    if not listing["datasets"]:
+        out.print(Text(f"no data set is prepared in {listing['home']}: run `ur4rec data`"))
+        return
+    table = Table(title=f"data sets in {listing['home']}", title_justify="left")
+    for col, justify in (("", "left"), ("name", "left"), ("users", "right"), ("items", "right"), ("interactions", "right"), ("source", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in listing["datasets"]:
+        table.add_row(
+            "*" if row["current"] else "",
+            Text(row["name"]),
+            f"{row['users']:,}" if row["users"] is not None else "?",
+            f"{row['items']:,}" if row["items"] is not None else "?",
+            f"{row['interactions']:,}" if row["interactions"] is not None else "?",
+            Text(str(row["source"])),
+        )
+    out.print(table)
+    out.print("* = current: the data set llm, clip, train, evaluate and recommend use unless given --dataset NAME")

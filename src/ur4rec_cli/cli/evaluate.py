@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ur4rec_cli.cli._common import JsonOpt, app_context
+from ur4rec_cli.cli._common import DatasetOpt, JsonOpt, app_context
 
 KHelp = "Cutoffs for HR@k and NDCG@k: one or more values after one flag, e.g. --k 5 10 20 (also --k 5,10,20)."
 
@@ -38,7 +38,6 @@ def parse_ks(first: str | None, extra: list[str] | None) -> list[int] | None:
 def command(
     ctx: typer.Context,
     k: Annotated[str | None, typer.Option("--k", metavar="K [K ...]", help=KHelp, show_default=False)] = None,
-    k_more: Annotated[list[str] | None, typer.Argument(hidden=True, show_default=False, metavar="K")] = None,
     split: Annotated[str | None, typer.Option("--split", help="test (default) or valid.", show_default=False)] = None,
     protocol: Annotated[
         str | None,
@@ -62,19 +61,22 @@ def command(
         Path | None,
         typer.Option("--chart", help="Also write a PNG bar chart of HR@10, NDCG@10 and MRR per model (needs matplotlib).", show_default=False),
     ] = None,
+    dataset: DatasetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     from ur4rec_cli import api
     from ur4rec_cli.console import emit_json, info
 
-    ks = parse_ks(k, k_more)
-    settings = app_context(ctx).settings(
+    # Values after the first one of `--k 5 10 20` arrive as extra arguments (the command allows them).
+    ks = parse_ks(k, list(ctx.args))
+    settings = app_context(ctx).dataset_settings(
         {
             "eval": {"k": ks, "split": split, "protocol": protocol, "negatives": negatives},
             "train": {"run": run, "device": device},
-        }
+        },
+        dataset,
     )
-    result = api.evaluate(settings, stage=stage, output=output, compare=compare)
+    result = {"dataset": api.dataset_name(settings), **api.evaluate(settings, stage=stage, output=output, compare=compare)}
     if output is not None:
         info(f"wrote {result['users']} per-user ranks to {output}")
     if chart is not None:
@@ -109,6 +111,7 @@ def print_result(result: dict[str, Any]) -> None:
     else:
         cand_text = f"{cand['max']} (target + {result['negatives']} sampled negatives, seed {result['seed']})"
     for label, value in (
+        ("dataset", result.get("dataset", "?")),
         ("protocol", result["protocol"]),
         ("split", result["split"]),
         ("users", f"{result['users']:,}"),
@@ -129,12 +132,28 @@ def print_result(result: dict[str, Any]) -> None:
         cut = next((row["vs_popularity"]["metric"] for row in rows if row.get("vs_popularity")), "NDCG@10")
         header.append(f"Δ{cut} vs popularity [95% CI]")
     lines = ["  ".join(header)]
-    for row in rows:
+    notes: list[str] = []
+    for i, row in enumerate(rows):
         cells = [row["name"].ljust(name_w), *(f"{row['metrics'][key]:.4f}".rjust(max(7, len(key))) for key in keys)]
         if "compare" in result:
             ci = row.get("vs_popularity")
             cells.append(f"{ci['mean_diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]" if ci else "-")
+            same = _same_as_earlier(rows, i)
+            if same is not None:
+                cells.append("(=)")
+                notes.append(
+                    f"(=) {row['name']} ranks exactly like {same}: no epoch of it beat its start on validation, "
+                    "so it kept the weights it started from"
+                )
         lines.append("  ".join(cells))
     lines.insert(1, "-" * len(lines[0]))
-    for line in lines:
+    for line in [*lines, *notes]:
         out.print(line, markup=False, soft_wrap=True)
+
+
+def _same_as_earlier(rows: list[dict[str, Any]], i: int) -> str | None:
+    """The earlier trained stage whose metrics equal row i's (a stage that kept its start weights)."""
+    if i < 2:  # row 0 is popularity; the first trained stage has no predecessor in the table
+        return None
+    prev = rows[i - 1]
+    return prev["name"] if prev["metrics"] == rows[i]["metrics"] else None

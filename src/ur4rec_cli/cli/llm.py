@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ur4rec_cli.cli._common import DeviceOpt, JsonOpt, app_context
+from ur4rec_cli.cli._common import DatasetOpt, DeviceOpt, JsonOpt, app_context
 
 LLMForceOpt = Annotated[
     bool,
@@ -50,6 +50,7 @@ def command(
         Optional[str], typer.Option("--embedding-model", help="sentence-transformers model name or local path.", show_default=False)
     ] = None,
     device: DeviceOpt = None,
+    dataset: DatasetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write the texts artifact (and its embeddings) and print a summary."""
@@ -72,7 +73,7 @@ def command(
             "device": device,
         }
     }
-    settings = app_context(ctx).settings(overrides)
+    settings = app_context(ctx).dataset_settings(overrides, dataset)
     try:
         result = api.generate_texts(settings, what=what, limit=limit, dry_run=dry_run, force=force, embed=embed)
     except KeyboardInterrupt:

