@@ -109,3 +109,14 @@ def test_short_users_are_train_only_and_counted(cli, tmp_path: Path) -> None:
     assert (s["users"], s["valid_users"], s["train_only_users"]) == (8, 6, 2)
     r = cli("data", "--source", str(folder))
     assert "train-only users (< 3 interactions)" in r.stdout
+
+
+def test_llm_and_clip_results_name_the_current_data_set(cli, tmp_path: Path) -> None:
+    shop = _write_atomic(tmp_path / "shop", users=6, items=8)
+    assert cli("data", "--source", str(shop)).code == 0
+    r = cli("llm", "--backend", "template", "--dry-run", "--json")
+    assert r.code == 0 and json.loads(r.stdout)["dataset"] == "shop", r
+    r = cli("clip", "--pretrained", "none", "--device", "cpu", "--json")
+    assert r.code == 0, r
+    report = json.loads(r.stdout)
+    assert report["dataset"] == "shop" and report["items"] == 8 and "/features/shop/" in report["path"]

@@ -49,12 +49,12 @@ def command(
         }
     }
     settings = app_context(ctx).dataset_settings(overrides, dataset)
-    report = api.extract_clip_features(settings, force=force)
+    report = {"dataset": api.dataset_name(settings), **api.extract_clip_features(settings, force=force)}
     if json_out:
         emit_json(report)
         return
     weights = "checkpoint " + str(report["checkpoint_sha256"])[:12] if report.get("checkpoint_sha256") else report["pretrained"]
-    out.print(f"CLIP features: {report['path']}{' (from the store)' if report['cached'] else ''}", markup=False)
+    out.print(f"CLIP features of {report['dataset']}: {report['path']}{' (from the store)' if report['cached'] else ''}", markup=False)
     out.print(f"model: {report['model']} ({weights}{', RANDOM weights' if report['random_weights'] else ''}), dim {report['dim']}", markup=False)
     out.print(f"items: {report['items']}", markup=False)
     out.print(f"  from image: {report['from_image']} (of which TMDB posters: {report.get('from_posters') or 0})", markup=False)
