@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ur4rec_cli.console import info, make_progress, warn
-from ur4rec_cli.errors import ConfigError, DeviceError, WeightsError
+from ur4rec_cli.devices import resolve_device
+from ur4rec_cli.errors import ConfigError, WeightsError
 from ur4rec_cli.features.posters import natural_title, poster_path, safe_name
 from ur4rec_cli.store import ArtifactStore, Manifest, sha256_file, sha256_json
 
@@ -238,34 +239,6 @@ def _load_model(w: _Weights, device: str):
     return model, preprocess, open_clip.get_tokenizer(w.model)
 
 
-def resolve_device(name: str) -> str:
-    """``auto`` -> cuda, mps or cpu; an unavailable explicit device is a DeviceError."""
-    import torch
-
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
-    if name == "cpu":
-        return "cpu"
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu or auto")
-        if ":" in name:
-            idx = name.split(":", 1)[1]
-            if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
-                raise DeviceError(f"--device {name}: no such CUDA device ({torch.cuda.device_count()} visible)")
-        return name
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise DeviceError("--device mps: Apple MPS is not available on this machine; use --device cpu or auto")
-        return "mps"
-    raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
-
-
 # Images ----------------------------------------------------------------------------------------
 def _scan_folder(folder: Path) -> dict[str, Path]:
     """stem -> file for every image in the folder; .jpg beats .jpeg beats .png beats .webp."""
@@ -442,7 +415,7 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
             return _summary(man, folder, cached=True, posters=posters_report, seconds=time.perf_counter() - started)
 
     weights = _resolve_weights(settings, download=True)
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     t0 = time.perf_counter()
     model, preprocess, tokenizer = _load_model(weights, device)
     load_s = time.perf_counter() - t0

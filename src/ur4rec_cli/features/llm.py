@@ -36,6 +36,10 @@ def generate_texts(
     embed: bool = True,
 ) -> dict[str, Any]:
     """Write the texts artifact (LLM or template) and, with ``embed``, its embeddings; returns a summary."""
+    if embed and not dry_run:
+        from ur4rec_cli.devices import resolve_device
+
+        resolve_device(settings.llm.device)  # an absent device fails now, not after every answer is in
     dataset, dman = _load_dataset(settings)
     return _generate(settings, dataset, dman, what=what, limit=limit, dry_run=dry_run, force=force, embed=embed)
 
