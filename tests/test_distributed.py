@@ -68,7 +68,9 @@ def test_torchrun_two_ranks_equal_single_process(isolated_home: Path, tmp_path: 
 
     dumps = tmp_path / "dumps"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
-    ddp = subprocess.run([*launcher, *common], env={**env, "UR4REC_TRAIN__RUN": "ddp", "DDP_TEST_DUMP_DIR": str(dumps)}, capture_output=True, text=True, timeout=180)
+    # The worker is `ur4rec` itself plus the library's stage-end hook saving each rank's weights.
+    worker = [str(Path(__file__).with_name("ddp_worker.py")), str(dumps), *common[2:]]
+    ddp = subprocess.run([*launcher, *worker], env={**env, "UR4REC_TRAIN__RUN": "ddp"}, capture_output=True, text=True, timeout=180)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     # Both ranks hold the same weights after training.

@@ -164,7 +164,7 @@ def _candidates_summary(candidates: np.ndarray) -> dict[str, int]:
 def _compare(settings: "Settings", run: Any, main_row: dict[str, Any], main_ranked: Ranked, ks: list[int]) -> list[dict[str, Any]]:
     """Popularity and every trained stage, in training order, with a paired bootstrap vs popularity."""
     from ur4rec_cli.evaluation.bootstrap import paired_bootstrap
-    from ur4rec_cli.training.checkpoints import trained_stages
+    from ur4rec_cli.runs import trained_stages
 
     names = [POPULARITY, *trained_stages(settings)]
     rows: list[dict[str, Any]] = []
@@ -189,7 +189,7 @@ def _load_scorer(
         from ur4rec_cli.evaluation.popularity import PopularityScorer
 
         return PopularityScorer(dataset, split), {"stage": POPULARITY, "checkpoint": None, "max_len": 1}  # type: ignore[arg-type]
-    from ur4rec_cli.training.checkpoints import load_stage_model
+    from ur4rec_cli.runs import load_stage_model
 
     loaded = load_stage_model(settings, stage, device=str(device))
     return loaded.model, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len)}

@@ -68,7 +68,6 @@ def local_device(device: "torch.device", ctx: DistContext) -> "torch.device":
 
 def shard_indices(n: int, ctx: DistContext, *, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
     """This rank's share of ``range(n)`` for one epoch (torch's DistributedSampler semantics)."""
-    import torch
     from torch.utils.data.distributed import DistributedSampler
 
     sampler = DistributedSampler(
@@ -122,3 +121,43 @@ def shutdown(ctx: DistContext) -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def wrap_for_ddp(module: "torch.nn.Module", device: "torch.device", ctx: DistContext) -> "torch.nn.Module":
+    """The module under DistributedDataParallel when the job has several ranks; as is otherwise."""
+    if not ctx.enabled:
+        return module
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # Frozen parameters (requires_grad False) are left out by DDP; some MoE parts may see no
+    # gradient in a step, hence find_unused_parameters. Feature buffers are identical on every
+    # rank, so they are not re-broadcast each step; torch >= 2.14 renamed broadcast_buffers
+    # (per-forward sync) to forward_sync_buffers.
+    params = inspect.signature(DistributedDataParallel).parameters
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    return DistributedDataParallel(
+        module,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True,
+        **{no_sync: False},
+    )
+
+
+def from_main(ctx: DistContext, fn):
+    """fn() evaluated on rank 0 only and broadcast (files need not be shared between nodes); its error is raised everywhere."""
+    from ur4rec_cli.errors import Ur4recError
+
+    if not ctx.enabled:
+        return fn()
+    result = error = None
+    if ctx.is_main:
+        try:
+            result = fn()
+        except Ur4recError as exc:
+            error = exc
+    result, error = broadcast_object((result, error), ctx)
+    if error is not None:
+        raise error
+    return result

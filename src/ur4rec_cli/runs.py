@@ -1,0 +1,110 @@
+"""Run folders and stage checkpoints, the reading side, shared by training, `evaluate` and `recommend`.
+
+Layout (docs/architecture.md): ``<home>/runs/<dataset>/<run>/<stage>/`` holds ``best.pt``,
+``last.pt`` (resume state), ``history.jsonl`` and, once the stage has finished, ``manifest.json``;
+``<run>/final.json`` names the stage validation chose. Writing lives in ``training.checkpoints``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ur4rec_cli.errors import ArtifactMissingError, DataError
+from ur4rec_cli.settings import STAGES
+from ur4rec_cli.store import ArtifactStore, read_manifest
+
+if TYPE_CHECKING:
+    import torch
+
+    from ur4rec_cli.settings import Settings
+
+FINAL = "final.json"
+
+
+@dataclass
+class LoadedModel:
+    """A trained model ready for scoring (eval mode) and where it came from."""
+
+    model: Any
+    stage: str
+    path: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run_dir(settings: "Settings") -> Path:
+    """``<home>/runs/<dataset name>/<run>``."""
+    from ur4rec_cli.data.prepare import dataset_name
+
+    return ArtifactStore(settings.home).run_dir(dataset_name(settings.data), settings.train.run)
+
+
+def stage_dir(settings: "Settings", stage: str) -> Path:
+    return run_dir(settings) / stage
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True`` (no arbitrary unpickling)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ArtifactMissingError(f"checkpoint not found: {path}") from None
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise DataError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def build_model(model_args: dict[str, Any]):
+    """UR4RecV2 from the stored (asdict) ModelArgs."""
+    from ur4rec_cli.models.ur4rec import ModelArgs, UR4RecV2
+
+    return UR4RecV2(ModelArgs(**model_args))
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], stage: str):
+    """The scorer a stage trained: SASRec alone for pretrain_sasrec, else the full UR4RecV2."""
+    model = build_model(ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model.sasrec if stage == STAGES[0] else model
+
+
+def stage_finished(folder: Path) -> bool:
+    man = read_manifest(folder, verify=False)
+    return man is not None and man.kind == "checkpoint" and (folder / "best.pt").is_file()
+
+
+def trained_stages(settings: "Settings") -> list[str]:
+    """Stages of the configured run that finished training, in pipeline order."""
+    root = run_dir(settings)
+    return [s for s in STAGES if stage_finished(root / s)]
+
+
+def read_final(settings: "Settings") -> dict[str, Any] | None:
+    """The run's final.json (which stage validation chose), or None."""
+    try:
+        return json.loads((run_dir(settings) / FINAL).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def load_stage_model(settings: "Settings", stage: str | None = None, device: "torch.device | str" = "cpu") -> LoadedModel:
+    """A trained stage's best model in eval mode; ``stage=None`` means the run's final stage."""
+    root = run_dir(settings)
+    if stage is None:
+        final = read_final(settings)
+        if final is None or final.get("stage") not in STAGES:
+            raise ArtifactMissingError(f"no trained model in {root} (no {FINAL}); run `ur4rec train --stage all` first")
+        stage = str(final["stage"])
+    if stage not in STAGES:
+        raise ArtifactMissingError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+    path = root / stage / "best.pt"
+    if not path.is_file():
+        raise ArtifactMissingError(f"no trained model for stage {stage} ({path}); run `ur4rec train --stage {stage}` first")
+    ckpt = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt, stage).to(device)
+    info = {k: v for k, v in ckpt.items() if k not in ("state_dict",)}
+    return LoadedModel(model=model, stage=stage, path=path, info=info)

@@ -1,0 +1,72 @@
+"""One training epoch over the stage's sequences: the only place a gradient step is taken."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ur4rec_cli.training.context import TrainContext
+    from ur4rec_cli.training.plan import StagePlan
+
+
+@dataclass
+class EpochParts:
+    """What an epoch needs besides the data: the model, what steps it, and the loss settings."""
+
+    model: Any  # the UR4RecV2 (train/eval modes are set on it)
+    engine: Any  # SequenceLossInputs over the stage's scorer, DDP-wrapped under torchrun
+    optimizer: "torch.optim.Optimizer"
+    scheduler: Any
+    neg_gen: "torch.Generator"
+    per_step: float  # mean target positions per step: the loss divisor that weighs every position alike
+    steps_per_epoch: int
+
+
+def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs: Any, epoch: int, rng: "np.random.Generator", on_step=None) -> tuple[float, float]:
+    """Run one epoch; returns its mean loss per target position and mean auxiliary (load-balancing) loss."""
+    import torch
+
+    from ur4rec_cli.training import distributed as dd
+    from ur4rec_cli.training.trainer import iterate_batches, shard_pairs, softmax_loss
+
+    t, dist = ctx.settings.train, ctx.dist
+    cuda = ctx.device.type == "cuda"
+    amp, sampled = bool(t.amp) and cuda, t.loss == "sampled"
+    parts.model.train()
+    if plan.index == 1:
+        parts.model.sasrec.eval()  # frozen: no dropout noise in its states
+    if dist.enabled:
+        # Same seed and epoch on every rank: the shards partition the epoch's users.
+        pairs = shard_pairs(pairs, dd.shard_indices(len(pairs[0]), dist, seed=plan.seed, epoch=epoch))
+    total = aux_total = 0.0
+    for users, inputs, targets in iterate_batches(pairs, t.batch_size, rng):
+        if cuda:
+            users, inputs, targets = users.pin_memory(), inputs.pin_memory(), targets.pin_memory()
+        users, inputs, targets = (x.to(ctx.device, non_blocking=cuda) for x in (users, inputs, targets))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            vecs, items, aux = parts.engine(inputs, users)
+            flat = targets[inputs != 0]
+            summed = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=parts.neg_gen, reduction="sum")
+        # Every target position weighs the same whatever its batch: the summed loss over a constant
+        # (mean positions per step). Under torchrun the constant counts the global step, times
+        # world size: DDP's gradient averaging then gives the same update.
+        loss = summed * (dist.world_size / parts.per_step)
+        step_loss = summed.detach().float() / max(1, flat.numel())
+        if dist.enabled:
+            counts = torch.stack([torch.tensor(float(flat.numel()), device=ctx.device), summed.detach().float()])
+            dd.all_reduce_sum(counts, dist)
+            step_loss = counts[1] / counts[0]
+        objective = loss + t.aux_loss_weight * aux
+        parts.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        parts.optimizer.step()
+        parts.scheduler.step()
+        total += step_loss.item()
+        aux_total += float(aux.detach())
+        if on_step is not None:
+            on_step(step_loss.item())
+    return total / parts.steps_per_epoch, aux_total / parts.steps_per_epoch

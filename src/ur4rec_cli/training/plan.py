@@ -1,0 +1,81 @@
+"""A stage plan: what a stage trains, at which rates, for how many epochs, from which predecessor."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ur4rec_cli.settings import STAGES
+
+if TYPE_CHECKING:
+    import torch
+
+    from ur4rec_cli.settings import Settings
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage's schedule. A learning rate of None freezes that part of the model."""
+
+    stage: str
+    index: int
+    epochs: int
+    sasrec_lr: float | None
+    moe_lr: float | None
+    seed: int
+
+    @property
+    def predecessor(self) -> str | None:
+        """The stage whose best checkpoint this one starts from (None for stage 1)."""
+        return STAGES[self.index - 1] if self.index > 0 else None
+
+
+def stage_plan(settings: "Settings", stage: str) -> StagePlan:
+    """Epoch cap, learning rates and seed of a stage (``train.epochs`` overrides every cap)."""
+    t = settings.train
+    caps = {
+        "pretrain_sasrec": t.sasrec_epochs,
+        "pretrain_retriever": t.retriever_epochs,
+        "joint_finetune": t.joint_epochs,
+        "end_to_end": t.end_to_end_epochs,
+    }
+    lrs = {
+        "pretrain_sasrec": (t.lr, None),
+        "pretrain_retriever": (None, t.lr * t.retriever_lr_scale),
+        "joint_finetune": (t.lr * t.joint_sasrec_lr_scale, t.lr * t.joint_lr_scale),
+        "end_to_end": (t.lr * t.end_to_end_lr_scale, t.lr * t.end_to_end_lr_scale),
+    }
+    index = STAGES.index(stage)
+    sasrec_lr, moe_lr = lrs[stage]
+    return StagePlan(stage, index, t.epochs or caps[stage], sasrec_lr, moe_lr, seed=t.seed + 1000 * index)
+
+
+def configure_stage(model, plan: StagePlan, weight_decay: float = 0.0) -> "torch.optim.Optimizer":
+    """Freeze/unfreeze per the plan and build the optimizer's parameter groups."""
+    import torch
+
+    sasrec_params = list(model.sasrec.parameters())
+    ids = {id(p) for p in sasrec_params}
+    other = [p for p in model.parameters() if id(p) not in ids]
+    groups = []
+    for params, lr in ((sasrec_params, plan.sasrec_lr), (other, plan.moe_lr)):
+        for p in params:
+            p.requires_grad_(lr is not None)
+        if lr is not None:
+            groups.append({"params": params, "lr": lr})
+    return torch.optim.AdamW(groups, betas=(0.9, 0.98), weight_decay=weight_decay)
+
+
+def lr_schedule(warmup: int, total: int, kind: str):
+    """LambdaLR factor per step: linear warmup, then cosine decay over the cap (or constant)."""
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
