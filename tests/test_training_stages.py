@@ -274,3 +274,73 @@ def test_every_target_position_weighs_the_same_whatever_its_batch() -> None:
             counts.append(flat.numel())
     assert len(set(counts)) > 1  # the batches really differ in size
     assert epoch == pytest.approx(steps * sum(all_ce) / sum(counts), rel=1e-5)
+
+
+def test_ctrl_c_hint_resumes_the_same_run_and_a_changed_setting_is_refused(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ur4rec_cli.training import trainer
+
+    monkeypatch.setenv("UR4REC_DATA__SOURCE", str(_atomic_files(tmp_path / "src")))
+    monkeypatch.setenv("UR4REC_MODEL__HIDDEN", "16")
+    monkeypatch.setenv("UR4REC_MODEL__MAX_LEN", "8")
+    args = ["train", "--stage", "pretrain_sasrec", "--run", "sig2", "--epochs", "4", "--seed", "5", "--modalities", "item_text", "--device", "cpu"]
+    uninterrupted = cli(*[a if a != "sig2" else "whole" for a in args], "--json")
+    assert uninterrupted.code == 0, uninterrupted
+
+    calls = {"n": 0}
+    original = trainer.validation_metrics
+
+    def ctrl_c_in_epoch_3(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(trainer, "validation_metrics", ctrl_c_in_epoch_3)
+    r = cli(*args)
+    assert r.code == 130
+    hint = r.stderr.split("resume with `", 1)[1].split("`", 1)[0]
+    assert hint == "ur4rec train --stage pretrain_sasrec --run sig2 --epochs 4 --seed 5 --modalities item_text --device cpu --resume"
+    monkeypatch.setattr(trainer, "validation_metrics", original)
+
+    # Resuming with the default epoch cap would change the run: refused in one line, nothing touched.
+    last = tmp_path / "home" / "runs" / "toy" / "sig2" / "pretrain_sasrec" / "last.pt"
+    before = last.read_bytes()
+    r = cli("train", "--stage", "pretrain_sasrec", "--run", "sig2", "--seed", "5", "--modalities", "item_text", "--device", "cpu", "--resume")
+    assert r.code == 2 and r.stderr.splitlines()[-1].startswith("error: --resume: pretrain_sasrec was started with train.epochs = 4, not None"), r
+    assert last.read_bytes() == before
+
+    # The hint, run as printed, finishes the run exactly as the uninterrupted one.
+    r = cli(*hint.split()[1:], "--json")
+    assert r.code == 0, r
+    want = [s["best_val"] for s in json.loads(uninterrupted.stdout)["stages"]]
+    assert [s["best_val"] for s in json.loads(r.stdout)["stages"]] == want
+    got = ck.read_checkpoint(last)["state_dict"]
+    ref = ck.read_checkpoint(tmp_path / "home" / "runs" / "toy" / "whole" / "pretrain_sasrec" / "last.pt")["state_dict"]
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_train_summary_reads_at_80_columns(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from ur4rec_cli import console as console_mod
+    from ur4rec_cli.cli import train as train_cli
+
+    stages = [
+        {"stage": stage, "epochs": 43, "best_epoch": 23, "best_val": {"NDCG@10": 0.1115, "HR@10": 0.2068}, "wall_s": 312.4,
+         "peak_rss_mb": 2274.0, "curve": "▁▂▃▄▅▆▇█" * 6, "skipped": stage == "pretrain_sasrec"}
+        for stage in STAGES
+    ]
+    result = {"dataset": "ml-100k", "run": "main", "device": "cpu", "stages": stages, "modalities": ["user_text"], "notes": [],
+              "final": {"stage": "joint_finetune"}, "index": "/x/index", "protocol": "leave-one-out"}
+    buf = io.StringIO()
+    monkeypatch.setattr(console_mod, "out", Console(file=buf, width=width, no_color=True))
+    train_cli._print(result)
+    text = buf.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+    header = next(line for line in text.splitlines() if "stage" in line and "epochs" in line)
+    for col in ("epochs", "best", "NDCG@10", "HR@10", "wall s", "RSS MB"):
+        assert col in header
+    assert "pretrain_sasrec (kept)" in text and "0.1115" in text and "ml-100k" in text

@@ -54,14 +54,18 @@ def command(
 
 
 def _print(r: dict[str, Any]) -> None:
+    """The per-stage table (fits 80 columns), then each stage's validation curve on its own line."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from ur4rec_cli.console import out
 
-    table = Table(title=f"ur4rec train · run {r['run']} · {r['device']}", box=box.SIMPLE_HEAD)
+    title = f"ur4rec train · {r.get('dataset', '?')} · run {r['run']} · {r['device']}"
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False,
+                  caption="NDCG@10, HR@10: validation split, at the best epoch", caption_justify="left")
     table.add_column("stage", no_wrap=True)
-    for col in ("epochs", "best", "val NDCG@10", "val HR@10", "wall s", "RSS MB", "curve"):
+    for col in ("epochs", "best", "NDCG@10", "HR@10", "wall s", "RSS MB"):
         table.add_column(col, justify="right", no_wrap=True)
     for s in r["stages"]:
         val = s.get("best_val", {})
@@ -73,12 +77,16 @@ def _print(r: dict[str, Any]) -> None:
             f"{val.get('HR@10', float('nan')):.4f}",
             f"{s.get('wall_s', 0):.1f}",
             f"{s.get('peak_rss_mb', 0):.0f}",
-            s.get("curve", ""),
         )
     out.print(table)
+    curves = [(s["stage"], s.get("curve", "")) for s in r["stages"] if s.get("curve")]
+    if curves:
+        out.print("val NDCG@10 per epoch:")
+        for stage, curve in curves:
+            out.print(Text(f"  {stage:<18} {curve}"), soft_wrap=True)
     out.print(f"modalities: {', '.join(r['modalities']) or 'none'}")
     for note in r.get("notes", []):
-        out.print(f"note: {note}")
+        out.print(f"note: {note}", markup=False)
     if r.get("final"):
-        out.print(f"final stage (best validation NDCG@10): {r['final']['stage']}; index: {r.get('index')}")
-    out.print(f"protocol: {r['protocol']}")
+        out.print(f"final stage (best validation NDCG@10): {r['final']['stage']}; index: {r.get('index')}", markup=False)
+    out.print(f"protocol: {r['protocol']}", markup=False)
