@@ -223,7 +223,8 @@ def test_rows_equal_a_fresh_model_encoding(built: SimpleNamespace) -> None:
     import torch
     from PIL import Image
 
-    from ur4rec_cli.features.clip import _load_model, _Weights, poster_prompt
+    from ur4rec_cli.features.clip import poster_prompt
+    from ur4rec_cli.features.clip_weights import Weights as _Weights, load_model as _load_model
 
     feats = np.load(_folder(built.home) / "image.npy")
     prov = json.loads((_folder(built.home) / "provenance.json").read_text("utf-8"))
