@@ -285,3 +285,41 @@ def test_ctrl_c_keeps_every_answer(home: Path, server: ChatServer) -> None:
     assert "interrupted: every answer received so far is in the cache" in err and "Traceback" not in err
     assert len(_jsonl(_cache_file(home))) == 3
     assert KEY not in err
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound, then closed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_refused_connection_fails_fast_and_says_nothing_is_cached(cli, home: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    t0 = time.perf_counter()
+    r = cli("llm", "--backend", "openai", "--base-url", url, "--no-embed")
+    elapsed = time.perf_counter() - t0
+    assert r.code == 6 and elapsed < 10, (elapsed, r)
+    last = r.stderr.strip().splitlines()[-1]
+    assert last == f"error: cannot reach {url}: connection refused (is the server running?); nothing is cached yet", r
+    assert not _cache_file(home).exists()
+
+
+def test_refused_after_answers_names_the_cache(cli, home: Path, server: ChatServer) -> None:
+    assert _llm(cli, server, "--limit", "3").code == 0
+    assert len(_jsonl(_cache_file(home))) == 3
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    r = cli("llm", "--backend", "openai", "--base-url", url, "--model", "test-model", "--no-embed")
+    assert r.code == 6
+    assert r.stderr.strip().splitlines()[-1].endswith(f"3 answers are cached in {_cache_file(home)}: rerun to resume"), r
+
+
+def test_dry_run_does_not_call_valid_template_texts_stale(cli, home: Path) -> None:
+    assert cli("llm", "--backend", "template", "--no-embed").code == 0
+    r = cli("llm", "--backend", "openai", "--dry-run", "--json")
+    assert r.code == 0, r
+    status = json.loads(r.stdout)["texts"]["status"]
+    assert status == "valid template texts, to be replaced by openai texts"
+    r = cli("llm", "--backend", "template", "--dry-run", "--json")
+    assert json.loads(r.stdout)["texts"]["status"] == "cached"

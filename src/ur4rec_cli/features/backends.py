@@ -163,7 +163,7 @@ async def _run(prompts, keys, cache, cfg, api_key, record_extra, on_update) -> R
         if streak[0] >= breaker:
             raise _Fatal(
                 f"giving up: {streak[0]} prompts in a row failed after {cfg.max_retries} retries each "
-                f"(last: {stats.last_error}); {len(cache.entries)} answers are cached in {cache.path}: rerun to resume"
+                f"(last: {stats.last_error}); {cached_phrase(cache)}"
             )
 
     # Set by the first error retrying can't fix: no task sends anything after it (a task waiting
@@ -202,6 +202,11 @@ async def _run(prompts, keys, cache, cfg, api_key, record_extra, on_update) -> R
                 if not await _backoff(stats, attempt, cfg, _retry_after(exc), _status_line(exc, cfg, api_key)):
                     return give_up(key)
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                unreachable = None if isinstance(exc, openai.APITimeoutError) else _unreachable(exc)
+                if unreachable and stats.done == 0:
+                    # Refused (or no such host) before any answer: nothing is listening there, and
+                    # retrying with backoff would only make the user wait a minute for this line.
+                    raise _Fatal(f"cannot reach {cfg.base_url}: {unreachable} (is the server running?); {cached_phrase(cache)}") from None
                 kind = "timeout" if isinstance(exc, openai.APITimeoutError) else "connection error"
                 if not await _backoff(stats, attempt, cfg, None, f"{kind} at {cfg.base_url}"):
                     return give_up(key)
@@ -281,6 +286,29 @@ async def _backoff(stats: RunStats, attempt: int, cfg: "LLMConfig", retry_after:
         delay = max(delay, min(retry_after, _MAX_WAIT_S))
     await asyncio.sleep(delay)
     return True
+
+
+def cached_phrase(cache: "AnswerCache") -> str:
+    """What a failed run leaves: the cached answers and where, or that there are none yet."""
+    if not cache.entries or not cache.path.is_file():
+        return "nothing is cached yet"
+    return f"{len(cache.entries):,} answers are cached in {cache.path}: rerun to resume"
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """'connection refused' / 'unknown host' when that is what lies under a connection error."""
+    import socket
+
+    seen: BaseException | None = exc
+    for _ in range(12):  # openai -> httpx -> httpcore -> OSError
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectionRefusedError) or "connection refused" in str(seen).lower():
+            return "connection refused"
+        if isinstance(seen, socket.gaierror) or "name or service not known" in str(seen).lower():
+            return "unknown host"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _fail(stats: RunStats, key: str, on_update: Callable[[RunStats], None] | None) -> None:

@@ -136,6 +136,19 @@ def _spec(settings: "Settings", backend: str) -> dict[str, Any]:
     }
 
 
+def _why_not_reused(existing: Manifest, dataset_digest: str, spec: dict[str, Any], force: bool) -> str:
+    """Why the texts artifact in the store is not the answer to this run (never "stale" when it is valid)."""
+    if force:
+        return "rebuild (--force)"
+    if existing.inputs.get("dataset") != dataset_digest:
+        return "stale: made from another version of the data set"
+    old = existing.extra.get("spec") or {}
+    if old.get("backend") != spec["backend"]:
+        return f"valid {old.get('backend')} texts, to be replaced by {spec['backend']} texts"
+    changed = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k))
+    return f"valid {spec['backend']} texts made with another {', '.join(changed)}, to be replaced"
+
+
 def _wanted(what: str) -> list[str]:
     if what == "all":
         return ["items", "users"]
@@ -176,7 +189,7 @@ def _generate(settings, dataset, dman, *, what, limit, dry_run, force, embed) ->
         and existing.extra.get("spec") == spec
     )
     if existing is not None and not reusable:
-        summary["texts"]["status"] = "rebuild (--force)" if force else "stale"
+        summary["texts"]["status"] = _why_not_reused(existing, dman.digest, spec, force)
     texts: dict[str, list[str]] | None
     if reusable:
         summary["texts"]["status"] = "cached"
@@ -213,7 +226,7 @@ def _generate(settings, dataset, dman, *, what, limit, dry_run, force, embed) ->
 
 def _openai_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summary) -> dict[str, list[str]] | None:
     """Ask the endpoint for every uncached prompt; the texts of both groups once all are cached."""
-    from ur4rec_cli.features.backends import run_openai
+    from ur4rec_cli.features.backends import cached_phrase, run_openai
     from ur4rec_cli.features.llm_cache import AnswerCache, cache_key
 
     cfg = settings.llm
@@ -290,7 +303,7 @@ def _openai_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, 
     if stats.failed:
         raise LLMError(
             f"{stats.failed} of {len(to_send)} prompts failed after {cfg.max_retries} retries (last: {stats.last_error}); "
-            f"{len(cache.entries)} answers are cached in {cache.path}: rerun to resume"
+            f"{cached_phrase(cache)}"
         )
     missing = {g: sum(k not in cache for k in keys[g]) for g in ("items", "users")}
     summary["remaining"] = sum(missing[g] for g in wanted)
