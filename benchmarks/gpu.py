@@ -39,7 +39,7 @@ def synthetic_catalog(device: str, n_items: int, n_users: int, dim: int, batch: 
     import numpy as np
     import torch
 
-    from ur4rec_cli.evaluation.ranking import ranks_from_vectors
+    from ur4rec_cli.ranking import ranks_from_vectors
 
     rng = np.random.default_rng(0)
     dev = torch.device(device)

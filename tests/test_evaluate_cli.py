@@ -44,7 +44,7 @@ def test_unknown_stage_and_protocol(cli) -> None:
 
 @pytest.mark.slow
 def test_output_recomputes_printed_metrics(cli, ml100k, tmp_path) -> None:
-    from ur4rec_cli.evaluation.metrics import metrics_from_ranks
+    from ur4rec_cli.ranking import metrics_from_ranks
 
     ranks_file = tmp_path / "ranks.jsonl"
     r = cli("evaluate", "--stage", "popularity", "--k", "5", "10", "20", "--json", "--output", str(ranks_file))

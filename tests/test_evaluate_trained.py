@@ -59,7 +59,7 @@ def test_compare_lists_popularity_and_every_stage(cli, home, tmp_path) -> None:
     assert final["metrics"] == res["metrics"]
     assert all("vs_popularity" in row for row in rows[1:]) and "vs_popularity" not in rows[0]
     # --output holds the selected (final) stage's ranks.
-    from ur4rec_cli.evaluation.metrics import metrics_from_ranks
+    from ur4rec_cli.ranking import metrics_from_ranks
 
     ranks = [json.loads(line)["rank"] for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert metrics_from_ranks(ranks, [5, 10, 20]) == res["metrics"]

@@ -11,8 +11,7 @@ import torch
 from ur4rec_cli.data.dataset import build_dataset
 from ur4rec_cli.errors import EvaluationError
 from ur4rec_cli.evaluation.bootstrap import paired_bootstrap
-from ur4rec_cli.evaluation.metrics import metrics_from_ranks, per_user_ndcg, rank_of_targets
-from ur4rec_cli.evaluation.ranking import full_ranking_ranks
+from ur4rec_cli.ranking import full_ranking_ranks, metrics_from_ranks, per_user_ndcg, rank_of_targets
 
 
 class FixedScorer:
@@ -121,7 +120,7 @@ def test_paired_bootstrap_ci() -> None:
 def test_float_scores_never_miscount_the_target(chunk: int) -> None:
     # Regression: a target score computed apart from the score matrix (another summation order)
     # can differ in the last bit, so the target failed to count itself and ranks of -1 appeared.
-    from ur4rec_cli.evaluation.ranking import ranks_from_vectors
+    from ur4rec_cli.ranking import ranks_from_vectors
 
     gen = torch.Generator().manual_seed(0)
     users, items = torch.randn(300, 64, generator=gen), torch.randn(1683, 64, generator=gen)

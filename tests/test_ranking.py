@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from ur4rec_cli.errors import EvaluationError
-from ur4rec_cli.evaluation.metrics import rank_of_targets
-from ur4rec_cli.evaluation.ranking import history_mask, ranks_from_vectors
+from ur4rec_cli.ranking import history_mask, rank_of_targets, ranks_from_vectors
 
 
 def brute_force(scores: np.ndarray, target: int, history: np.ndarray) -> int:
@@ -58,7 +57,7 @@ def test_nan_raises() -> None:
 def test_length_sorted_batches_equal_one_full_width_batch() -> None:
     """Batching users by history length (narrow padding) ranks exactly as one max_len-wide batch."""
     from ur4rec_cli.data.sequences import pad_left
-    from ur4rec_cli.evaluation.ranking import full_ranking_ranks
+    from ur4rec_cli.ranking import full_ranking_ranks
     from ur4rec_cli.models.sasrec import SASRec
 
     class Toy:

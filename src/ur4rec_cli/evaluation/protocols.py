@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ur4rec_cli.data.sequences import pad_left
-from ur4rec_cli.evaluation.metrics import rank_of_targets
-from ur4rec_cli.evaluation.ranking import history_mask
+from ur4rec_cli.ranking import history_mask, rank_of_targets
 
 if TYPE_CHECKING:
     import torch
 
     from ur4rec_cli.data.dataset import Dataset
-    from ur4rec_cli.evaluation.ranking import Scorer
+    from ur4rec_cli.ranking import Scorer
 
 
 def interacted_mask(dataset: "Dataset", users: np.ndarray) -> np.ndarray:

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ur4rec_cli.errors import ConfigError
-from ur4rec_cli.evaluation.metrics import metrics_from_ranks, per_user_ndcg
+from ur4rec_cli.ranking import metrics_from_ranks, per_user_ndcg
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.store import atomic_write_text
 
 if TYPE_CHECKING:
     from ur4rec_cli.data.dataset import Dataset
-    from ur4rec_cli.evaluation.ranking import Scorer
+    from ur4rec_cli.ranking import Scorer
     from ur4rec_cli.settings import Settings
 
 POPULARITY = "popularity"
@@ -55,7 +55,7 @@ def rank_scorer(
 ) -> Ranked:
     """Rank every evaluable user's held-out item under ``protocol`` (one matrix product per batch)."""
     from ur4rec_cli.evaluation.protocols import full_candidates, sampled_ranks
-    from ur4rec_cli.evaluation.ranking import full_ranking_ranks
+    from ur4rec_cli.ranking import full_ranking_ranks
 
     started = time.perf_counter()
     if protocol == "full":

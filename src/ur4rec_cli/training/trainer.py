@@ -104,8 +104,7 @@ def validation_metrics(
     model: torch.nn.Module, dataset: "Dataset", max_len: int, device: torch.device, batch_size: int = 64, dist=None
 ) -> dict[str, float]:
     """HR/NDCG@10 and MRR on the validation split; under torchrun each rank ranks a strided shard of users."""
-    from ur4rec_cli.evaluation.metrics import metrics_from_ranks
-    from ur4rec_cli.evaluation.ranking import full_ranking_ranks
+    from ur4rec_cli.ranking import full_ranking_ranks, metrics_from_ranks
     from ur4rec_cli.training.distributed import all_gather_array
 
     users = None
