@@ -344,3 +344,34 @@ def test_train_summary_reads_at_80_columns(width: int, monkeypatch: pytest.Monke
     for col in ("epochs", "best", "NDCG@10", "HR@10", "wall s", "RSS MB"):
         assert col in header
     assert "pretrain_sasrec (kept)" in text and "0.1115" in text and "ml-100k" in text
+
+
+def test_each_epoch_and_the_stage_end_are_reported(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line per epoch (cap, patience left, val NDCG@10, best so far) and one saying why the stage ended."""
+    import re
+
+    from ur4rec_cli.training import trainer
+
+    ctx = _context(_settings(sasrec_epochs=6, patience=2))
+    scores = iter([0.10, 0.30, 0.20, 0.25, 0.90, 0.95])
+    fake = lambda *a, **k: {"NDCG@10": next(scores), "HR@10": 0.5, "MRR": 0.1}  # noqa: E731
+    original = trainer.validation_metrics
+    monkeypatch.setattr(trainer, "validation_metrics", fake)
+    capsys.readouterr()
+    summary = st.run_stage(ctx, "pretrain_sasrec")
+    monkeypatch.setattr(trainer, "validation_metrics", original)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pretrain_sasrec")]
+    epochs = [line for line in lines if " epoch " in line and "done" not in line]
+    assert len(epochs) == 4 and summary["epochs"] == 4 and summary["stopped"] == "early"
+    assert re.match(r"pretrain_sasrec epoch 1 \(cap 6, patience 2 left\): loss [\d.]+, val NDCG@10 0\.1000 \(new best\)", epochs[0])
+    assert "epoch 3 (cap 6, patience 1 left)" in epochs[2] and "val NDCG@10 0.2000 (best 0.3000 at epoch 2)" in epochs[2]
+    assert "epoch 4 (cap 6, patience 0 left)" in epochs[3]
+    assert lines[-1] == (
+        "pretrain_sasrec done after 4 epochs (stopped early: no better validation NDCG@10 for 2 epochs); best epoch 2, val NDCG@10 0.3000"
+    )
+
+    ctx = _context(_settings(sasrec_epochs=2, patience=5))
+    capsys.readouterr()
+    st.run_stage(ctx, "pretrain_sasrec")
+    last = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pretrain_sasrec")][-1]
+    assert re.fullmatch(r"pretrain_sasrec done after 2 epochs \(reached its cap of 2 epochs\); best epoch \d, val NDCG@10 [\d.]+", last)

@@ -253,7 +253,7 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
         while not state.finished and state.epoch < plan.epochs:
             epoch = state.epoch + 1
             started = time.perf_counter()
-            label = f"{plan.stage} epoch {epoch} (cap {plan.epochs}, patience {state.patience_left} left)"
+            label = f"{plan.stage} epoch {epoch} (cap {plan.epochs}, patience {state.patience_left} left{_best_so_far(state)})"
             task = progress.add_task(label, total=p.steps_per_epoch, status="")
             step = lambda loss: progress.update(task, advance=1, status=f"loss {loss:.3f}")  # noqa: E731
             loss, aux = train_epoch(ctx, plan, p, live.pairs, epoch, live.rng, on_step=step)
@@ -270,7 +270,7 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
             files.append_history({"epoch": epoch, "loss": loss, "aux": aux, **_val(val), "seconds": round(seconds, 3), "lr": lrs})
             files.save_last(live.model, p.optimizer, p.scheduler, live.rng, p.neg_gen, state)
             info(
-                f"{plan.stage} epoch {epoch}/{plan.epochs}: loss {loss:.4f}, val NDCG@10 {val[METRIC]:.4f}"
+                f"{plan.stage} epoch {epoch} (cap {plan.epochs}, patience {state.patience_left} left): loss {loss:.4f}, val NDCG@10 {val[METRIC]:.4f}"
                 f"{' (new best)' if improved else f' (best {state.best:.4f} at epoch {state.best_epoch})'} [{seconds:.1f} s]"
             )
 
@@ -318,6 +318,11 @@ def _write_curves(hist_path: Path, png: Path, title: str) -> str:
     rows = read_history(hist_path)
     write_curve(rows, png, title)
     return sparkline([r.get("val_ndcg10") for r in rows])
+
+
+def _best_so_far(state: EarlyStopping) -> str:
+    """", best val NDCG@10 0.0418 @3" once an epoch has been validated (the bar's running score)."""
+    return f", best val NDCG@10 {state.best:.4f} @{state.best_epoch}" if state.best >= 0 else ""
 
 
 def _val(val: dict[str, float]) -> dict[str, float]:
