@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -194,23 +195,55 @@ def _dataset_name(settings: "Settings") -> str:
     return dataset_name(settings.data)
 
 
+@dataclass
+class _Encoded:
+    """What encoding every item gave: features, per-item provenance, which path each item took."""
+
+    feats: np.ndarray
+    provenance: list[dict[str, Any]]
+    good: list[int]
+    text_items: list[int]
+    skipped: list[tuple[int, Path, str]]
+    seconds: dict[str, float]
+
+
 def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[str, Any]:
     """CLIP features for every item (image, else poster-like text prompt) into the store; returns counts."""
     from ur4rec_cli.data.prepare import ensure_dataset
 
     started = time.perf_counter()
     dataset, dman = ensure_dataset(settings)
-    name = _dataset_name(settings)
     store = ArtifactStore(settings.home)
-    folder = store.features_dir(name, "clip")
-    cfg = settings.clip
-
-    posters_report = None
-    if cfg.fetch_posters:
-        posters_report = _fetch_missing_posters(settings, dataset)
-
+    folder = store.features_dir(_dataset_name(settings), "clip")
+    posters_report = _fetch_missing_posters(settings, dataset) if settings.clip.fetch_posters else None
     chosen = _select_images(settings, dataset)
-    # The cache key needs no open_clip import: a rerun served from the store stays fast.
+    inputs = _clip_inputs(settings, dman, chosen)
+    if not force:
+        man = store.load(folder, kind="clip")
+        if man is not None and man.inputs == inputs:
+            info(f"CLIP features served from the store ({folder}); --force rebuilds them")
+            return _summary(man, folder, cached=True, posters=posters_report, seconds=time.perf_counter() - started)
+
+    weights = resolve_weights(settings, download=True)
+    device = str(resolve_device(settings.clip.device))
+    t0 = time.perf_counter()
+    model, preprocess, tokenizer = load_model(weights, device)
+    load_s = time.perf_counter() - t0
+    enc = _encode_items(settings, dataset, chosen, model, preprocess, tokenizer, device)
+    del model
+    extra = _clip_extra(settings, enc, chosen, weights, device, {"model_load_s": round(load_s, 3), **enc.seconds})
+    with store.write(folder, kind="clip", inputs=inputs, settings=settings.slice("clip"), extra=extra) as tmp:
+        np.save(tmp / "image.npy", enc.feats)
+        (tmp / "provenance.json").write_text(json.dumps(enc.provenance, ensure_ascii=False, indent=0), "utf-8")
+    man = store.load(folder, kind="clip", verify=False)
+    if weights.random:
+        warn("CLIP features made with RANDOM weights (--pretrained none): fine for tests, meaningless for recommendations")
+    return _summary(man, folder, cached=False, posters=posters_report, seconds=time.perf_counter() - started)
+
+
+def _clip_inputs(settings: "Settings", dman: Manifest, chosen: list[tuple[str, Path] | None]) -> dict[str, str]:
+    """The artifact's cache key; needs no open_clip import, so a rerun served from the store stays fast."""
+    cfg = settings.clip
     ckpt_sha = checkpoint_sha(settings)
     weights_key = f"checkpoint:{ckpt_sha}" if ckpt_sha else f"{cfg.model}:{cfg.pretrained.strip().lower()}"
     inputs = {
@@ -220,28 +253,19 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
     }
     if ckpt_sha:
         inputs["checkpoint"] = ckpt_sha
+    return inputs
 
-    if not force:
-        man = store.load(folder, kind="clip")
-        if man is not None and man.inputs == inputs:
-            info(f"CLIP features served from the store ({folder}); --force rebuilds them")
-            return _summary(man, folder, cached=True, posters=posters_report, seconds=time.perf_counter() - started)
 
-    weights = resolve_weights(settings, download=True)
-    device = str(resolve_device(cfg.device))
-    t0 = time.perf_counter()
-    model, preprocess, tokenizer = load_model(weights, device)
-    load_s = time.perf_counter() - t0
-
-    n = dataset.n_items
-    provenance: list[dict[str, Any]] = [{} for _ in range(n)]
+def _encode_items(settings: "Settings", dataset: "Dataset", chosen, model, preprocess, tokenizer, device: str) -> _Encoded:
+    """Every item's poster through the image tower; items without a readable one through the text tower."""
+    n, batch_size = dataset.n_items, settings.clip.batch_size
     files = [(i, c[1]) for i, c in enumerate(chosen) if c is not None]
     good: list[int] = []
     skipped: list[tuple[int, Path, str]] = []
     with make_progress() as progress:
         task = progress.add_task("CLIP images", total=len(files), status="")
         t_img = time.perf_counter()
-        img_parts = _encode(model, _image_batches(files, preprocess, cfg.batch_size, good, skipped), device, "image", progress, task)
+        img_parts = _encode(model, _image_batches(files, preprocess, batch_size, good, skipped), device, "image", progress, task)
         image_s = time.perf_counter() - t_img
         for _, path, why in skipped:
             warn(f"skipped unreadable image {path}: {why}")
@@ -255,7 +279,7 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
         if prompts:
             tokens = tokenizer(prompts)
             order = np.argsort((tokens != 0).sum(dim=1).numpy(), kind="stable")
-            sorted_parts = _encode(model, _text_batches(tokens, order, cfg.batch_size), device, "text", progress, task)
+            sorted_parts = _encode(model, _text_batches(tokens, order, batch_size), device, "text", progress, task)
             text_feats = np.empty((len(prompts), sorted_parts[0].shape[1]), dtype=np.float32)
             text_feats[order] = np.concatenate(sorted_parts)
             txt_parts = [text_feats]
@@ -268,6 +292,7 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
         feats[np.asarray(good) + 1] = np.concatenate(img_parts)
     if text_items:
         feats[np.asarray(text_items) + 1] = np.concatenate(txt_parts)
+    provenance: list[dict[str, Any]] = [{} for _ in range(n)]
     skipped_by_item = {i: p for i, p, _ in skipped}
     for i in good:
         src, path = chosen[i]
@@ -277,37 +302,30 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
         if i in skipped_by_item:
             rec["skipped_file"] = f"{chosen[i][0]}/{skipped_by_item[i].name}"
         provenance[i] = rec
-    del model
+    return _Encoded(feats, provenance, good, text_items, skipped, {"image_s": round(image_s, 3), "text_s": round(text_s, 3)})
 
-    random_weights = weights.random
-    extra = {
-        "items": n,
-        "from_image": len(good),
-        "from_text": len(text_items),
-        "skipped": len(skipped),
-        "from_posters": sum(1 for i in good if chosen[i][0] == "posters"),
-        "dim": int(dim),
+
+def _clip_extra(settings: "Settings", enc: _Encoded, chosen, weights: Weights, device: str, timings: dict[str, float]) -> dict[str, Any]:
+    """The manifest's ``extra``: counts per path, the weights used, where it ran, timings."""
+    cfg = settings.clip
+    return {
+        "items": len(enc.provenance),
+        "from_image": len(enc.good),
+        "from_text": len(enc.text_items),
+        "skipped": len(enc.skipped),
+        "from_posters": sum(1 for i in enc.good if chosen[i][0] == "posters"),
+        "dim": int(enc.feats.shape[1]),
         "model": weights.model,
         "pretrained": weights.pretrained,
         "checkpoint_sha256": weights.checkpoint_sha256,
-        "random_weights": random_weights,
+        "random_weights": weights.random,
         "device": device,
         "precision": "fp16" if device.startswith("cuda") else "fp32",
         "images_folder": str(cfg.images) if cfg.images is not None else None,
-        "skipped_files": [f"{chosen[i][0]}/{p.name}" for i, p, _ in skipped],
+        "skipped_files": [f"{chosen[i][0]}/{p.name}" for i, p, _ in enc.skipped],
         "recipe_version": RECIPE_VERSION,
-        "model_load_s": round(load_s, 3),
-        "image_s": round(image_s, 3),
-        "text_s": round(text_s, 3),
+        **timings,
     }
-    settings_slice = settings.slice("clip")
-    with store.write(folder, kind="clip", inputs=inputs, settings=settings_slice, extra=extra) as tmp:
-        np.save(tmp / "image.npy", feats)
-        (tmp / "provenance.json").write_text(json.dumps(provenance, ensure_ascii=False, indent=0), "utf-8")
-    man = store.load(folder, kind="clip", verify=False)
-    if random_weights:
-        warn("CLIP features made with RANDOM weights (--pretrained none): fine for tests, meaningless for recommendations")
-    return _summary(man, folder, cached=False, posters=posters_report, seconds=time.perf_counter() - started)
 
 
 def _fetch_missing_posters(settings: "Settings", dataset: "Dataset") -> dict[str, Any]:
