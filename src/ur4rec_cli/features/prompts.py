@@ -15,15 +15,16 @@ if TYPE_CHECKING:
     from ur4rec_cli.data.dataset import Dataset
 
 # Bump when a prompt or template changes: cached answers and text artifacts are keyed by it.
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
+# The second, stricter prompt asked when an answer to the first fails validation.
+STRICT_VERSION = "s1"
 TEMPLATE_VERSION = "t1"
 
 Kind = Literal["item", "user"]
 
-SYSTEM_PROMPT = (
-    "You are a film critic who writes short, factual, spoiler-free texts for a movie recommender. "
-    "Answer with the requested text only: no title line, no lists, no quotes."
-)
+# Short enough for a 135M-parameter model to follow (SmolLM2 loses long instructions).
+SYSTEM_PROMPT = "You write short, factual texts for a movie recommender. Answer with the text only."
+STRICT_SYSTEM = "Answer in one or two plain sentences. Do not repeat the question. No lists, no titles."
 
 _GENDER = {"M": "male", "F": "female"}
 # A phrase per genre makes template texts informative beyond the bare genre list.
@@ -91,8 +92,7 @@ def item_prompt(dataset: "Dataset", item: int) -> Prompt:
     text = (
         f"Movie: {title_of(meta, dataset.item_ids[item - 1])}\n"
         f"Genres: {', '.join(genres) if genres else 'unknown'}\n"
-        "Write a description of this movie in 2 to 4 sentences: premise, tone, themes, and the kind "
-        "of viewer who would enjoy it."
+        "Describe this movie in two sentences: its story, its tone and who would enjoy it."
     )
     return Prompt("item", item, dataset.item_ids[item - 1], text)
 
@@ -178,8 +178,7 @@ def user_prompt(dataset: "Dataset", user: int, history_items: int) -> Prompt:
         f"Share of their movies per genre: {shares}.",
         "Their most recent ratings, oldest first (rating out of 5):",
         *(f"- {title_of(dataset.items[i - 1], dataset.item_ids[i - 1])}: {r:g}" for i, r in p.recent),
-        "Write a summary of this user's movie preferences in 2 to 4 sentences: favoured genres, "
-        "tone, eras and what they seem to avoid. Do not list titles.",
+        "Describe this viewer's taste in two sentences: the genres, tone and eras they like. Do not name movies.",
     ]
     return Prompt("user", user, dataset.user_ids[user - 1], "\n".join(lines))
 
@@ -200,11 +199,45 @@ def template_user_text(dataset: "Dataset", user: int, history_items: int) -> str
     return text
 
 
-def build_prompts(dataset: "Dataset", kind: Kind, history_items: int) -> list[Prompt]:
-    """Every prompt of one kind, in internal-id order."""
+def strict_item_prompt(dataset: "Dataset", item: int) -> Prompt:
+    """The second try for an item whose first answer was rejected: one line, one task."""
+    meta = dataset.items[item - 1]
+    genres = _join([g.lower() for g in _genres(meta)]) or "unknown genre"
+    text = f"In two sentences, describe the {genres} movie {title_of(meta, dataset.item_ids[item - 1])}."
+    return Prompt("item", item, dataset.item_ids[item - 1], text, STRICT_SYSTEM)
+
+
+def strict_user_prompt(dataset: "Dataset", user: int, history_items: int) -> Prompt:
+    """The second try for a user: genres and demographics of the train part only, no titles at all."""
+    p = user_profile(dataset, user, history_items)
+    top = _join([g.lower() for g, _ in p.genre_shares[:3]]) or "all kinds of"
+    text = f"In two sentences, describe the movie taste of a {p.demographics} who mostly watches {top} movies."
+    return Prompt("user", user, dataset.user_ids[user - 1], text, STRICT_SYSTEM)
+
+
+def build_prompts(dataset: "Dataset", kind: Kind, history_items: int, *, strict: bool = False) -> list[Prompt]:
+    """Every prompt of one kind (first or ``strict`` second try), in internal-id order."""
     if kind == "item":
-        return [item_prompt(dataset, i) for i in range(1, dataset.n_items + 1)]
-    return [user_prompt(dataset, u, history_items) for u in range(1, dataset.n_users + 1)]
+        make = strict_item_prompt if strict else item_prompt
+        return [make(dataset, i) for i in range(1, dataset.n_items + 1)]
+    make_u = strict_user_prompt if strict else user_prompt
+    return [make_u(dataset, u, history_items) for u in range(1, dataset.n_users + 1)]
+
+
+def held_out_titles(dataset: "Dataset", user: int) -> list[str]:
+    """Titles of the user's validation and test items that no train item shares: never in their text."""
+    train = {title_of(dataset.items[i - 1], dataset.item_ids[i - 1]) for i in dataset.history(user, "train").tolist()}
+    bare_train = {(dataset.items[i - 1].get("title") or "").strip() for i in dataset.history(user, "train").tolist()}
+    if len(dataset.sequence(user)) < 3:  # kept for training only: nothing is held out
+        return []
+    out = []
+    for split in ("valid", "test"):
+        item = dataset.target(user, split)
+        meta = dataset.items[item - 1]
+        if title_of(meta, dataset.item_ids[item - 1]) in train or (meta.get("title") or "").strip() in bare_train:
+            continue
+        out.append((meta.get("title") or "").strip())
+    return [t for t in out if t]
 
 
 def template_texts(dataset: "Dataset", kind: Kind, history_items: int) -> list[str]:

