@@ -297,7 +297,7 @@ def _llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, sum
                 pending = pending[: max(0, budget)]
                 budget -= len(pending)
             if pending:
-                stats_all.append(send(pending, "second tries" if strict else "LLM texts"))
+                stats_all.append(send(pending, strict))
     finally:
         cache.close()
     stats = _merge(stats_all)
@@ -419,8 +419,11 @@ def _sender(settings, spec, cache, record_extra):
     n_cached = len(cache.entries)
     state: dict[str, Any] = {}
 
-    def send(pending: list[tuple[P.Prompt, str]], label: str):
+    def send(pending: list[tuple[P.Prompt, str]], strict: bool):
         import time
+
+        label = "second tries" if strict else "LLM texts"
+        extra = {**record_extra, "prompt_version": P.STRICT_VERSION if strict else P.PROMPT_VERSION}
 
         with console.make_progress() as progress:
             task = progress.add_task(label, total=len(pending), status=f"cached {n_cached}")
@@ -439,14 +442,14 @@ def _sender(settings, spec, cache, record_extra):
                         state.get("model") or _local_model(settings),
                         n_ctx=cfg.local_ctx, n_threads=cfg.local_threads, max_tokens=cfg.local_max_tokens, temperature=cfg.temperature,
                     )  # fmt: skip
-                stats = run_local(state["gen"], prompts, keys, cache, cfg.max_chars, record_extra, update)
+                stats = run_local(state["gen"], prompts, keys, cache, cfg.max_chars, extra, update)
             else:
                 from ur4rec_cli.features.backends import run_openai
 
                 api_key = settings.llm_api_key()
                 if api_key is None:  # pragma: no cover - _choose_backend checked it
                     raise ConfigError("the openai backend needs an API key")
-                stats = run_openai(prompts, keys, cache, cfg, api_key.get_secret_value(), record_extra, update)
+                stats = run_openai(prompts, keys, cache, cfg, api_key.get_secret_value(), extra, update)
         stats.sent_keys = set(keys)
         return stats
 

