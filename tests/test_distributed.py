@@ -84,7 +84,7 @@ def test_torchrun_two_ranks_equal_single_process(isolated_home: Path, tmp_path: 
     runs = isolated_home / "runs" / "ml-100k"
     assert _files(runs / "ddp") == _files(runs / "single")
     assert len((runs / "ddp" / "pretrain_sasrec" / "history.jsonl").read_text().splitlines()) == 2
-    assert ddp.stdout.count("ur4rec train · run ddp") == 1
+    assert ddp.stdout.count("ur4rec train · ml-100k · run ddp") == 1  # one summary table, naming its data set
     assert "x 2 ranks" in ddp.stderr
 
     # DDP (per-rank batch = half the users, loss over the global target count) equals one process.
