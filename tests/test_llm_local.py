@@ -91,7 +91,7 @@ def test_local_backend_writes_real_texts_and_reuses_its_cache(cli, home: Path, g
     assert spec["backend"] == "local" and spec["model_sha256"] == DEFAULT_GGUF_SHA256
     assert manifest["extra"]["sources"] == s["sources"]
     cached = _jsonl(_cache_file(home))
-    assert len(cached) == s["requests"]["sent"] and all(rec["model"] == spec["model_file"] for rec in cached)
+    assert len(cached) == s["requests"]["sent"] and all(rec["model"] == spec["model"] for rec in cached)
 
     # Reuse: a --force rebuild and a dry run ask the model nothing; the dry run's estimate comes
     # from the tokens/s measured on the cached answers.

@@ -140,8 +140,7 @@ def _spec(settings: "Settings", backend: str) -> dict[str, Any]:
         model = _local_model(settings)
         return {
             "backend": "local",
-            "model": str(model.path),
-            "model_file": model.label,
+            "model": model.label,  # file name and sha256: the same model under another path is reused
             "model_sha256": model.sha256,
             "prompt_version": P.PROMPT_VERSION,
             "params": {"temperature": cfg.temperature, "max_tokens": cfg.local_max_tokens, "seed": SEED, "max_chars": cfg.max_chars, "history_items": cfg.history_items},
@@ -198,6 +197,8 @@ def _generate(settings, dataset, dman, *, what, limit, dry_run, force, embed) ->
     }
     if backend == "openai":
         summary["base_url"] = settings.llm.base_url
+    if backend == "local":
+        summary["model_path"] = str(_local_model(settings).path)
     where = {"openai": f", model {spec['model']} at {settings.llm.base_url}", "local": f", model {spec['model']}"}.get(backend, "")
     console.info(f"llm backend: {backend} ({reason}){where}")
 
@@ -259,7 +260,7 @@ def _llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, sum
         cache.repair()
     # What is sent: max_chars only shapes the parsing of an answer (re-done on reuse), not the key.
     params = _send_params(spec)
-    model_id = spec["model"] if backend == "openai" else spec["model_file"]
+    model_id = spec["model"]
     plan = _Plan(dataset, cfg, wanted)
     for strict, version in ((False, P.PROMPT_VERSION), (True, P.STRICT_VERSION)):
         for group in ("items", "users"):

@@ -152,9 +152,20 @@ class LocalGenerator:
         resp = self.llm.create_chat_completion(
             messages=prompt.messages(), max_tokens=self.max_tokens, temperature=self.temperature, seed=SEED
         )
-        content = resp["choices"][0]["message"].get("content") or ""
+        choice = resp["choices"][0]
+        content = choice["message"].get("content") or ""
+        if choice.get("finish_reason") == "length":
+            content = _whole_sentences(content)
         usage = resp.get("usage") or {}
         return content, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+
+
+def _whole_sentences(text: str) -> str:
+    """An answer cut by max_tokens, without its unfinished last sentence (when a finished one exists)."""
+    from ur4rec_cli.features.backends import _SENTENCE_END
+
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]] if ends and ends[-1] >= len(text) // 3 else text
 
 
 def run_local(
