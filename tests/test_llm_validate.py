@@ -94,6 +94,7 @@ def test_limit_counts_second_tries_and_a_rerun_finishes(cli, home: Path, server:
     assert not (home / "features" / "ml-100k" / "texts").exists()
     dry = json.loads(_llm(cli, server, "--dry-run", "--json").stdout)
     assert dry["requests_to_send"] == 1
+    assert dry["second_tries_to_send"] == 1  # the one rejected first answer, counted before it is re-asked
     r = _llm(cli, server, "--json")
     s = json.loads(r.stdout)
     assert s["complete"] is True and s["requests"]["sent"] == 1 and s["sources"]["items"]["llm-retry"] == 1

@@ -277,6 +277,8 @@ def _llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, sum
             n_pending = sum(k not in cache for k in plan.keys[False][g])  # entities; requests_to_send counts distinct prompts
             summary[g] = {"total": len(plan.keys[False][g]), "done": 0, "cached": len(plan.keys[False][g]) - n_pending, "failed": 0, "remaining": n_pending}
         summary["requests_to_send"] = len(first) + len(second)
+        # First answers already rejected by the checks: each is due a stricter second try.
+        summary["second_tries_to_send"] = len(second)
         summary["estimated_input_tokens"] = sum(p.chars() for p, _ in first + second) // 4
         summary["token_estimate"] = "characters / 4"
         line = f"dry run: {summary['requests_to_send']} prompt(s) to send, about {summary['estimated_input_tokens']:,} input tokens (characters / 4)"
@@ -284,6 +286,8 @@ def _llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, sum
             summary["estimate"] = _local_estimate(settings, cache, model_id, first + second)
             e = summary["estimate"]
             line += f"; about {_duration(e['seconds'])} at {e['tokens_per_s']:.0f} tokens/s ({e['measured_on']})"
+        if second:
+            line += f"; {len(second)} of them second tries for rejected answers"
         console.info(line + "; nothing sent" + (" (rejected answers may add second tries)" if first else ""))
         return None
 
