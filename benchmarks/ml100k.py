@@ -238,6 +238,9 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         f"Data: {data['users']} users, {data['items']} items, {data['interactions']:,} interactions via {data['source']} "
         f"({t_data:.1f} s). Texts: {llm.get('backend', '?')} backend + MiniLM embeddings ({t_llm:.1f} s).",
         "",
+        "Texts from a real LLM (`ur4rec llm --backend local`) and UR4Rec V2 trained on them: "
+        "[benchmarks-llm.md](benchmarks-llm.md) (`benchmarks/llm_page.py`).",
+        "",
         "## Targets",
         "",
         *targets(results, boot, train_rows),

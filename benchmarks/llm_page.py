@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""docs/benchmarks-llm.md: texts of a real LLM (the local backend) for a whole data set, and UR4Rec V2 on them.
+
+    ur4rec --home L data
+    /usr/bin/time -v ur4rec --home L llm --backend local --json > run.json      # long; resumable
+    python benchmarks/llm_texts.py --local-home L --template-home T --out docs/llm_texts.json
+    python benchmarks/llm_page.py --home L [--run-json run.json] [--comparison docs/llm_texts.json]
+    python benchmarks/llm_page.py --render docs/benchmarks-llm.json                  # page only
+
+Measured from what the home holds: the answers in its cache (each records its seconds and
+tokens), `llm --dry-run` (prompts still to send, first answers already rejected), and, once the run
+is complete, its `--json` summary (where every text came from). A run still in progress is
+measured as it stands and the page says how far it got; nothing is extrapolated into a figure
+except the dry run's own time estimate, which is labelled as one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ml100k import cli  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "benchmarks-llm.md"
+FIGURES = ROOT / "docs" / "benchmarks-llm.json"
+METRICS = ["HR@10", "NDCG@10", "MRR"]
+
+
+def measure(home: Path, run_json: Path | None, comparison: Path | None) -> dict:
+    """The figures of the local-LLM texts in ``home`` (complete or not) and, if given, the training comparison."""
+    dry, _ = cli(home, "llm", "--backend", "local", "--dry-run")
+    conf, _ = cli(home, "config")
+    cap = int(conf["settings"]["llm"]["local_max_tokens"])
+    records = []
+    for line in Path(dry["cache"]).read_text("utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line being written right now
+            continue
+        if rec.get("backend") == "local" and rec.get("model") == dry["model"]:
+            records.append(rec)
+    if not records:
+        raise SystemExit(f"no local answers of {dry['model']} in {dry['cache']}")
+    seconds = sum(float(r["seconds"]) for r in records)
+    out_tok = sum(int(r["usage"]["output"]) for r in records)
+    in_tok = sum(int(r["usage"]["input"]) for r in records)
+    start = min(float(r["time"]) - float(r["seconds"]) for r in records)
+    gen = {
+        "model": dry["model"],
+        "dataset": dry["dataset"],
+        "prompt_versions": sorted({r["prompt_version"] for r in records}),
+        "answers": len(records),
+        "answers_by_kind": {k: sum(r["kind"] == k for r in records) for k in ("item", "user")},
+        "prompts_total": dry["items"]["total"] + dry["users"]["total"],
+        "requests_to_send": dry["requests_to_send"],
+        "second_tries_to_send": dry.get("second_tries_to_send"),
+        "complete": dry["requests_to_send"] == 0,
+        "generation_seconds": round(seconds, 1),
+        "span_seconds": round(max(float(r["time"]) for r in records) - start, 1),
+        "tokens_per_s": round(out_tok / seconds, 2),
+        "seconds_per_answer": round(seconds / len(records), 2),
+        "output_tokens_per_answer": round(out_tok / len(records), 1),
+        "input_tokens_per_answer": round(in_tok / len(records), 1),
+        "max_tokens": cap,
+        "at_max_tokens": sum(int(r["usage"]["output"]) >= cap for r in records),
+        "estimate_left": dry.get("estimate"),
+        "examples": [{"kind": r["kind"], "id": r["raw_id"], "text": r["text"]} for r in records[:3]],
+    }
+    if run_json is not None:
+        lines = [ln for ln in run_json.read_text("utf-8").splitlines() if ln.strip()]
+        run = json.loads(lines[-1])
+        gen["run"] = {k: run.get(k) for k in ("sources", "speed", "tokens", "requests", "complete")}
+    figures = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+        "generation": gen,
+    }
+    if comparison is not None and comparison.is_file():
+        figures["comparison"] = json.loads(comparison.read_text("utf-8"))
+    return figures
+
+
+def _fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def render(f: dict) -> str:
+    g = f["generation"]
+    out = [
+        "# Benchmarks: texts from a real LLM",
+        "",
+        f"Produced by `python benchmarks/llm_page.py` on {f['date']}, {f['machine']}, no GPU, from the "
+        f"answers of `ur4rec llm --backend local` ({g['model']}, prompt version {', '.join(g['prompt_versions'])}) "
+        f"on {g['dataset']}. The figures are saved in benchmarks-llm.json beside this page.",
+        "",
+        "    ur4rec --home L data",
+        "    ur4rec --home L llm --backend local --json > run.json",
+        "    python benchmarks/llm_page.py --home L --run-json run.json --comparison docs/llm_texts.json",
+        "",
+        "## Generation",
+        "",
+    ]
+    if not g["complete"]:
+        out += [
+            f"**Partial run**: measured while the run was going, {g['answers']:,} answers in the cache "
+            f"({g['answers_by_kind']['item']:,} item, {g['answers_by_kind']['user']:,} user prompts); "
+            f"{g['requests_to_send']:,} of the data set's prompts still to send. Rejections and fallbacks are final only "
+            "when every entry is settled.",
+            "",
+        ]
+    out += [
+        "| figure | value |",
+        "| --- | --- |",
+        f"| answers generated | {g['answers']:,} |",
+        f"| generation time (sum of per-answer seconds) | {g['generation_seconds']:,.1f} s |",
+        f"| wall span, first to last answer | {g['span_seconds']:,.1f} s |",
+        f"| output tokens/s | {g['tokens_per_s']:.2f} |",
+        f"| seconds per answer | {g['seconds_per_answer']:.2f} |",
+        f"| tokens per answer (in / out) | {g['input_tokens_per_answer']:.1f} / {g['output_tokens_per_answer']:.1f} |",
+        f"| answers cut at max_tokens ({g['max_tokens']}) | {g['at_max_tokens']:,} |",
+    ]
+    if g.get("second_tries_to_send") is not None and not g["complete"]:
+        out.append(f"| first answers rejected so far (due a second try) | {g['second_tries_to_send']:,} |")
+    if g.get("estimate_left") and not g["complete"]:
+        e = g["estimate_left"]
+        out.append(f"| dry-run estimate for the rest (an estimate, not a measurement) | {e['seconds'] / 3600:.1f} h at {e['tokens_per_s']} tokens/s |")
+    run = g.get("run") or {}
+    if run.get("sources"):
+        for kind, c in run["sources"].items():
+            out.append(
+                f"| {kind}: first answer kept / second try kept / template fallback | "
+                f"{c.get('llm', 0):,} / {c.get('llm-retry', 0):,} / {c.get('template', 0):,} (rejected first answers: {c.get('rejected', 0):,}) |"
+            )
+    out += ["", "Examples (first answers in the cache):", ""]
+    out += [f"- {e['kind']} {e['id']}: {e['text']}" for e in g["examples"]]
+    out += [""]
+    out += ["## UR4Rec V2 on these texts vs on template texts", ""]
+    comp = f.get("comparison")
+    if not comp or not comp.get("seeds"):
+        out += [
+            "Not measured yet: it needs the texts of every entry (`benchmarks/llm_texts.py` refuses incomplete texts).",
+            "",
+        ]
+    else:
+        d = comp["ndcg10_diff_local_minus_template"]
+        out += [
+            f"`python benchmarks/llm_texts.py --seeds {' '.join(map(str, comp['seeds']))}`: test split, full ranking, "
+            "same stage-1 SASRec per seed in both arms. Mean ± std over seeds.",
+            "",
+            "| texts | " + " | ".join(METRICS) + " |",
+            "| --- | " + " | ".join("---" for _ in METRICS) + " |",
+            *(f"| {arm} | " + " | ".join(_fmt(comp["arms"][arm][m]) for m in METRICS) + " |" for arm in ("template", "local")),
+            "",
+            f"local − template NDCG@10: {d['mean']:+.4f}, paired bootstrap 95% CI [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] "
+            f"({d['users']} users, per-user NDCG@10 averaged over {d['seeds']} seed(s)).",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", type=Path, help="home whose cache holds the local backend's answers")
+    ap.add_argument("--run-json", type=Path, help="the --json summary of the finished `ur4rec llm --backend local`")
+    ap.add_argument("--comparison", type=Path, help="the JSON benchmarks/llm_texts.py wrote")
+    ap.add_argument("--render", type=Path, metavar="JSON", help="rewrite --out from saved figures (nothing measured)")
+    ap.add_argument("--out", type=Path, default=PAGE)
+    args = ap.parse_args()
+    if args.render:
+        figures = json.loads(args.render.read_text("utf-8"))
+    elif args.home:
+        figures = measure(args.home, args.run_json, args.comparison)
+        (args.out.with_suffix(".json")).write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n", "utf-8")
+    else:
+        ap.error("give --home (measure) or --render JSON")
+    args.out.write_text(render(figures), "utf-8")
+
+
+if __name__ == "__main__":
+    main()
