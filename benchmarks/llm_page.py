@@ -2,7 +2,7 @@
 """docs/benchmarks-llm.md: texts of a real LLM (the local backend) for a whole data set, and UR4Rec V2 on them.
 
     ur4rec --home L data
-    /usr/bin/time -v ur4rec --home L llm --backend local --json > run.json      # long; resumable
+    /usr/bin/time -v ur4rec --home L llm --backend local --json | tee run.json   # long; resumable
     python benchmarks/llm_texts.py --local-home L --template-home T --out docs/llm_texts.json
     python benchmarks/llm_page.py --home L [--run-json run.json] [--comparison docs/llm_texts.json]
     python benchmarks/llm_page.py --render docs/benchmarks-llm.json                  # page only
@@ -103,7 +103,7 @@ def render(f: dict) -> str:
         f"on {g['dataset']}. The figures are saved in benchmarks-llm.json beside this page.",
         "",
         "    ur4rec --home L data",
-        "    ur4rec --home L llm --backend local --json > run.json",
+        "    ur4rec --home L llm --backend local --json | tee run.json",
         "    python benchmarks/llm_page.py --home L --run-json run.json --comparison docs/llm_texts.json",
         "",
         "## Generation",
