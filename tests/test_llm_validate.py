@@ -98,3 +98,17 @@ def test_limit_counts_second_tries_and_a_rerun_finishes(cli, home: Path, server:
     r = _llm(cli, server, "--json")
     s = json.loads(r.stdout)
     assert s["complete"] is True and s["requests"]["sent"] == 1 and s["sources"]["items"]["llm-retry"] == 1
+
+
+def test_an_answer_that_starts_by_copying_its_prompt_lines_keeps_only_its_own(cli, home: Path, server: ChatServer) -> None:
+    from ur4rec_cli.features import prompts as P
+    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.settings import load_settings
+
+    ds, _ = _load_dataset(load_settings())
+    head = "\n".join(P.item_prompt(ds, 1).user.splitlines()[:2])  # "Movie: ...\nGenres: ..."
+    server.fail_next(Fault.reply(f"{head}\n{GOOD}", match=P.item_prompt(ds, 1).user.splitlines()[0] + "\n"))
+    r = _llm(cli, server, "--json")
+    assert r.code == 0, r
+    first = _rows(home, "items")[0]
+    assert first["text"] == GOOD and first["source"] == "llm"

@@ -360,7 +360,7 @@ class _Plan:
         rec = cache.get(self.keys[strict][g][i])
         if rec is None:
             return None, None
-        text = _answer_text(rec, self.cfg.max_chars)
+        text = _answer_text(rec, self.cfg.max_chars, self.prompts[strict][g][i].user)
         forbidden = []
         if g == "users":
             if i not in self._forbidden:
@@ -517,13 +517,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _answer_text(record: dict[str, Any] | None, max_chars: int) -> str:
-    """The text of a cached answer, parsed from the raw reply with the current ``max_chars``."""
+def _answer_text(record: dict[str, Any] | None, max_chars: int, prompt: str = "") -> str:
+    """The text of a cached answer, parsed from the raw reply with the current ``max_chars``;
+    leading lines that copy the prompt's own lines (``Movie: ...``, ``Genres: ...``) are dropped."""
     from ur4rec_cli.features.backends import parse_answer
 
     if record is None:  # pragma: no cover - the caller checked every key is cached
         raise LLMError("a cached answer vanished while assembling the texts")
     raw = record.get("raw")
+    if isinstance(raw, str) and prompt:
+        own = {" ".join(line.split()).lower() for line in prompt.splitlines() if line.strip()}
+        lines = raw.strip().splitlines()
+        while len(lines) > 1 and " ".join(lines[0].split()).lower() in own:
+            lines = lines[1:]
+        raw = "\n".join(lines)
     text = parse_answer(raw, max_chars) if isinstance(raw, str) else ""
     return text or str(record.get("text", ""))
 
