@@ -3,6 +3,7 @@
 
     ur4rec --home L data && ur4rec --home L llm --backend local      # the LLM texts (long)
     python benchmarks/llm_texts.py --local-home L --template-home T --seeds 0 1 2 --out docs/llm_texts.json
+    python benchmarks/llm_texts.py --local-home L --generation     # where the local texts stand (JSON)
 
 Per seed: `train --stage all --device cpu` in the template home; its stage-1 SASRec (which reads
 no text) is copied into the local home, whose stages 2-4 are then trained on the LLM texts
@@ -28,13 +29,66 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ml100k import COLS, KS, cli, ndcg10, paired_bootstrap, read_ranks  # noqa: E402
 
 
+def generation(home: Path) -> dict:
+    """What the local model has answered so far in ``home`` (read from its answer cache): count,
+    generation seconds, tokens/s, and the verdict of the answer checks on what is answered."""
+    from ur4rec_cli.features import llm as L
+    from ur4rec_cli.features import prompts as P
+    from ur4rec_cli.features.llm_cache import AnswerCache, cache_key
+    from ur4rec_cli.settings import load_settings
+
+    settings = load_settings(None, {"home": home, "llm": {"backend": "local"}})
+    dataset, _ = L._load_dataset(settings)
+    spec = L._spec(settings, "local")
+    cache = AnswerCache(home / "cache" / "llm" / f"{L._dataset_name(settings)}.jsonl")
+    recs = [r for r in cache.entries.values() if r.get("model") == spec["model"]]
+    plan = L._Plan(dataset, settings.llm, ["items", "users"])
+    params = L._send_params(spec)
+    for strict, version in ((False, P.PROMPT_VERSION), (True, P.STRICT_VERSION)):
+        for group in ("items", "users"):
+            built = P.build_prompts(dataset, L.KINDS[group], settings.llm.history_items, strict=strict)
+            plan.prompts[strict][group] = built
+            plan.keys[strict][group] = [cache_key(backend="local", model=spec["model"], prompt_version=version, messages=p.messages(), params=params) for p in built]
+    out: dict = {"model": spec["model"], "answers": len(recs), "prompts": {"items": dataset.n_items, "users": dataset.n_users}}
+    seconds = sum(float(r.get("seconds", 0)) for r in recs)
+    tout = sum(int((r.get("usage") or {}).get("output", 0)) for r in recs)
+    tin = sum(int((r.get("usage") or {}).get("input", 0)) for r in recs)
+    out.update({"generation_seconds": round(seconds, 1), "output_tokens": tout, "input_tokens": tin,
+                "output_tokens_per_s": round(tout / seconds, 2) if seconds else None,
+                "seconds_per_answer": round(seconds / len(recs), 2) if recs else None})  # fmt: skip
+    verdicts: dict = {}
+    for g in ("items", "users"):
+        counts = {"answered": 0, "accepted": 0, "rejected": 0, "reasons": {}}
+        for i in range(len(plan.keys[False][g])):
+            text, why = plan._check(cache, False, g, i)
+            if text is None:
+                continue
+            counts["answered"] += 1
+            if why is None:
+                counts["accepted"] += 1
+            else:
+                counts["rejected"] += 1
+                counts["reasons"][why] = counts["reasons"].get(why, 0) + 1
+        settled = [plan.settled(cache, g, i) for i in range(len(plan.keys[False][g]))]
+        counts["settled"] = L._count_sources(settled)
+        verdicts[g] = counts
+    out["first_tries"] = verdicts
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--local-home", type=Path, required=True, help="home whose texts came from `ur4rec llm --backend local`")
-    ap.add_argument("--template-home", type=Path, required=True)
+    ap.add_argument("--template-home", type=Path)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--generation", action="store_true", help="only report the local model's answers so far (JSON on stdout)")
     args = ap.parse_args()
+    if args.generation:
+        print(json.dumps(generation(args.local_home), indent=1))
+        return
+    if args.template_home is None or args.out is None:
+        ap.error("--template-home and --out are needed to train and compare")
     work = Path(tempfile.mkdtemp(prefix="ur4rec-llm-ranks-"))
 
     local, _ = cli(args.local_home, "llm", "--backend", "local")  # cached texts: embeds them if needed
