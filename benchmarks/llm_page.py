@@ -73,6 +73,9 @@ def measure(home: Path, run_json: Path | None, comparison: Path | None) -> dict:
         "estimate_left": dry.get("estimate"),
         "examples": [{"kind": r["kind"], "id": r["raw_id"], "text": r["text"]} for r in records[:3]],
     }
+    from llm_texts import generation  # the answer checks' verdict on every first answer in the cache
+
+    gen["first_tries"] = generation(home)["first_tries"]
     if run_json is not None:
         lines = [ln for ln in run_json.read_text("utf-8").splitlines() if ln.strip()]
         run = json.loads(lines[-1])
@@ -128,8 +131,10 @@ def render(f: dict) -> str:
         f"| tokens per answer (in / out) | {g['input_tokens_per_answer']:.1f} / {g['output_tokens_per_answer']:.1f} |",
         f"| answers cut at max_tokens ({g['max_tokens']}) | {g['at_max_tokens']:,} |",
     ]
-    if g.get("second_tries_to_send") is not None and not g["complete"]:
-        out.append(f"| first answers rejected so far (due a second try) | {g['second_tries_to_send']:,} |")
+    for kind, c in (g.get("first_tries") or {}).items():
+        if c["answered"]:
+            why = ", ".join(f"{n} {r}" for r, n in sorted(c["reasons"].items())) or "none"
+            out.append(f"| {kind}: first answers checked / accepted / rejected (why) | {c['answered']:,} / {c['accepted']:,} / {c['rejected']:,} ({why}) |")
     if g.get("estimate_left") and not g["complete"]:
         e = g["estimate_left"]
         out.append(f"| dry-run estimate for the rest (an estimate, not a measurement) | {e['seconds'] / 3600:.1f} h at {e['tokens_per_s']} tokens/s |")
@@ -140,7 +145,7 @@ def render(f: dict) -> str:
                 f"| {kind}: first answer kept / second try kept / template fallback | "
                 f"{c.get('llm', 0):,} / {c.get('llm-retry', 0):,} / {c.get('template', 0):,} (rejected first answers: {c.get('rejected', 0):,}) |"
             )
-    out += ["", "Examples (first answers in the cache):", ""]
+    out += ["", "Examples (the first answers in the cache, text as cleaned when it was answered):", ""]
     out += [f"- {e['kind']} {e['id']}: {e['text']}" for e in g["examples"]]
     out += [""]
     out += ["## UR4Rec V2 on these texts vs on template texts", ""]
