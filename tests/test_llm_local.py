@@ -4,7 +4,7 @@ llama-cpp-python, and the same GGUF behind a real `python -m llama_cpp.server` o
 `ur4rec llm --backend openai --base-url` talks to through the real openai client.
 
 Needs the `local` extra (`pip install 'ur4rec[local]'`). Without it these tests skip, except where
-UR4REC_REQUIRE_LOCAL=1 (CI sets it): there a missing extra is a failure, never a silent skip.
+REQUIRE_LOCAL_LLM_TESTS=1 (CI sets it): there a missing extra is a failure, never a silent skip.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from test_llm_cli import KEY, N_PROMPTS, _cache_file, _jsonl, home, tiny_dataset
 pytestmark = pytest.mark.slow
 
 if importlib.util.find_spec("llama_cpp") is None:
-    if os.environ.get("UR4REC_REQUIRE_LOCAL") == "1":
-        raise RuntimeError("UR4REC_REQUIRE_LOCAL=1 but llama-cpp-python is not installed: pip install '.[local]'")
+    if os.environ.get("REQUIRE_LOCAL_LLM_TESTS") == "1":
+        raise RuntimeError("REQUIRE_LOCAL_LLM_TESTS=1 but llama-cpp-python is not installed: pip install '.[local]'")
     pytest.skip("the local extra (llama-cpp-python) is not installed", allow_module_level=True)
 
 THREADS = "2"
@@ -175,7 +175,7 @@ def test_llama_cpp_server_end_to_end_with_an_interrupted_run(home: Path, llama_s
     assert len(_jsonl(cache)) == 3 and all(rec["text"] for rec in _jsonl(cache))
 
     # Ctrl-C once more answers are in; then the rerun asks only what has no answer yet.
-    proc = subprocess.Popen(_cmd(llama_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_cmd(llama_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 240
         while not (cache.exists() and len(cache.read_bytes().splitlines()) >= 5):
@@ -207,3 +207,9 @@ def test_llama_cpp_server_end_to_end_with_an_interrupted_run(home: Path, llama_s
     assert len(rows) == N_PROMPTS and all(row["text"] for row in rows)
     assert sum(row["source"] != "template" for row in rows) >= 6
     assert KEY not in rerun.stdout + rerun.stderr
+
+
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the child the default, as a terminal's Ctrl-C would find it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
