@@ -66,6 +66,25 @@ def run_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float
     )
 
 
+def render_page(script: str, figures: Path, out: Path) -> str:
+    """The page ``benchmarks/<script> --render FIGURES --out OUT`` writes from saved figures."""
+    import subprocess
+
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--render", str(figures), "--out", str(out)], check=True, capture_output=True)
+    return out.read_text("utf-8")
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child that is sent Ctrl-C: the default SIGINT disposition.
+
+    A shell starts background jobs with SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler: give the child what a terminal's Ctrl-C would find.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="session")
 def ml100k_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home holding the real ML-100K dataset artifact, prepared once per test session.

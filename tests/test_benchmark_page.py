@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from conftest import render_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _render(figures: Path, out: Path) -> str:
-    """The page benchmarks/ml100k.py --render writes from saved figures."""
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ml100k.py"), "--render", str(figures), "--out", str(out)], check=True, capture_output=True)
-    return out.read_text("utf-8")
+    return render_page("ml100k.py", figures, out)
 
 
 def test_benchmark_page_is_rendered_from_saved_figures(tmp_path: Path) -> None:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from conftest import render_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _render(figures: Path, out: Path) -> str:
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "llm_page.py"), "--render", str(figures), "--out", str(out)], check=True, capture_output=True)
-    return out.read_text("utf-8")
+    return render_page("llm_page.py", figures, out)
 
 
 def test_llm_page_is_rendered_from_saved_figures(tmp_path: Path) -> None:

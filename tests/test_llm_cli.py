@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, default_sigint
 from openai_server import ChatServer, Fault, chat_server, default_answer
 
 KEY = "sk-LEAK-CANARY-7f3a9c0e51d24b68"
@@ -190,7 +190,7 @@ def test_killed_midway_then_resumed(cli, home: Path, server: ChatServer) -> None
     cmd = [sys.executable, "-m", "ur4rec_cli", "llm", "--backend", "openai", "--base-url", server.base_url,
            "--model", "test-model", "--concurrency", "2", "--no-embed"]  # fmt: skip
     cache = _cache_file(home)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         while not (cache.exists() and len(cache.read_bytes().splitlines()) >= 4 and server.in_flight == 2):
@@ -268,7 +268,7 @@ def test_ctrl_c_keeps_every_answer(home: Path, server: ChatServer) -> None:
     server.hold_after = 3
     cmd = [sys.executable, "-m", "ur4rec_cli", "llm", "--backend", "openai", "--base-url", server.base_url,
            "--model", "test-model", "--concurrency", "2", "--no-embed"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         cache = _cache_file(home)
@@ -323,9 +323,3 @@ def test_dry_run_does_not_call_valid_template_texts_stale(cli, home: Path) -> No
     assert status == "valid template texts, to be replaced by openai texts"
     r = cli("llm", "--backend", "template", "--dry-run", "--json")
     assert json.loads(r.stdout)["texts"]["status"] == "cached"
-
-
-def _default_sigint() -> None:
-    # A shell starts background jobs with SIGINT ignored, and Python then installs no
-    # KeyboardInterrupt handler: give the child the default, as a terminal's Ctrl-C would find it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import default_sigint
 from test_llm_cli import KEY, N_PROMPTS, _cache_file, _jsonl, home, tiny_dataset  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -175,7 +175,7 @@ def test_llama_cpp_server_end_to_end_with_an_interrupted_run(home: Path, llama_s
     assert len(_jsonl(cache)) == 3 and all(rec["text"] for rec in _jsonl(cache))
 
     # Ctrl-C once more answers are in; then the rerun asks only what has no answer yet.
-    proc = subprocess.Popen(_cmd(llama_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+    proc = subprocess.Popen(_cmd(llama_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 240
         while not (cache.exists() and len(cache.read_bytes().splitlines()) >= 5):
@@ -207,9 +207,3 @@ def test_llama_cpp_server_end_to_end_with_an_interrupted_run(home: Path, llama_s
     assert len(rows) == N_PROMPTS and all(row["text"] for row in rows)
     assert sum(row["source"] != "template" for row in rows) >= 6
     assert KEY not in rerun.stdout + rerun.stderr
-
-
-def _default_sigint() -> None:
-    # A shell starts background jobs with SIGINT ignored, and Python then installs no
-    # KeyboardInterrupt handler: give the child the default, as a terminal's Ctrl-C would find it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
