@@ -46,7 +46,7 @@ def test_evaluate_compare_chart(cli, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setenv("UR4REC_DATA__SOURCE", str(FIXTURES / "ml-100k"))
     monkeypatch.setenv("UR4REC_MODEL__HIDDEN", "8")
-    t = cli("train", "--stage", "pretrain_sasrec", "--epochs", "2", "--modalities", "", "--device", "cpu")
+    t = cli("train", "--stage", "pretrain_sasrec", "--epochs", "2", "--modalities", "", "--device", "cpu", "--select-on-validation")
     assert t.code == 0, t.stderr
     assert any(c in t.stdout for c in "▁▂▃▄▅▆▇█")  # the sparkline column
     chart = tmp_path / "compare.png"

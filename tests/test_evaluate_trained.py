@@ -24,7 +24,7 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ds.save(tmp)
     overrides = {
         "home": home,
-        "train": {"epochs": 3, "device": "cpu", "batch_size": 32},
+        "train": {"epochs": 3, "device": "cpu", "batch_size": 32, "learn_validation": False},
         "model": {"modalities": [], "max_len": 20, "hidden": 16, "expert_dim": 8, "layers": 1},
     }
     result = api.train(load_settings(None, overrides))

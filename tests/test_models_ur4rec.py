@@ -139,3 +139,65 @@ def test_last_only_state_equals_full_forward_last_column() -> None:
         last = enc(hist, last_only=True)
     assert last.shape == (4, 1, 16)
     assert torch.allclose(last[:, 0], full, atol=1e-5)
+
+
+def _adapted(modalities=("user_text", "item_text", "image")) -> UR4RecV2:
+    """A model with content-aware item tokens whose experts have moved off their zero start."""
+    model = _model(modalities, item_adaptor=True)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for bank in model.item_adaptor.experts:
+            bank.weight.copy_(0.05 * torch.randn(bank.weight.shape, generator=g))
+    return model
+
+
+def test_fresh_item_adaptor_scores_exactly_like_the_model_without_it() -> None:
+    """Its experts start at zero: loading a trained model into one with a new adaptor changes no score."""
+    plain, adapted = _model().eval(), _model(item_adaptor=True).eval()
+    adapted.load_state_dict(plain.state_dict(), strict=False)
+    hist, users = _batch()
+    with torch.no_grad():
+        assert torch.equal(adapted.item_table(), plain.sasrec.item_vectors())
+        assert torch.allclose(adapted.user_vectors(hist, users), plain.user_vectors(hist, users), atol=1e-6)
+        assert torch.allclose(adapted.item_vectors(), plain.item_vectors(), atol=1e-6)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_item_adaptor_shapes_padding_no_nan_and_factorisation(grad: bool) -> None:
+    model = _adapted()
+    hist, users = _batch()
+    items = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 30]])
+    for mode in ("eval", "train"):
+        getattr(model, mode)()
+        with torch.set_grad_enabled(grad):
+            table = model.item_table()
+            vecs, matrix = model.user_vectors(hist, users), model.item_vectors()
+        assert table.shape == (N_ITEMS + 1, 16) and torch.all(table[0] == 0)  # padding stays zero
+        assert not torch.equal(table, model.sasrec.item_vectors())  # content moved the item tokens
+        assert torch.isfinite(vecs).all() and torch.isfinite(matrix).all() and torch.all(matrix[0] == 0)
+    model.eval()
+    with torch.no_grad():
+        full = model.user_vectors(hist, users) @ model.item_vectors().T
+        assert torch.allclose(full.gather(1, items), model.score(hist, users, items), atol=1e-5)
+        # The encoder reads the adapted tokens: its states differ from the plain SASRec's.
+        assert not torch.allclose(model._states(hist), model.sasrec.user_vectors(hist))
+
+
+def test_item_adaptor_follows_the_item_side_modalities() -> None:
+    model = _adapted(("user_text",)).eval()  # neither item text nor image: nothing to adapt from
+    with torch.no_grad():
+        assert torch.equal(model.item_table(), model.sasrec.item_vectors())
+    text_only = _adapted(("item_text",)).eval()
+    with torch.no_grad():
+        image_changed = text_only.image.clone().normal_()
+        before = text_only.item_table()
+        text_only.image.copy_(image_changed)
+        assert torch.equal(text_only.item_table(), before)  # an absent image modality is never read
+
+
+def test_item_adaptor_trains_from_its_zero_start() -> None:
+    model = _model(item_adaptor=True).train()
+    hist, users = _batch()
+    vecs, items, _ = model.sequence_loss_inputs(hist, users)
+    (vecs @ items.T).logsumexp(1).sum().backward()
+    assert all(bank.weight.grad is not None and bank.weight.grad.abs().sum() > 0 for bank in model.item_adaptor.experts)

@@ -35,7 +35,7 @@ def _dataset():
 
 
 def _settings(**train):
-    base = {"sasrec_epochs": 3, "retriever_epochs": 2, "joint_epochs": 2, "end_to_end_epochs": 2, "batch_size": 8, "patience": 50, "device": "cpu"}
+    base = {"sasrec_epochs": 3, "retriever_epochs": 2, "joint_epochs": 2, "end_to_end_epochs": 2, "batch_size": 8, "patience": 50, "device": "cpu", "learn_validation": False}
     base.update(train)
     return load_settings(None, {"model": {"hidden": 16, "expert_dim": 8, "max_len": 10, "modalities": ["user_text", "item_text"]}, "train": base})
 
@@ -282,7 +282,7 @@ def test_ctrl_c_hint_resumes_the_same_run_and_a_changed_setting_is_refused(cli, 
     monkeypatch.setenv("UR4REC_DATA__SOURCE", str(_atomic_files(tmp_path / "src")))
     monkeypatch.setenv("UR4REC_MODEL__HIDDEN", "16")
     monkeypatch.setenv("UR4REC_MODEL__MAX_LEN", "8")
-    args = ["train", "--stage", "pretrain_sasrec", "--run", "sig2", "--epochs", "4", "--seed", "5", "--modalities", "item_text", "--device", "cpu"]
+    args = ["train", "--stage", "pretrain_sasrec", "--run", "sig2", "--epochs", "4", "--seed", "5", "--modalities", "item_text", "--device", "cpu", "--select-on-validation"]
     uninterrupted = cli(*[a if a != "sig2" else "whole" for a in args], "--json")
     assert uninterrupted.code == 0, uninterrupted
 
@@ -299,7 +299,7 @@ def test_ctrl_c_hint_resumes_the_same_run_and_a_changed_setting_is_refused(cli, 
     r = cli(*args)
     assert r.code == 130
     hint = r.stderr.split("resume with `", 1)[1].split("`", 1)[0]
-    assert hint == "ur4rec train --stage pretrain_sasrec --run sig2 --epochs 4 --seed 5 --modalities item_text --device cpu --resume"
+    assert hint == "ur4rec train --stage pretrain_sasrec --run sig2 --epochs 4 --seed 5 --modalities item_text --select-on-validation --device cpu --resume"
     monkeypatch.setattr(trainer, "validation_metrics", original)
 
     # Resuming with the default epoch cap would change the run: refused in one line, nothing touched.
@@ -375,3 +375,50 @@ def test_each_epoch_and_the_stage_end_are_reported(capsys: pytest.CaptureFixture
     st.run_stage(ctx, "pretrain_sasrec")
     last = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pretrain_sasrec")][-1]
     assert re.fullmatch(r"pretrain_sasrec done after 2 epochs \(reached its cap of 2 epochs\); best epoch \d, val NDCG@10 [\d.]+", last)
+
+
+def test_learn_validation_adds_the_validation_item_as_a_target_and_never_the_test_item() -> None:
+    from ur4rec_cli.training.trainer import training_pairs
+
+    ds = _dataset()
+    max_len = 4  # several windows per user: the windowing must still cover every transition once
+    for learn, end in ((False, -2), (True, -1)):
+        users, inputs, targets = training_pairs(ds, max_len, learn_validation=learn)
+        assert all(len(x) == len(y) for x, y in zip(inputs, targets))
+        for u in range(1, N_USERS + 1):
+            seq = ds.sequence(u)
+            rows = [i for i in range(len(users)) if users[i] == u]
+            # In order, the targets are seq[1:-2] (train) or seq[1:-1] (train + the validation item).
+            assert np.array_equal(np.concatenate([targets[i] for i in reversed(rows)]), seq[1:end])
+            assert np.array_equal(np.concatenate([inputs[i] for i in reversed(rows)]), seq[: end - 1])
+            assert (int(targets[rows[0]][-1]) == ds.target(u, "valid")) is learn
+            assert ds.target(u, "test") not in {int(t) for i in rows for t in targets[i][-1:]}
+
+
+def test_learn_validation_runs_a_fixed_schedule_without_validating_and_ends_on_the_last_stage(isolated_home: Path) -> None:
+    from ur4rec_cli.errors import ConfigError
+    from ur4rec_cli.evaluation.run import _load_scorer
+
+    settings = _settings(learn_validation=True, patience=1)  # patience would stop a selecting run after epoch 2
+    ctx = _context(settings)
+    summaries = [st.run_stage(ctx, s) for s in STAGES]
+    plan = {"pretrain_sasrec": 3, "pretrain_retriever": 2, "joint_finetune": 2, "end_to_end": 2}
+    for s in summaries:
+        assert s["epochs"] == plan[s["stage"]] and s["best_epoch"] == s["epochs"] and s["best_val"] == {}
+        rows = [json.loads(x) for x in (ctx.run_dir / s["stage"] / "history.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == list(range(1, plan[s["stage"]] + 1))  # no epoch-0 validation either
+        assert not any("val_ndcg10" in r for r in rows)
+    final = st.choose_final(ctx)
+    assert final["stage"] == "end_to_end" and final["selected_by"] == "last stage"
+    # best.pt is the last epoch's weights
+    best = torch.load(ctx.run_dir / "end_to_end" / "best.pt", weights_only=True)["state_dict"]
+    last = torch.load(ctx.run_dir / "end_to_end" / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(best[k], last[k]) for k in best)
+    # Its validation figures would be leaked: evaluate refuses them, test is fine.
+    with pytest.raises(ConfigError, match="leaked"):
+        _load_scorer(settings, ctx.dataset, None, "valid", "cpu")
+    _load_scorer(settings, ctx.dataset, None, "test", "cpu")
+    # A selecting stage cannot start from a predecessor that trained on the validation items.
+    selecting = _settings(learn_validation=False)
+    with pytest.raises(StageOrderError, match="learn_validation"):
+        st.run_stage(_context(selecting), "pretrain_retriever")

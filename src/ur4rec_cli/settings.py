@@ -110,6 +110,9 @@ class ModelConfig(_Section):
     sub_experts: int = Field(3, ge=1, description="Sub-experts per modality.")
     modalities: list[str] = Field(default_factory=lambda: list(MODALITIES), description="Modalities the MoE sees: any of user_text, item_text, image.")
     init_std: float = Field(0.02, gt=0, description="Std of the normal initialisation of embeddings and linear layers.")
+    item_adaptor: bool = Field(
+        True, description="Content-aware item tokens: the item-text/image features, through gated experts, added to each item's ID embedding (input and output)."
+    )
 
     @field_validator("modalities", mode="before")
     @classmethod
@@ -138,14 +141,20 @@ class TrainConfig(_Section):
     loss: Literal["ce", "sampled"] = Field("ce", description="Full softmax cross-entropy, or sampled softmax for large catalogs.")
     negatives: int = Field(256, ge=1, description="Negatives per batch for the sampled softmax.")
     patience: int = Field(20, ge=1, description="Early stopping: epochs without a better validation NDCG@10.")
+    learn_validation: bool = Field(
+        True,
+        description="Also train on each user's validation item (the final fit for test and recommend): every stage runs its "
+        "whole epoch count, nothing is validated, and the final model is the last stage. false: hold it out, "
+        "early-stop on it and pick the final stage by it.",
+    )
     aux_loss_weight: float = Field(0.01, ge=0, description="Weight of the MoE load-balancing loss.")
     allow_random_clip: bool = Field(False, description="Accept CLIP features made with random weights (tests only).")
     amp: bool = Field(True, description="bf16 autocast on CUDA.")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
-    sasrec_epochs: int = Field(100, ge=1, description="Epoch cap of stage 1 (pretrain_sasrec).")
-    retriever_epochs: int = Field(30, ge=1, description="Epoch cap of stage 2 (pretrain_retriever).")
-    joint_epochs: int = Field(15, ge=1, description="Epoch cap of stage 3 (joint_finetune).")
-    end_to_end_epochs: int = Field(6, ge=1, description="Epoch cap of stage 4 (end_to_end).")
+    sasrec_epochs: int = Field(60, ge=1, description="Epochs of stage 1 (pretrain_sasrec); a cap when selecting on validation.")
+    retriever_epochs: int = Field(20, ge=1, description="Epochs of stage 2 (pretrain_retriever); a cap when selecting on validation.")
+    joint_epochs: int = Field(6, ge=1, description="Epochs of stage 3 (joint_finetune); a cap when selecting on validation.")
+    end_to_end_epochs: int = Field(4, ge=1, description="Epochs of stage 4 (end_to_end); a cap when selecting on validation.")
     warmup_epochs: int = Field(1, ge=0, description="Linear learning-rate warmup at the start of each stage, in epochs.")
     schedule: Literal["cosine", "constant"] = Field("cosine", description="Learning-rate decay after warmup, over each stage's epoch cap.")
     retriever_lr_scale: float = Field(3.0, gt=0, description="Stage 2: retriever and fusion learning rate = lr x this (SASRec is frozen).")

@@ -26,6 +26,14 @@ def command(
         typer.Option("--modalities", help="Comma-separated MoE modalities: any of user_text,item_text,image [default: all three].", show_default=False),
     ] = None,
     run: Annotated[Optional[str], typer.Option("--run", help="Run folder name, e.g. one per ablation [default: main].", show_default=False)] = None,
+    learn_validation: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--learn-validation/--select-on-validation",
+            help="Train on each user's validation item too, with fixed epoch counts; or keep it held out and early-stop on it [default: train.learn_validation].",
+            show_default=False,
+        ),
+    ] = None,
     dataset: DatasetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -38,7 +46,7 @@ def command(
     if epochs is not None and epochs < 1:
         raise ConfigError("--epochs must be a positive integer")
     overrides = {
-        "train": {"device": device, "epochs": epochs, "seed": seed, "run": run},
+        "train": {"device": device, "epochs": epochs, "seed": seed, "run": run, "learn_validation": learn_validation},
         "model": {"modalities": modalities if modalities is None else [m.strip() for m in modalities.split(",") if m.strip()]},
     }
     settings = app_context(ctx).dataset_settings(overrides, dataset)
@@ -73,8 +81,8 @@ def _print(r: dict[str, Any]) -> None:
             s["stage"] + (" (kept)" if s.get("skipped") else ""),
             str(s.get("epochs", "")),
             str(s.get("best_epoch", "")),
-            f"{val.get('NDCG@10', float('nan')):.4f}",
-            f"{val.get('HR@10', float('nan')):.4f}",
+            f"{val['NDCG@10']:.4f}" if "NDCG@10" in val else "–",
+            f"{val['HR@10']:.4f}" if "HR@10" in val else "–",
             f"{s.get('wall_s', 0):.1f}",
             f"{s.get('peak_rss_mb', 0):.0f}",
         )
@@ -88,5 +96,7 @@ def _print(r: dict[str, Any]) -> None:
     for note in r.get("notes", []):
         out.print(f"note: {note}", markup=False)
     if r.get("final"):
-        out.print(f"final stage (best validation NDCG@10): {r['final']['stage']}; index: {r.get('index')}", markup=False)
+        by = r["final"].get("selected_by", "validation NDCG@10")
+        by = "best validation NDCG@10" if by == "validation NDCG@10" else "last stage of the fixed schedule"
+        out.print(f"final stage ({by}): {r['final']['stage']}; index: {r.get('index')}", markup=False)
     out.print(f"protocol: {r['protocol']}", markup=False)

@@ -192,6 +192,11 @@ def _load_scorer(
     from ur4rec_cli.runs import load_stage_model
 
     loaded = load_stage_model(settings, stage, device=str(device))
+    if split == "valid" and loaded.info.get("settings", {}).get("train", {}).get("learn_validation", False):
+        raise ConfigError(
+            f"{loaded.stage} of run {settings.train.run} was trained on the validation items (train.learn_validation): "
+            "its validation figures would be leaked; evaluate --split test, or train a run without learn_validation"
+        )
     return loaded.model, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len)}
 
 

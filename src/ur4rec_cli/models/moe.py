@@ -100,3 +100,38 @@ class HierarchicalMoE(nn.Module):
 def feature_scale(dim: int) -> float:
     """L2-normalised features have entries ~1/sqrt(dim); rescale them to unit variance."""
     return math.sqrt(dim)
+
+
+class ItemAdaptor(nn.Module):
+    """Content-aware item tokens (UniSRec's MoE adaptor, Hou et al. KDD 2022): per item-side
+    modality, ``S`` linear experts over the item's feature vector, mixed by a softmax gate read
+    from the same vector; modalities are summed. Added to the ID embedding, the result is both
+    the sequence encoder's input token and the output item vector.
+
+    The experts start at zero, so a model with a fresh adaptor scores exactly like the model
+    it was loaded from; training moves them from there.
+    """
+
+    def __init__(self, in_dims: list[int], experts: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(ExpertBank(d, experts, out_dim) for d in in_dims)
+        self.gates = nn.ModuleList(nn.Linear(d, experts) for d in in_dims)
+        self.dropout = nn.Dropout(dropout)
+
+    def reset(self, std: float) -> None:
+        for bank, gate in zip(self.experts, self.gates):
+            nn.init.zeros_(bank.weight)
+            nn.init.zeros_(bank.bias)
+            nn.init.normal_(gate.weight, std=std)
+            nn.init.zeros_(gate.bias)
+
+    def forward(self, features: list[torch.Tensor | None]) -> torch.Tensor | None:
+        """Feature matrices [n, in_m] (None = modality absent) -> item offsets [n, out] (None if none)."""
+        total = None
+        for bank, gate, x in zip(self.experts, self.gates, features):
+            if x is None:
+                continue
+            x = self.dropout(x)
+            mixed = torch.einsum("ns,nse->ne", F.softmax(gate(x), dim=-1), bank(x))
+            total = mixed if total is None else total + mixed
+        return total

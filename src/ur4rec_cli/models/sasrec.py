@@ -82,9 +82,10 @@ class SASRecEncoder(nn.Module):
         self.blocks = nn.ModuleList(SelfAttentionBlock(hidden, heads, dropout) for _ in range(layers))
         self.ln = nn.LayerNorm(hidden)
 
-    def forward(self, seqs: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+    def forward(self, seqs: torch.Tensor, last_only: bool = False, table: torch.Tensor | None = None) -> torch.Tensor:
         """``last_only``: [B, 1, H], the newest position's state only; the last block then computes
-        one query row instead of L (what scoring needs: a third less work at inference)."""
+        one query row instead of L (what scoring needs: a third less work at inference).
+        ``table`` [n_items + 1, H] replaces the item embedding (UR4Rec V2's content-aware items)."""
         b, l = seqs.shape
         if l > self.max_len:
             seqs, l = seqs[:, -self.max_len :], self.max_len
@@ -94,7 +95,8 @@ class SASRecEncoder(nn.Module):
         pos = torch.arange(self.max_len - l, self.max_len, device=seqs.device)
         # Input embeddings scaled by sqrt(H) (as in SASRec): with std-0.02 init the positional
         # embedding would otherwise weigh as much as the item itself.
-        x = self.dropout(self.item_emb(seqs) * self.scale + self.pos_emb(pos)[None]) * keep[..., None]
+        items = self.item_emb(seqs) if table is None else F.embedding(seqs, table)
+        x = self.dropout(items * self.scale + self.pos_emb(pos)[None]) * keep[..., None]
         causal = torch.ones(l, l, dtype=torch.bool, device=seqs.device).tril()
         eye = torch.eye(l, dtype=torch.bool, device=seqs.device)
         # [B, 1, L, L]: attend to earlier non-pad keys; the diagonal keeps all-pad rows finite.

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ur4rec_cli.models.moe import ExpertBank, HierarchicalMoE, feature_scale
+from ur4rec_cli.models.moe import ExpertBank, HierarchicalMoE, ItemAdaptor, feature_scale
 from ur4rec_cli.models.sasrec import SASRec, init_weights
 
 MODALITIES = ("user_text", "item_text", "image")
@@ -36,6 +36,7 @@ class ModelArgs:
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     text_dim: int = 384
     image_dim: int = 512
+    item_adaptor: bool = False
 
 
 class KeyTower(nn.Module):
@@ -74,11 +75,15 @@ class UR4RecV2(nn.Module):
         self.text_keys = KeyTower(args.text_dim, e, s, e, args.dropout)
         self.image_keys = KeyTower(args.image_dim, e, s, e, args.dropout)
         self.sasrec_weight = nn.Parameter(torch.ones(()))
+        # Content-aware item tokens (item text and image), trained from stage 2 on.
+        self.item_adaptor = ItemAdaptor([args.text_dim, args.image_dim], s, h, args.dropout) if args.item_adaptor else None
         init_weights(self, args.init_std)
         self.moe.reset(args.init_std)
         self.user_keys.heads.reset(args.init_std)
         self.text_keys.heads.reset(args.init_std)
         self.image_keys.heads.reset(args.init_std)
+        if self.item_adaptor is not None:
+            self.item_adaptor.reset(args.init_std)
 
     # Features --------------------------------------------------------------------------------
     def set_features(
@@ -109,6 +114,29 @@ class UR4RecV2(nn.Module):
     def modality_names(self) -> list[str]:
         return list(MODALITIES)
 
+    # Item tokens -----------------------------------------------------------------------------
+    def item_table(self) -> torch.Tensor:
+        """[n_items + 1, H]: the ID embedding, plus the content adaptor's offset when there is one."""
+        emb = self.sasrec.item_vectors()
+        if self.item_adaptor is None:
+            return emb
+        offset = self.item_adaptor(
+            [
+                self._prep(self.item_text) if bool(self.present[1]) else None,
+                self._prep(self.image) if bool(self.present[2]) else None,
+            ]
+        )
+        if offset is None:
+            return emb
+        return emb + offset * (torch.arange(emb.shape[0], device=emb.device) != 0)[:, None]
+
+    def _states(self, histories: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L] histories -> [B, H] newest states, read with the content-aware item tokens."""
+        if self.item_adaptor is None:
+            return self.sasrec.user_vectors(histories)
+        table = self.item_table() if table is None else table
+        return self.sasrec.encoder(histories, last_only=True, table=table)[:, -1]
+
     # Scoring ---------------------------------------------------------------------------------
     def _fuse(self, h: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sequence states [N, H] of users [N] -> (user vectors [N, D], aux loss)."""
@@ -126,11 +154,11 @@ class UR4RecV2(nn.Module):
 
     def user_vectors(self, histories: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """[B, L] left-padded histories and user ids [B] -> [B, D]."""
-        return self._fuse(self.sasrec.user_vectors(histories), users)[0]
+        return self._fuse(self._states(histories), users)[0]
 
-    def item_vectors(self) -> torch.Tensor:
+    def item_vectors(self, table: torch.Tensor | None = None) -> torch.Tensor:
         """[n_items + 1, D]; row 0 (padding) is zero."""
-        emb = self.sasrec.item_vectors()
+        emb = self.item_table() if table is None else table
         n = emb.shape[0]
         s, e = self.args.sub_experts, self.args.expert_dim
         zeros = emb.new_zeros(n, s, e)
@@ -145,7 +173,7 @@ class UR4RecV2(nn.Module):
 
     def gate_weights(self, histories: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(modality weights [B, M], sub-expert weights [B, M, S]) for ``recommend --explain``."""
-        ctx, _ = self._inputs(self.sasrec.user_vectors(histories), users)
+        ctx, _ = self._inputs(self._states(histories), users)
         return self.moe.gates(ctx, self.present)
 
     def block_bounds(self) -> list[tuple[str, int, int]]:
@@ -158,15 +186,16 @@ class UR4RecV2(nn.Module):
 
     def sequence_loss_inputs(self, seqs: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """User vectors at every non-pad position [N, D], the item matrix, and the MoE aux loss."""
-        h = self.sasrec.encoder(seqs)
+        table = self.item_table() if self.item_adaptor is not None else None
+        h = self.sasrec.encoder(seqs, table=table)
         keep = seqs != 0
         rows = users[:, None].expand_as(seqs)[keep]
         vecs, aux = self._fuse(h[keep], rows)
-        return vecs, self.item_vectors(), aux
+        return vecs, self.item_vectors(table), aux
 
     def score(self, histories: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Direct score of items [B, K], written as the fusion formula (not as one dot product)."""
-        h = self.sasrec.user_vectors(histories)
+        h = self._states(histories)
         ctx, inputs = self._inputs(h, users)
         g, w = self.moe.gates(ctx, self.present)
         b, s, e = h.shape[0], self.args.sub_experts, self.args.expert_dim

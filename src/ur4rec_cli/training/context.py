@@ -119,6 +119,7 @@ def model_args(ctx: TrainContext) -> dict[str, Any]:
         expert_dim=m.expert_dim,
         sub_experts=m.sub_experts,
         modalities=list(ctx.modalities),
+        item_adaptor=m.item_adaptor,
     )
     return asdict(args)
 

@@ -63,6 +63,10 @@ def write_curve(rows: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
     ax1.plot(epochs, [r.get("loss") for r in rows], color="tab:blue", marker=".", label="train loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("train loss", color="tab:blue")
+    if not any(r.get("val_ndcg10") is not None for r in rows):  # train.learn_validation: nothing validated
+        ax1.set_title(f"{title} (fixed schedule, validation items trained on)")
+        _save_png(plt, fig, path)
+        return True
     ax2 = ax1.twinx()
     ax2.plot(epochs, [r.get("val_ndcg10") for r in rows], color="tab:orange", marker=".", label="val NDCG@10")
     ax2.set_ylabel("validation NDCG@10", color="tab:orange")

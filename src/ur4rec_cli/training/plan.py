@@ -24,6 +24,8 @@ class StagePlan:
     sasrec_lr: float | None
     moe_lr: float | None
     seed: int
+    selects: bool = True  # False under train.learn_validation: a fixed schedule, no validation
+
 
     @property
     def predecessor(self) -> str | None:
@@ -48,14 +50,18 @@ def stage_plan(settings: "Settings", stage: str) -> StagePlan:
     }
     index = STAGES.index(stage)
     sasrec_lr, moe_lr = lrs[stage]
-    return StagePlan(stage, index, t.epochs or caps[stage], sasrec_lr, moe_lr, seed=t.seed + 1000 * index)
+    return StagePlan(
+        stage, index, t.epochs or caps[stage], sasrec_lr, moe_lr, seed=t.seed + 1000 * index, selects=not t.learn_validation
+    )
 
 
 def configure_stage(model, plan: StagePlan, weight_decay: float = 0.0) -> "torch.optim.Optimizer":
     """Freeze/unfreeze per the plan and build the optimizer's parameter groups."""
     import torch
 
-    sasrec_params = list(model.sasrec.parameters())
+    # The content adaptor makes the sequence model's item tokens: it trains (and freezes) with SASRec.
+    adaptor = getattr(model, "item_adaptor", None)
+    sasrec_params = list(model.sasrec.parameters()) + (list(adaptor.parameters()) if adaptor is not None else [])
     ids = {id(p) for p in sasrec_params}
     other = [p for p in model.parameters() if id(p) not in ids]
     groups = []

@@ -99,7 +99,11 @@ def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, di
         "final": final,
         "index": index,
         "notes": ctx.notes,
-        "protocol": "leave-one-out, validation split, full ranking (history excluded); test is never read in training",
+        "protocol": (
+            "leave-one-out; validation items are training targets (train.learn_validation), fixed epoch counts, nothing validated; test is never read in training"
+            if settings.train.learn_validation
+            else "leave-one-out, validation split, full ranking (history excluded); test is never read in training"
+        ),
         "rank": dist.rank,
         "world_size": dist.world_size,
     }
@@ -170,7 +174,7 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
         model.load_state_dict(_predecessor_weights(ctx, plan), strict=False)
     model.to(ctx.device)
     optimizer = configure_stage(model, plan, t.weight_decay)
-    pairs = training_pairs(ctx.dataset, s.model.max_len)
+    pairs = training_pairs(ctx.dataset, s.model.max_len, t.learn_validation)
     # Under torchrun every rank takes ceil(n / world) users per epoch (DistributedSampler), so
     # train.batch_size is the per-rank batch and every rank runs the same number of steps.
     per_rank = math.ceil(len(pairs[0]) / dist.world_size)
@@ -200,6 +204,11 @@ def _predecessor_weights(ctx: TrainContext, plan: StagePlan) -> dict[str, Any]:
     prev_ckpt = from_main(ctx.dist, lambda: ck.read_checkpoint(prev))
     if prev_ckpt.get("digests", {}).get("dataset") != ctx.digests["dataset"]:
         raise StageOrderError(f"{plan.predecessor} was trained on another dataset; rerun `ur4rec train --stage all`")
+    if plan.selects and learned_validation(prev_ckpt):
+        raise StageOrderError(
+            f"{plan.predecessor} was trained on the validation items (train.learn_validation), so {plan.stage} cannot select on them; "
+            f"rerun `ur4rec train --stage all` with one learn_validation setting"
+        )
     return {k: v for k, v in prev_ckpt["state_dict"].items() if k not in FEATURE_BUFFERS}
 
 
@@ -227,7 +236,7 @@ def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, liv
         for later in STAGES[plan.index :]:
             (ctx.run_dir / later / "manifest.json").unlink(missing_ok=True)
         (ctx.run_dir / ck.FINAL).unlink(missing_ok=True)
-    if plan.index > 0:
+    if plan.index > 0 and plan.selects:
         # The predecessor's model is this stage's epoch 0: a stage can never end worse than it.
         val = _validate(ctx, live)
         if state.observe(val, 0):
@@ -253,13 +262,14 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
         while not state.finished and state.epoch < plan.epochs:
             epoch = state.epoch + 1
             started = time.perf_counter()
-            label = f"{plan.stage} epoch {epoch} (cap {plan.epochs}, patience {state.patience_left} left{_best_so_far(state)})"
-            task = progress.add_task(label, total=p.steps_per_epoch, status="")
+            where = f"cap {plan.epochs}, patience {state.patience_left} left" if plan.selects else f"of {plan.epochs}"
+            task = progress.add_task(f"{plan.stage} epoch {epoch} ({where}{_best_so_far(state)})", total=p.steps_per_epoch, status="")
             step = lambda loss: progress.update(task, advance=1, status=f"loss {loss:.3f}")  # noqa: E731
             loss, aux = train_epoch(ctx, plan, p, live.pairs, epoch, live.rng, on_step=step)
-            val = _validate(ctx, live)
+            # Under learn_validation the validation items are training targets: nothing to validate on.
+            val = _validate(ctx, live) if plan.selects else None
             seconds = time.perf_counter() - started
-            improved = state.observe(val, epoch)
+            improved = state.observe(val, epoch) if val is not None else state.take(epoch)
             if improved:
                 files.save_best(live.model, epoch, state)
             state.end_epoch(epoch, seconds, improved)
@@ -269,6 +279,9 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
             lrs = [g["lr"] for g in p.optimizer.param_groups]
             files.append_history({"epoch": epoch, "loss": loss, "aux": aux, **_val(val), "seconds": round(seconds, 3), "lr": lrs})
             files.save_last(live.model, p.optimizer, p.scheduler, live.rng, p.neg_gen, state)
+            if val is None:
+                info(f"{plan.stage} epoch {epoch} of {plan.epochs}: loss {loss:.4f} (validation items trained on, not validated) [{seconds:.1f} s]")
+                continue
             info(
                 f"{plan.stage} epoch {epoch} (cap {plan.epochs}, patience {state.patience_left} left): loss {loss:.4f}, val NDCG@10 {val[METRIC]:.4f}"
                 f"{' (new best)' if improved else f' (best {state.best:.4f} at epoch {state.best_epoch})'} [{seconds:.1f} s]"
@@ -305,8 +318,11 @@ def _finish_stage(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: S
         best["summary"] = summary
         ck.save_checkpoint(files.best, best)
         ck.write_stage_manifest(files.folder, inputs=dict(ctx.digests), settings=ctx.settings.slice("model", "train"), extra={"stage": plan.stage, "summary": summary})
-        why = f"stopped early: no better validation NDCG@10 for {state.patience} epochs" if stopped_early else f"reached its cap of {plan.epochs} epochs"
-        info(f"{plan.stage} done after {state.epoch} epochs ({why}); best epoch {state.best_epoch}, val NDCG@10 {state.best:.4f}")
+        if not plan.selects:
+            info(f"{plan.stage} done after its {state.epoch} epochs (fixed schedule; validation items trained on)")
+        else:
+            why = f"stopped early: no better validation NDCG@10 for {state.patience} epochs" if stopped_early else f"reached its cap of {plan.epochs} epochs"
+            info(f"{plan.stage} done after {state.epoch} epochs ({why}); best epoch {state.best_epoch}, val NDCG@10 {state.best:.4f}")
     barrier(ctx.dist)
     return summary
 
@@ -325,8 +341,8 @@ def _best_so_far(state: EarlyStopping) -> str:
     return f", best val NDCG@10 {state.best:.4f} @{state.best_epoch}" if state.best >= 0 else ""
 
 
-def _val(val: dict[str, float]) -> dict[str, float]:
-    return {"val_ndcg10": val["NDCG@10"], "val_hr10": val["HR@10"]}
+def _val(val: dict[str, float] | None) -> dict[str, float]:
+    return {} if val is None else {"val_ndcg10": val["NDCG@10"], "val_hr10": val["HR@10"]}
 
 
 def _peak_rss_mb() -> float:
@@ -335,8 +351,17 @@ def _peak_rss_mb() -> float:
 
 
 # Final choice and export ----------------------------------------------------------------------------
+def learned_validation(ckpt: dict[str, Any]) -> bool:
+    """Whether a checkpoint's training had the validation items as targets (its validation figures would be leaked)."""
+    return bool(ckpt.get("settings", {}).get("train", {}).get("learn_validation", False))
+
+
 def choose_final(ctx: TrainContext) -> dict[str, Any] | None:
-    """final.json = the finished stage with the best validation NDCG@10 (ties: the earlier stage)."""
+    """final.json = the finished stage with the best validation NDCG@10 (ties: the earlier stage).
+
+    Under train.learn_validation nothing was validated: the final model is the last finished
+    stage of the fixed schedule.
+    """
     from ur4rec_cli.training import checkpoints as ck
 
     best = None
@@ -345,9 +370,14 @@ def choose_final(ctx: TrainContext) -> dict[str, Any] | None:
         if not ck.stage_finished(folder):
             continue
         ckpt = ck.read_checkpoint(folder / "best.pt")
+        if ctx.settings.train.learn_validation:
+            best = {"stage": stage, "val_ndcg10": None, "val": {}, "path": str(folder / "best.pt"), "selected_by": "last stage"}
+            continue
+        if learned_validation(ckpt):
+            continue
         score = float(ckpt.get("best_metric", -1.0))
         if best is None or score > best["val_ndcg10"]:
-            best = {"stage": stage, "val_ndcg10": score, "val": ckpt.get("val", {}), "path": str(folder / "best.pt")}
+            best = {"stage": stage, "val_ndcg10": score, "val": ckpt.get("val", {}), "path": str(folder / "best.pt"), "selected_by": "validation NDCG@10"}
     if best is not None:
         atomic_write_json(ctx.run_dir / ck.FINAL, best)
     return best

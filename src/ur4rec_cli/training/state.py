@@ -52,6 +52,11 @@ class EarlyStopping:
         self.best_metrics = {"NDCG@10": val["NDCG@10"], "HR@10": val["HR@10"]}
         return True
 
+    def take(self, epoch: int) -> bool:
+        """A fixed schedule (no validation): every epoch is the newest best, and patience never runs out."""
+        self.best_epoch = epoch
+        return True
+
     def end_epoch(self, epoch: int, seconds: float, improved: bool) -> None:
         self.epoch, self.wall = epoch, self.wall + seconds
         self.bad = 0 if improved else self.bad + 1
@@ -125,6 +130,8 @@ def resume_command(settings: "Settings", stage: str) -> str:
         parts += ["--seed", str(t.seed)]
     if list(settings.model.modalities) != list(type(settings.model)().modalities):
         parts += ["--modalities", ",".join(settings.model.modalities) or '""']
+    if t.learn_validation != defaults.learn_validation:
+        parts += ["--learn-validation" if t.learn_validation else "--select-on-validation"]
     if t.device != defaults.device:
         parts += ["--device", t.device]
     return " ".join([*parts, "--resume"])

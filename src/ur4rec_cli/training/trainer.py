@@ -16,8 +16,14 @@ if TYPE_CHECKING:
     from ur4rec_cli.data.dataset import Dataset
 
 
-def training_pairs(dataset: "Dataset", max_len: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+def training_pairs(
+    dataset: "Dataset", max_len: int, learn_validation: bool = False
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """(users, inputs, targets): input = train_seq[:-1], target = train_seq[1:], in rows of <= ``max_len`` steps.
+
+    ``learn_validation`` extends every evaluable user's sequence by its validation item, so the
+    train -> validation transition is a target too (the test item never is): the final fit that
+    gives the test target the footing the validation target had.
 
     A train sequence longer than ``max_len`` steps is cut from its end into consecutive windows,
     so every train transition is a target exactly once per epoch (ML-100K: 145 users hold 14% of
@@ -25,7 +31,7 @@ def training_pairs(dataset: "Dataset", max_len: int) -> tuple[np.ndarray, list[n
     """
     users, inputs, targets = [], [], []
     for u in range(1, dataset.n_users + 1):
-        seq = dataset.history(u, "train")
+        seq = dataset.history(u, "test" if learn_validation else "train")
         end = len(seq)
         while end >= 2:
             window = seq[max(0, end - max_len - 1) : end]
