@@ -134,7 +134,7 @@ class TrainConfig(_Section):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps.")
     seed: int = Field(42, description="Random seed for weights, batching and dropout.")
     run: str = Field("main", description="Name of the run folder (e.g. one per ablation).")
-    epochs: int | None = Field(None, ge=1, description="Override the epoch cap of every stage.")
+    epochs: int | None = Field(None, ge=1, description="Override the epoch count (cap, when selecting on validation) of every stage.")
     batch_size: int = Field(128, ge=1, description="Sequences per batch; every position of each sequence is a training target.")
     lr: float = Field(1e-3, gt=0, description="Learning rate of stage 1 and of new modules in later stages.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")

@@ -18,7 +18,7 @@ def command(
         typer.Option("--stage", help="all | pretrain_sasrec | pretrain_retriever | joint_finetune | end_to_end."),
     ] = "all",
     device: DeviceOpt = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epoch cap of every stage run now [default: per stage].", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of every stage run now, a cap with --select-on-validation [default: per stage].", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed [default: 42].", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from last.pt; finished stages are kept.")] = False,
     modalities: Annotated[
@@ -70,8 +70,13 @@ def _print(r: dict[str, Any]) -> None:
     from ur4rec_cli.console import out
 
     title = f"ur4rec train · {r.get('dataset', '?')} · run {r['run']} · {r['device']}"
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False,
-                  caption="NDCG@10, HR@10: validation split, at the best epoch", caption_justify="left")
+    fixed = (r.get("final") or {}).get("selected_by") == "last stage"
+    caption = (
+        "fixed schedule, validation items trained on: nothing validated"
+        if fixed
+        else "NDCG@10, HR@10: validation split, at the best epoch"
+    )
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, caption=caption, caption_justify="left")
     table.add_column("stage", no_wrap=True)
     for col in ("epochs", "best", "NDCG@10", "HR@10", "wall s", "RSS MB"):
         table.add_column(col, justify="right", no_wrap=True)
