@@ -422,3 +422,14 @@ def test_learn_validation_runs_a_fixed_schedule_without_validating_and_ends_on_t
     selecting = _settings(learn_validation=False)
     with pytest.raises(StageOrderError, match="learn_validation"):
         st.run_stage(_context(selecting), "pretrain_retriever")
+
+
+def test_newest_window_keeps_only_each_users_newest_transitions() -> None:
+    from ur4rec_cli.training.trainer import training_pairs
+
+    ds = _dataset()
+    users, inputs, targets = training_pairs(ds, 4, newest_only=True)
+    assert sorted(users.tolist()) == list(range(1, N_USERS + 1))  # one row per user
+    for u, x, y in zip(users, inputs, targets):
+        seq = ds.history(int(u), "train")
+        assert np.array_equal(y, seq[1:][-4:]) and np.array_equal(x, seq[:-1][-4:])

@@ -141,6 +141,7 @@ class TrainConfig(_Section):
     loss: Literal["ce", "sampled"] = Field("ce", description="Full softmax cross-entropy, or sampled softmax for large catalogs.")
     negatives: int = Field(256, ge=1, description="Negatives per batch for the sampled softmax.")
     patience: int = Field(20, ge=1, description="Early stopping: epochs without a better validation NDCG@10.")
+    newest_window: bool = Field(False, description="Train on each user's newest max_len transitions only (drop older windows of long histories).")
     learn_validation: bool = Field(
         True,
         description="Also train on each user's validation item (the final fit for test and recommend): every stage runs its "

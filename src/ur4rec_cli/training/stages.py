@@ -174,7 +174,7 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
         model.load_state_dict(_predecessor_weights(ctx, plan), strict=False)
     model.to(ctx.device)
     optimizer = configure_stage(model, plan, t.weight_decay)
-    pairs = training_pairs(ctx.dataset, s.model.max_len, t.learn_validation)
+    pairs = training_pairs(ctx.dataset, s.model.max_len, t.learn_validation, t.newest_window)
     # Under torchrun every rank takes ceil(n / world) users per epoch (DistributedSampler), so
     # train.batch_size is the per-rank batch and every rank runs the same number of steps.
     per_rank = math.ceil(len(pairs[0]) / dist.world_size)

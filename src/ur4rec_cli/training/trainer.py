@@ -17,13 +17,15 @@ if TYPE_CHECKING:
 
 
 def training_pairs(
-    dataset: "Dataset", max_len: int, learn_validation: bool = False
+    dataset: "Dataset", max_len: int, learn_validation: bool = False, newest_only: bool = False
 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """(users, inputs, targets): input = train_seq[:-1], target = train_seq[1:], in rows of <= ``max_len`` steps.
 
     ``learn_validation`` extends every evaluable user's sequence by its validation item, so the
     train -> validation transition is a target too (the test item never is): the final fit that
-    gives the test target the footing the validation target had.
+    gives the test target the footing the validation target had. ``newest_only`` keeps only each
+    user's newest window (the older transitions of long histories are dropped, as reference
+    SASRecs that pad to ``max_len`` do).
 
     A train sequence longer than ``max_len`` steps is cut from its end into consecutive windows,
     so every train transition is a target exactly once per epoch (ML-100K: 145 users hold 14% of
@@ -38,7 +40,7 @@ def training_pairs(
             users.append(u)
             inputs.append(window[:-1])
             targets.append(window[1:])
-            end -= max_len
+            end = 0 if newest_only else end - max_len
     return np.asarray(users, dtype=np.int64), inputs, targets
 
 
