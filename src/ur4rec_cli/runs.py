@@ -91,6 +91,11 @@ def read_final(settings: "Settings") -> dict[str, Any] | None:
         return None
 
 
+def learned_validation(ckpt: dict[str, Any]) -> bool:
+    """Whether a checkpoint's training had the validation items as targets (its validation figures would be leaked)."""
+    return bool(ckpt.get("settings", {}).get("train", {}).get("learn_validation", False))
+
+
 def load_stage_model(settings: "Settings", stage: str | None = None, device: "torch.device | str" = "cpu") -> LoadedModel:
     """A trained stage's best model in eval mode; ``stage=None`` means the run's final stage."""
     root = run_dir(settings)

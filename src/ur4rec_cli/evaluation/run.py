@@ -189,10 +189,10 @@ def _load_scorer(
         from ur4rec_cli.evaluation.popularity import PopularityScorer
 
         return PopularityScorer(dataset, split), {"stage": POPULARITY, "checkpoint": None, "max_len": 1}  # type: ignore[arg-type]
-    from ur4rec_cli.runs import load_stage_model
+    from ur4rec_cli.runs import learned_validation, load_stage_model
 
     loaded = load_stage_model(settings, stage, device=str(device))
-    if split == "valid" and loaded.info.get("settings", {}).get("train", {}).get("learn_validation", False):
+    if split == "valid" and learned_validation(loaded.info):
         raise ConfigError(
             f"{loaded.stage} of run {settings.train.run} was trained on the validation items (train.learn_validation): "
             "its validation figures would be leaked; evaluate --split test, or train a run without learn_validation"

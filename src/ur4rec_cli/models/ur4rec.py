@@ -130,12 +130,11 @@ class UR4RecV2(nn.Module):
             return emb
         return emb + offset * (torch.arange(emb.shape[0], device=emb.device) != 0)[:, None]
 
-    def _states(self, histories: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+    def _states(self, histories: torch.Tensor) -> torch.Tensor:
         """[B, L] histories -> [B, H] newest states, read with the content-aware item tokens."""
         if self.item_adaptor is None:
             return self.sasrec.user_vectors(histories)
-        table = self.item_table() if table is None else table
-        return self.sasrec.encoder(histories, last_only=True, table=table)[:, -1]
+        return self.sasrec.encoder(histories, last_only=True, table=self.item_table())[:, -1]
 
     # Scoring ---------------------------------------------------------------------------------
     def _fuse(self, h: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

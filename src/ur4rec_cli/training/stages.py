@@ -22,6 +22,7 @@ import numpy as np
 
 from ur4rec_cli import __version__
 from ur4rec_cli.errors import ConfigError, StageOrderError
+from ur4rec_cli.runs import learned_validation
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.store import atomic_write_json
 from ur4rec_cli.training.context import FEATURE_BUFFERS, TrainContext, model_args, new_model, prepare_context
@@ -351,11 +352,6 @@ def _peak_rss_mb() -> float:
 
 
 # Final choice and export ----------------------------------------------------------------------------
-def learned_validation(ckpt: dict[str, Any]) -> bool:
-    """Whether a checkpoint's training had the validation items as targets (its validation figures would be leaked)."""
-    return bool(ckpt.get("settings", {}).get("train", {}).get("learn_validation", False))
-
-
 def choose_final(ctx: TrainContext) -> dict[str, Any] | None:
     """final.json = the finished stage with the best validation NDCG@10 (ties: the earlier stage).
 
