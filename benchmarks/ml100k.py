@@ -290,7 +290,7 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def targets(results, boot, boot_ref, train_rows, select_rows, default_run) -> list[str]:
+def targets(results, boot, boot_ref, select_rows, default_run) -> list[str]:
     """One row per target (issues 5 and 14): what it asks, what was measured, met or not."""
     rows = ["| target | measured | met |", "| --- | --- | --- |"]
     bars = [
@@ -310,23 +310,20 @@ def targets(results, boot, boot_ref, train_rows, select_rows, default_run) -> li
     rows.append(f"| final − {REFERENCE} NDCG@10: paired 95% CI above 0 | [{lo:+.4f}, {hi:+.4f}] | {_yes(lo > 0)} |")
     _, lo, hi = boot
     rows.append(f"| final − SASRec NDCG@10: paired 95% CI above 0 | [{lo:+.4f}, {hi:+.4f}] | {_yes(lo > 0)} |")
-    if default_run:
-        got = default_run["test"]["NDCG@10"]
-        rows.append(f"| default single run (`train --stage all`, seed 42) final NDCG@10 ≥ 0.11 | {got:.4f} | {_yes(got >= 0.11)} |")
-    if select_rows:
-        idle = [st for st in STAGE_NAMES[1:] if not any(r["end"] > r["start"] for _, stages, _ in select_rows for r in stages if r["stage"] == st)]
-        rows.append(f"| every stage improves validation in at least one seed | {'all do' if not idle else 'not: ' + ', '.join(idle)} | {_yes(not idle)} |")
-    if default_run:
-        wall = default_run["wall"]
-        rss = max((st.get("peak_rss_mb") or 0) for st in default_run["stages"]) or float("nan")
-        rows.append(f"| `train --stage all --device cpu` ≤ 600 s wall | {wall:.0f} s (default run, alone) | {_yes(wall <= 600)} |")
-        gb = rss * 2**20 / 1e9  # peak_rss_mb is MiB (ru_maxrss / 1024); the target is 3 GB = 3e9 bytes
-        rows.append(f"| peak memory ≤ 3 GB | {gb:.2f} GB (largest stage peak RSS) | {_yes(gb <= 3)} |")
+    got = default_run["test"]["NDCG@10"]
+    rows.append(f"| default single run (`train --stage all`, seed 42) final NDCG@10 ≥ 0.11 | {got:.4f} | {_yes(got >= 0.11)} |")
+    idle = [st for st in STAGE_NAMES[1:] if not any(r["end"] > r["start"] for _, stages, _ in select_rows for r in stages if r["stage"] == st)]
+    rows.append(f"| every stage improves validation in at least one seed | {'all do' if not idle else 'not: ' + ', '.join(idle)} | {_yes(not idle)} |")
+    wall = default_run["wall"]
+    rss = max((st.get("peak_rss_mb") or 0) for st in default_run["stages"]) or float("nan")
+    rows.append(f"| `train --stage all --device cpu` ≤ 600 s wall | {wall:.0f} s (default run, alone) | {_yes(wall <= 600)} |")
+    gb = rss * 2**20 / 1e9  # peak_rss_mb is MiB (ru_maxrss / 1024); the target is 3 GB = 3e9 bytes
+    rows.append(f"| peak memory ≤ 3 GB | {gb:.2f} GB (largest stage peak RSS) | {_yes(gb <= 3)} |")
     return rows
 
 
 def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, ablations, boot, rec_wall, torch_wall, help_wall, total, eval_seconds,
-           jobs=1, select_rows=(), reference_rows=(), reference_epochs=REFERENCE_EPOCHS, default_run=None, boot_ref=(0.0, 0.0, 0.0), boot_select=(0.0, 0.0, 0.0)) -> str:
+           jobs, select_rows, reference_rows, reference_epochs, default_run, boot_ref, boot_select) -> str:
     seed_list = " ".join(str(s) for s in seeds)
     side = f" --jobs {jobs}" if jobs > 1 else ""
     out = [
@@ -355,7 +352,7 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         "",
         "## Targets",
         "",
-        *targets(results, boot, boot_ref, train_rows, list(select_rows), default_run),
+        *targets(results, boot, boot_ref, select_rows, default_run),
         "",
         "## Test metrics, full ranking",
         "",
@@ -385,25 +382,23 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         ("final − SASRec (stage 1)", boot),
         (f"final − {SELECTED}", boot_select),
     ):
-        if (mean_diff, lo, hi) != (0.0, 0.0, 0.0) or label.endswith("(stage 1)"):
-            out.append(f"| {label} | {mean_diff:+.4f} | [{lo:+.4f}, {hi:+.4f}] |")
-    if select_rows:
-        out += [
-            "",
-            "## Does each stage earn its time? (validation NDCG@10)",
-            "",
-            "The same fixed schedule trained without the validation items, so validation is honest; *improved* = "
-            "the stage ends above where it started (its predecessor's model, epoch 0), as the fixed schedule "
-            "keeps a stage's last epoch.",
-            "",
-            "| seed | stage | epochs | at start | at end | best (epoch) | improved | wall s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for seed, stages, _ in select_rows:
-            for r in stages:
-                start = "–" if r["start"] is None else f"{r['start']:.4f}"
-                improved = "from scratch" if r["start"] is None else ("yes" if r["end"] > r["start"] else "**no**")
-                out.append(f"| {seed} | {r['stage']} | {r['epochs']} | {start} | {r['end']:.4f} | {r['best']:.4f} ({r['best_epoch']}) | {improved} | {r['wall_s']:.1f} |")
+        out.append(f"| {label} | {mean_diff:+.4f} | [{lo:+.4f}, {hi:+.4f}] |")
+    out += [
+        "",
+        "## Does each stage earn its time? (validation NDCG@10)",
+        "",
+        "The same fixed schedule trained without the validation items, so validation is honest; *improved* = "
+        "the stage ends above where it started (its predecessor's model, epoch 0), as the fixed schedule "
+        "keeps a stage's last epoch.",
+        "",
+        "| seed | stage | epochs | at start | at end | best (epoch) | improved | wall s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for seed, stages, _ in select_rows:
+        for r in stages:
+            start = "–" if r["start"] is None else f"{r['start']:.4f}"
+            improved = "from scratch" if r["start"] is None else ("yes" if r["end"] > r["start"] else "**no**")
+            out.append(f"| {seed} | {r['stage']} | {r['epochs']} | {start} | {r['end']:.4f} | {r['best']:.4f} ({r['best_epoch']}) | {improved} | {r['wall_s']:.1f} |")
     out += [
         "",
         "## Training cost (`ur4rec train --stage all --device cpu`)",
@@ -412,8 +407,7 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         "| --- | --- | --- | --- | --- |",
     ]
     runs = [(f"seed {seed}", res.get("stages", []), wall) for seed, res, wall in train_rows]
-    if default_run:
-        runs.append(("default (seed 42, alone)", default_run["stages"], default_run["wall"]))
+    runs.append(("default (seed 42, alone)", default_run["stages"], default_run["wall"]))
     for label, stages, wall in runs:
         for st in stages:
             out.append(f"| {label} | {st.get('stage')} | {st.get('epochs')} | {st.get('wall_s', float('nan')):.1f} | {st.get('peak_rss_mb', float('nan')):.0f} |")
