@@ -85,6 +85,31 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def signal_when(cmd: list[str], ready, sig: int, *, within: float, wait: float, what: str) -> tuple[int, str]:
+    """Run ``cmd`` (Ctrl-C as a terminal gives it), send ``sig`` once ``ready()`` holds; (exit code, stderr).
+
+    The child must still be running while it gets there, and get there within ``within`` s; it is
+    killed if it outlives ``wait`` s after the signal.
+    """
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    try:
+        deadline = time.monotonic() + within
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"the run never reached {what}"
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=wait)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
 @pytest.fixture(scope="session")
 def ml100k_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home holding the real ML-100K dataset artifact, prepared once per test session.

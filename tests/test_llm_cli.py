@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, default_sigint
+from conftest import FIXTURES, signal_when
 from openai_server import ChatServer, Fault, chat_server, default_answer
 
 KEY = "sk-LEAK-CANARY-7f3a9c0e51d24b68"
@@ -190,19 +190,10 @@ def test_killed_midway_then_resumed(cli, home: Path, server: ChatServer) -> None
     cmd = [sys.executable, "-m", "ur4rec_cli", "llm", "--backend", "openai", "--base-url", server.base_url,
            "--model", "test-model", "--concurrency", "2", "--no-embed"]  # fmt: skip
     cache = _cache_file(home)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
-    try:
-        deadline = time.monotonic() + 60
-        while not (cache.exists() and len(cache.read_bytes().splitlines()) >= 4 and server.in_flight == 2):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never reached the kill point"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    signal_when(
+        cmd, lambda: cache.exists() and len(cache.read_bytes().splitlines()) >= 4 and server.in_flight == 2, signal.SIGKILL,
+        within=60, wait=10, what="the kill point",
+    )  # fmt: skip
     first = server.requests.copy()
     in_flight = {p for p in first if server.answered[p] == 0}
     assert sum(first.values()) == 6 and len(in_flight) == 2  # 4 answered and cached, 2 held when killed
@@ -268,20 +259,12 @@ def test_ctrl_c_keeps_every_answer(home: Path, server: ChatServer) -> None:
     server.hold_after = 3
     cmd = [sys.executable, "-m", "ur4rec_cli", "llm", "--backend", "openai", "--base-url", server.base_url,
            "--model", "test-model", "--concurrency", "2", "--no-embed"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
-    try:
-        deadline = time.monotonic() + 60
-        cache = _cache_file(home)
-        while not (cache.exists() and len(cache.read_bytes().splitlines()) >= 3 and server.in_flight == 2):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    cache = _cache_file(home)
+    code, err = signal_when(
+        cmd, lambda: cache.exists() and len(cache.read_bytes().splitlines()) >= 3 and server.in_flight == 2, signal.SIGINT,
+        within=60, wait=30, what="the interrupt point",
+    )  # fmt: skip
+    assert code == 130, err
     assert "interrupted: every answer received so far is in the cache" in err and "Traceback" not in err
     assert len(_jsonl(_cache_file(home))) == 3
     assert KEY not in err

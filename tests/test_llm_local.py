@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import default_sigint
+from conftest import signal_when
 from test_llm_cli import KEY, N_PROMPTS, _cache_file, _jsonl, home, tiny_dataset  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -175,20 +175,11 @@ def test_llama_cpp_server_end_to_end_with_an_interrupted_run(home: Path, llama_s
     assert len(_jsonl(cache)) == 3 and all(rec["text"] for rec in _jsonl(cache))
 
     # Ctrl-C once more answers are in; then the rerun asks only what has no answer yet.
-    proc = subprocess.Popen(_cmd(llama_server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
-    try:
-        deadline = time.monotonic() + 240
-        while not (cache.exists() and len(cache.read_bytes().splitlines()) >= 5):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never reached the interrupt point"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    code, err = signal_when(
+        _cmd(llama_server), lambda: cache.exists() and len(cache.read_bytes().splitlines()) >= 5, signal.SIGINT,
+        within=240, wait=60, what="the interrupt point",
+    )  # fmt: skip
+    assert code == 130, err
     assert "interrupted: every answer received so far is in the cache" in err and KEY not in err
     before = {rec["key"]: rec["time"] for rec in _jsonl(cache)}
     assert 5 <= len(before) < N_PROMPTS + 4
