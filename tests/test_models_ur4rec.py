@@ -201,3 +201,64 @@ def test_item_adaptor_trains_from_its_zero_start() -> None:
     vecs, items, _ = model.sequence_loss_inputs(hist, users)
     (vecs @ items.T).logsumexp(1).sum().backward()
     assert all(bank.weight.grad is not None and bank.weight.grad.abs().sum() > 0 for bank in model.item_adaptor.experts)
+
+
+def _sink_encoder() -> SASRecEncoder:
+    torch.manual_seed(0)
+    enc = SASRecEncoder(N_ITEMS, L, 16, 2, 2, 0.0, padding_sink=True)
+    for m in enc.modules():
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight, std=0.3)
+            torch.nn.init.normal_(m.bias, std=0.5)  # the sink is the key/value bias: make it matter
+    return enc.eval()
+
+
+def test_padding_sink_equals_a_zero_padded_sasrec_that_attends_to_padding() -> None:
+    """The sink is exactly what a SASRec padded to max_len with unmasked padding keys computes."""
+    enc = _sink_encoder()
+    hist, _ = _batch()
+    keep = hist != 0
+    with torch.no_grad():
+        ours = enc(hist)
+        # By hand: every padding position is a real key (causal mask only), its input is zero.
+        x = (enc.item_emb(hist) * enc.scale + enc.pos_emb(torch.arange(L))[None]) * keep[..., None]
+        causal = torch.ones(L, L, dtype=torch.bool).tril()[None, None].expand(hist.shape[0], 1, L, L)
+        for block in enc.blocks:
+            x = block(x, causal) * keep[..., None]
+        explicit = enc.ln(x) * keep[..., None]
+        plain = SASRecEncoder(N_ITEMS, L, 16, 2, 2, 0.0).eval()
+        plain.load_state_dict(enc.state_dict())
+    assert torch.allclose(ours, explicit, atol=1e-5)
+    # It changes the states of short rows (a full-length row has no padding, so no sink).
+    differs = (ours - plain(hist)).abs().amax(dim=(1, 2))
+    assert differs[0] == 0 and (differs[1:] > 1e-3).all()
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_padding_sink_batch_width_invariance_last_only_and_no_nan(grad: bool) -> None:
+    enc = _sink_encoder()
+    short = torch.tensor([[0, 0, 0, 5, 6, 7], [0, 0, 0, 0, 0, 0]])  # the second row is all padding
+    for mode in ("eval", "train"):
+        getattr(enc, mode)()
+        with torch.set_grad_enabled(grad):
+            h = enc(short)
+            assert torch.isfinite(h).all() and torch.all(h[1] == 0) and torch.all(h[0, :3] == 0)
+    enc.eval()
+    with torch.no_grad():
+        h = enc(short)
+        wide = enc(torch.cat([torch.zeros(2, 4, dtype=torch.long), short], dim=1))
+        last = enc(short, last_only=True)
+    # Padding is counted up to max_len, so the batch's own width changes nothing.
+    assert torch.allclose(wide[:, 4:], h, atol=1e-5)
+    assert torch.allclose(last[:, 0], h[:, -1], atol=1e-5)
+
+
+def test_padding_sink_model_factorises_as_a_dot_product() -> None:
+    model = _model(item_adaptor=True, padding_sink=True).eval()
+    hist, users = _batch()
+    items = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 30]])
+    with torch.no_grad():
+        full = model.user_vectors(hist, users) @ model.item_vectors().T
+        direct = model.score(hist, users, items)
+    assert torch.isfinite(full).all()
+    assert torch.allclose(full.gather(1, items), direct, atol=1e-5)

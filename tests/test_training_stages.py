@@ -88,14 +88,16 @@ def test_stage_freezing_sasrec_moves_only_when_it_should() -> None:
     assert before["end_to_end"] == (True, True)
 
 
-def test_resume_equals_uninterrupted(isolated_home: Path) -> None:
-    full = _settings(run="full", sasrec_epochs=4)
+@pytest.mark.parametrize("average", [0.0, 0.75])
+def test_resume_equals_uninterrupted(isolated_home: Path, average: float) -> None:
+    """Also with weight averaging (epochs 2-4 averaged; the interruption falls inside the window)."""
+    full = _settings(run="full", sasrec_epochs=4, average_last=average)
     ctx = _context(full)
     st.run_stage(ctx, "pretrain_sasrec")
     want = ck.read_checkpoint(ctx.run_dir / "pretrain_sasrec" / "last.pt")
 
     # Ctrl-C during epoch 3, then a resume in a fresh context for the remaining epochs.
-    part = _settings(run="part", sasrec_epochs=4)
+    part = _settings(run="part", sasrec_epochs=4, average_last=average)
     _run_epochs_then_interrupt(_context(part), after=2)
     ctx2 = _context(part)
     torch.manual_seed(12345)  # the resumed run must not depend on the global RNG state at start
@@ -105,6 +107,13 @@ def test_resume_equals_uninterrupted(isolated_home: Path) -> None:
     assert got["epoch"] == want["epoch"] == 4
     for k, v in want["state_dict"].items():
         assert torch.equal(v, got["state_dict"][k]), k
+    if average:
+        assert got["average"]["count"] == want["average"]["count"] == 3
+        for k, v in want["average"]["mean"].items():
+            assert torch.equal(v, got["average"]["mean"][k]), k
+    best = lambda c: ck.read_checkpoint(c.run_dir / "pretrain_sasrec" / "best.pt")["state_dict"]  # noqa: E731
+    for k, v in best(ctx).items():
+        assert torch.equal(v, best(ctx2)[k]), k
     hist = lambda r: [json.loads(x) for x in (isolated_home / "runs" / "ml-100k" / r / "pretrain_sasrec" / "history.jsonl").read_text().splitlines()]  # noqa: E731
     assert [h["val_ndcg10"] for h in hist("full")] == [h["val_ndcg10"] for h in hist("part")]
 
@@ -130,6 +139,24 @@ def _run_epochs_then_interrupt(ctx, after: int) -> None:
         trainer.validation_metrics = original
     last = ck.read_checkpoint(ctx.run_dir / "pretrain_sasrec" / "last.pt")
     assert last["epoch"] == after and not last["early_stopping"]["finished"]
+
+
+def test_weight_averaging_makes_the_stage_model_the_mean_of_its_last_epochs(isolated_home: Path) -> None:
+    """Fixed schedule: best.pt is the mean of the last epochs' weights; training itself is unchanged."""
+    plain = _context(_settings(run="plain", sasrec_epochs=4, learn_validation=True))
+    st.run_stage(plain, "pretrain_sasrec")
+    avg = _context(_settings(run="avg", sasrec_epochs=4, learn_validation=True, average_last=0.5))
+    st.run_stage(avg, "pretrain_sasrec")
+    read = lambda c, f: ck.read_checkpoint(c.run_dir / "pretrain_sasrec" / f)  # noqa: E731
+    last_plain, last_avg, best_avg = read(plain, "last.pt"), read(avg, "last.pt"), read(avg, "best.pt")
+    for k, v in last_plain["state_dict"].items():
+        assert torch.equal(v, last_avg["state_dict"][k]), k  # the trajectory does not depend on averaging
+    assert last_avg["average"]["count"] == 2  # epochs 3 and 4
+    moved = 0
+    for k, mean in last_avg["average"]["mean"].items():
+        assert torch.equal(best_avg["state_dict"][k], mean), k
+        moved += int(not torch.equal(mean, last_avg["state_dict"][k]))
+    assert moved > 0
 
 
 def test_checkpoint_loads_weights_only_and_rebuilds_model() -> None:
@@ -433,3 +460,75 @@ def test_newest_window_keeps_only_each_users_newest_transitions() -> None:
     for u, x, y in zip(users, inputs, targets):
         seq = ds.history(int(u), "train")
         assert np.array_equal(y, seq[1:][-4:]) and np.array_equal(x, seq[:-1][-4:])
+
+
+def test_shuffle_ties_reorders_only_same_timestamp_items_of_the_trained_part() -> None:
+    from ur4rec_cli.training.trainer import training_pairs
+
+    # One user: times 0 0 0 1 2 2 | valid at 3 | test at 3: the groups {1,2,3} and {5,6} may move, 4 may not.
+    users, items, times = ["1"] * 8, [str(i) for i in range(1, 9)], [0, 0, 0, 1, 2, 2, 3, 3]
+    meta = {str(i): {"title": f"Item {i}", "year": 1990, "genres": ["Drama"]} for i in range(1, 9)}
+    ds = build_dataset("ties", "synthetic", np.array(users), np.array(items), np.ones(8), np.array(times), meta, {})
+    raw = lambda seq: [int(ds.item_ids[i - 1]) for i in seq]  # noqa: E731
+    seen = set()
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        for learn in (False, True):
+            _, inputs, targets = training_pairs(ds, 50, learn_validation=learn, tie_rng=rng)
+            seq = raw(np.concatenate([inputs[0][:1], targets[0]]))
+            want_len = 7 if learn else 6
+            assert len(seq) == want_len and 8 not in seq  # the test item never enters
+            assert sorted(seq[:3]) == [1, 2, 3] and seq[3] == 4 and sorted(seq[4:6]) == [5, 6]
+            if learn:
+                assert seq[6] == 7  # the validation item is alone in its trained timestamp group
+            seen.add(tuple(seq[:6]))
+    assert len(seen) == 12  # every order of the two groups (3! x 2!) turned up
+    # Without a generator the source order stays.
+    _, inputs, targets = training_pairs(ds, 50)
+    assert raw(np.concatenate([inputs[0][:1], targets[0]])) == [1, 2, 3, 4, 5, 6]
+
+
+def test_finetune_recent_supervises_only_each_users_newest_transitions() -> None:
+    from ur4rec_cli.training.trainer import positions_per_step, training_pairs
+
+    ds = _dataset()
+    users, inputs, targets = training_pairs(ds, 4, recent=3)
+    for u in range(1, N_USERS + 1):
+        train = ds.history(u, "train")
+        rows = [i for i in range(len(users)) if users[i] == u]
+        got = np.concatenate([targets[i] for i in reversed(rows)])
+        fed = np.concatenate([inputs[i] for i in reversed(rows)])
+        # Context: the windows that hold the 3 newest targets; supervised: exactly those 3.
+        assert np.array_equal(got[got != 0], train[-3:])
+        assert np.array_equal(fed, train[len(train) - 1 - len(fed) : -1])
+    assert positions_per_step((users, inputs, targets), 1) == 3 * N_USERS
+    # Stages 1-2 always supervise every transition; the setting reaches stages 3-4 only.
+    plans = {s: st.stage_plan(_settings(finetune_recent=3), s).recent for s in STAGES}
+    assert plans == {"pretrain_sasrec": 0, "pretrain_retriever": 0, "joint_finetune": 3, "end_to_end": 3}
+
+
+def test_finetune_recent_stages_train_and_skip_unsupervised_positions(isolated_home: Path) -> None:
+    ctx = _context(_settings(finetune_recent=2, learn_validation=True))
+    for s in STAGES:
+        summary = st.run_stage(ctx, s)
+        assert summary["epochs"] >= 1
+    rows = [json.loads(x) for x in (ctx.run_dir / "end_to_end" / "history.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+
+
+@pytest.mark.parametrize("start_from", ["best", "last"])
+def test_start_from_chains_the_predecessors_best_or_last_epoch(isolated_home: Path, monkeypatch: pytest.MonkeyPatch, start_from: str) -> None:
+    from ur4rec_cli.training import trainer
+
+    ctx = _context(_settings(sasrec_epochs=3, start_from=start_from))
+    scores = iter([0.30, 0.10, 0.20])  # stage 1: best epoch 1, last epoch 3
+    monkeypatch.setattr(trainer, "validation_metrics", lambda *a, **k: {"NDCG@10": next(scores), "HR@10": 0.5, "MRR": 0.1})
+    st.run_stage(ctx, "pretrain_sasrec")
+    monkeypatch.undo()
+    st.run_stage(ctx, "pretrain_retriever")  # SASRec is frozen here: it keeps the weights it started from
+    read = lambda stage, f: ck.read_checkpoint(ctx.run_dir / stage / f)["state_dict"]  # noqa: E731
+    want, other = read("pretrain_sasrec", f"{start_from}.pt"), read("pretrain_sasrec", "last.pt" if start_from == "best" else "best.pt")
+    got = read("pretrain_retriever", "best.pt")
+    sasrec = [k for k in want if k.startswith("sasrec.")]
+    assert all(torch.equal(got[k], want[k]) for k in sasrec)
+    assert not all(torch.equal(got[k], other[k]) for k in sasrec)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
-from ur4rec_cli.data.sequences import pad_left
+from ur4rec_cli.data.sequences import pad_left, shuffle_ties
 from ur4rec_cli.errors import EvaluationError
 
 if TYPE_CHECKING:
@@ -32,6 +32,63 @@ class Scorer(Protocol):
     def user_vectors(self, histories: "torch.Tensor", users: "torch.Tensor") -> "torch.Tensor": ...
 
     def item_vectors(self) -> "torch.Tensor": ...
+
+
+class TieOrderAverage:
+    """A scorer whose user vector is the mean of ``orders`` user vectors of the same history.
+
+    Items a user rated in the same second come in the source file's order, which carries no
+    time information; the model reads one order per pass. Pass 0 is the history as given, passes
+    1.. put every run of same-timestamp items in a random order (seeded per user and pass, so the
+    result does not depend on batching). The mean of user vectors is still one vector, so the
+    score stays <user_vec, item_vec> (one dot product, one exported index).
+    """
+
+    def __init__(self, scorer, dataset: "Dataset", split: str, orders: int, seed: int = 0) -> None:
+        self.scorer, self.dataset, self.split, self.orders, self.seed = scorer, dataset, split, int(orders), seed
+
+    def __getattr__(self, name: str):
+        return getattr(self.scorer, name)  # max_len, args, block_bounds, ...
+
+    def item_vectors(self) -> "torch.Tensor":
+        return self.scorer.item_vectors()
+
+    def _variants(self, histories: "torch.Tensor", users: "torch.Tensor"):
+        import torch
+
+        yield histories
+        width = histories.shape[1]
+        rows = []
+        for row, u in zip(histories.cpu().numpy(), users.cpu().numpy().tolist()):
+            fed = self.dataset.history(int(u), self.split)  # type: ignore[arg-type]
+            tail = row[row != 0]
+            if len(tail) != min(len(fed), width) or not np.array_equal(tail, fed[len(fed) - len(tail) :]):
+                raise EvaluationError(f"tie-order averaging: the history given for user {u} is not their {self.split} history")
+            start = int(self.dataset.offsets[int(u) - 1])
+            rows.append((int(u), fed, self.dataset.seq_times[start : start + len(fed)]))
+        for k in range(1, self.orders):
+            shuffled = [shuffle_ties(fed, times, np.random.default_rng([self.seed, u, k])) for u, fed, times in rows]
+            yield torch.from_numpy(pad_left(shuffled, width)).to(histories.device)
+
+    def user_vectors(self, histories: "torch.Tensor", users: "torch.Tensor") -> "torch.Tensor":
+        total = None
+        for seqs in self._variants(histories, users):
+            vecs = self.scorer.user_vectors(seqs, users)
+            total = vecs if total is None else total + vecs
+        return total / self.orders
+
+    def gate_weights(self, histories: "torch.Tensor", users: "torch.Tensor"):
+        """Gate weights averaged over the same orders (what ``recommend --explain`` shows)."""
+        g_sum = w_sum = None
+        for seqs in self._variants(histories, users):
+            g, w = self.scorer.gate_weights(seqs, users)
+            g_sum, w_sum = (g, w) if g_sum is None else (g_sum + g, w_sum + w)
+        return g_sum / self.orders, w_sum / self.orders
+
+
+def with_tie_orders(scorer, dataset: "Dataset", split: str, orders: int):
+    """``scorer`` itself for one order, else its TieOrderAverage."""
+    return scorer if orders <= 1 else TieOrderAverage(scorer, dataset, split, orders)
 
 
 def history_mask(histories: np.ndarray, n_items: int) -> np.ndarray:

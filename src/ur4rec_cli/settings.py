@@ -114,6 +114,19 @@ class ModelConfig(_Section):
         True, description="Content-aware item tokens: the item-text/image features, through gated experts, added to each item's ID embedding (input and output)."
     )
 
+    tie_orders: int = Field(
+        8,
+        ge=1,
+        description="evaluate and the exported index (recommend) average each user vector over this many orders of the "
+        "history's same-timestamp items: the source order, then seeded random ones (1: the source order only; training's "
+        "validation always reads the source order).",
+    )
+    padding_sink: bool = Field(
+        False,
+        description="Attention to padding as a zero-padded SASRec has it: one extra key/value (the projection of a zero input) "
+        "weighted by the row's padding count up to max_len.",
+    )
+
     @field_validator("modalities", mode="before")
     @classmethod
     def _split_modalities(cls, v: Any) -> Any:
@@ -142,17 +155,40 @@ class TrainConfig(_Section):
     negatives: int = Field(256, ge=1, description="Negatives per batch for the sampled softmax.")
     patience: int = Field(20, ge=1, description="Early stopping: epochs without a better validation NDCG@10.")
     newest_window: bool = Field(False, description="Train on each user's newest max_len transitions only (drop older windows of long histories).")
+    shuffle_ties: bool = Field(
+        True,
+        description="Each epoch, put a user's train items that share a timestamp in a random order (their source-file order "
+        "carries no time information).",
+    )
+    finetune_recent: int = Field(
+        20,
+        ge=0,
+        description="Stages 3 and 4 (joint_finetune, end_to_end) supervise only each user's newest N transitions, the part "
+        "of a history nearest the held-out items (the whole history stays the input); 0: every transition.",
+    )
+    start_from: Literal["best", "last"] = Field(
+        "best",
+        description="When selecting on validation: stages 2-4 start from their predecessor's best epoch, or from its last "
+        "(as the fixed schedule of train.learn_validation does; the benchmark's per-stage table uses last).",
+    )
     learn_validation: bool = Field(
         True,
         description="Also train on each user's validation item (the final fit for test and recommend): every stage runs its "
         "whole epoch count, nothing is validated, and the final model is the last stage. false: hold it out, "
         "early-stop on it and pick the final stage by it.",
     )
+    average_last: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Weight averaging: a stage's model is the uniform average of its weights at the end of each of its last "
+        "ceil(average_last x epochs) epochs (0: off, the last epoch's weights).",
+    )
     aux_loss_weight: float = Field(0.01, ge=0, description="Weight of the MoE load-balancing loss.")
     allow_random_clip: bool = Field(False, description="Accept CLIP features made with random weights (tests only).")
     amp: bool = Field(True, description="bf16 autocast on CUDA.")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
-    sasrec_epochs: int = Field(60, ge=1, description="Epochs of stage 1 (pretrain_sasrec); a cap when selecting on validation.")
+    sasrec_epochs: int = Field(80, ge=1, description="Epochs of stage 1 (pretrain_sasrec); a cap when selecting on validation.")
     retriever_epochs: int = Field(20, ge=1, description="Epochs of stage 2 (pretrain_retriever); a cap when selecting on validation.")
     joint_epochs: int = Field(6, ge=1, description="Epochs of stage 3 (joint_finetune); a cap when selecting on validation.")
     end_to_end_epochs: int = Field(4, ge=1, description="Epochs of stage 4 (end_to_end); a cap when selecting on validation.")

@@ -19,3 +19,14 @@ def pad_left(seqs: Sequence[np.ndarray], max_len: int) -> np.ndarray:
         if len(tail):
             out[row, max_len - len(tail) :] = tail
     return out
+
+
+def shuffle_ties(items: np.ndarray, times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``items`` with every run of equal ``times`` put in a random order (times non-decreasing).
+
+    Items a user rated in the same second come in the source file's order, which says nothing
+    about which came first; any order of them is as true as another.
+    """
+    if len(items) < 2:
+        return items
+    return items[np.lexsort((rng.random(len(items)), times))]

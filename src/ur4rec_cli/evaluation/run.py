@@ -74,7 +74,7 @@ def rank_scorer(
     return Ranked(users, targets, ranks, candidates, seconds)
 
 
-def describe_protocol(protocol: str, split: str, candidates: np.ndarray, negatives: int, seed: int) -> str:
+def describe_protocol(protocol: str, split: str, candidates: np.ndarray, negatives: int, seed: int, tie_orders: int = 1) -> str:
     """The one line printed beside every result, so a number never travels without its protocol."""
     held = "last item" if split == "test" else "second-to-last item"
     fed = "train + valid" if split == "test" else "train"
@@ -82,9 +82,10 @@ def describe_protocol(protocol: str, split: str, candidates: np.ndarray, negativ
         cand = f"all items not in the fed history (~{int(np.median(candidates)):,} per user)"
     else:
         cand = f"target + {negatives} negatives drawn uniformly from never-interacted items (seed {seed})"
+    orders = f"; user vector = mean over {tie_orders} orders of same-second history items" if tie_orders > 1 else ""
     return (
         f"leave-one-out, {split} = {held}, history fed = {fed}; candidates: {cand}; "
-        "rank = #candidates scoring >= the target (pessimistic ties)"
+        f"rank = #candidates scoring >= the target (pessimistic ties){orders}"
     )
 
 
@@ -143,7 +144,9 @@ def evaluate(
         "stage": main_row["stage"],
         "checkpoint": main_row["checkpoint"],
         "candidates": _candidates_summary(main_ranked.candidates),
-        "description": describe_protocol(protocol, split, main_ranked.candidates, negatives, cfg.seed),
+        "description": describe_protocol(
+            protocol, split, main_ranked.candidates, negatives, cfg.seed, 1 if stage == POPULARITY else settings.model.tie_orders
+        ),
         "k": ks,
         "negatives": negatives if protocol == "sampled" else None,
         "seed": cfg.seed if protocol == "sampled" else None,
@@ -197,7 +200,10 @@ def _load_scorer(
             f"{loaded.stage} of run {settings.train.run} was trained on the validation items (train.learn_validation): "
             "its validation figures would be leaked; evaluate --split test, or train a run without learn_validation"
         )
-    return loaded.model, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len)}
+    from ur4rec_cli.ranking import with_tie_orders
+
+    scorer = with_tie_orders(loaded.model, dataset, split, settings.model.tie_orders)
+    return scorer, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len)}
 
 
 def write_ranks(path: Path, dataset: "Dataset", ranked: Ranked) -> None:

@@ -51,17 +51,27 @@ class SelfAttentionBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.p = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """x [B, L, H] -> [B, L, H], or [B, 1, H] for the last position only (keys still span all L)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False, sink: bool = False) -> torch.Tensor:
+        """x [B, L, H] -> [B, L, H], or [B, 1, H] for the last position only (keys still span all L).
+
+        ``sink``: ``mask`` is a float mask [B, 1, L, 1 + L] whose column 0 belongs to one extra
+        key/value, the projection of a zero input (what every padding position of a zero-padded
+        SASRec is), weighted by the log of the row's padding count (see SASRecEncoder)."""
         b, l, h = x.shape
         queries = self.ln1(x[:, -1:] if last_only else x)
         lq = queries.shape[1]
         split = lambda t, n: t.view(b, n, self.heads, h // self.heads).transpose(1, 2)  # noqa: E731
         k, v = self.kv(x).chunk(2, dim=-1)
+        n = l
+        if sink:
+            k0, v0 = self.kv.bias.chunk(2)
+            k = torch.cat([k0.expand(b, 1, h), k], dim=1)
+            v = torch.cat([v0.expand(b, 1, h), v], dim=1)
+            n = l + 1
         att = F.scaled_dot_product_attention(
             split(self.q(queries), lq),
-            split(k, l),
-            split(v, l),
+            split(k, n),
+            split(v, n),
             attn_mask=mask[..., -lq:, :],
             dropout_p=self.p if self.training else 0.0,
         )
@@ -72,9 +82,10 @@ class SelfAttentionBlock(nn.Module):
 class SASRecEncoder(nn.Module):
     """Item ids [B, L] (left-padded, 0 = pad) -> hidden states [B, L, H]; padded positions are zero."""
 
-    def __init__(self, n_items: int, max_len: int, hidden: int, layers: int, heads: int, dropout: float) -> None:
+    def __init__(self, n_items: int, max_len: int, hidden: int, layers: int, heads: int, dropout: float, padding_sink: bool = False) -> None:
         super().__init__()
         self.max_len = max_len
+        self.padding_sink = padding_sink
         self.scale = hidden**0.5
         self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, hidden)
@@ -101,19 +112,30 @@ class SASRecEncoder(nn.Module):
         eye = torch.eye(l, dtype=torch.bool, device=seqs.device)
         # [B, 1, L, L]: attend to earlier non-pad keys; the diagonal keeps all-pad rows finite.
         mask = ((causal[None] & keep[:, None, :]) | eye[None])[:, None]
+        if self.padding_sink:
+            # A zero-padded SASRec (padded to max_len, padding keys not masked) lets every query
+            # attend to its row's P = max_len - n padding positions, all the same key/value (the
+            # projection of a zero input). That is one extra key with logit + log P: counted here,
+            # so a batch padded only to its own longest row gives the same states. P = 0: no sink.
+            pads = (self.max_len - keep.sum(1)).clamp(min=0).to(x.dtype)
+            sink_col = torch.log(pads)[:, None, None, None].expand(b, 1, l, 1)  # log 0 = -inf
+            body = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(~mask, float("-inf"))
+            mask = torch.cat([sink_col, body], dim=-1)
         for i, block in enumerate(self.blocks):
             last = last_only and i == len(self.blocks) - 1
             keep_out = keep[:, -1:] if last else keep
-            x = block(x, mask, last_only=last) * keep_out[..., None]
+            x = block(x, mask, last_only=last, sink=self.padding_sink) * keep_out[..., None]
         return self.ln(x) * (keep[:, -1:] if last_only else keep)[..., None]
 
 
 class SASRec(nn.Module):
     """Plain SASRec scorer: user vector = last hidden state, item vector = the (tied) item embedding."""
 
-    def __init__(self, n_items: int, max_len: int, hidden: int, layers: int, heads: int, dropout: float, init_std: float) -> None:
+    def __init__(
+        self, n_items: int, max_len: int, hidden: int, layers: int, heads: int, dropout: float, init_std: float, padding_sink: bool = False
+    ) -> None:
         super().__init__()
-        self.encoder = SASRecEncoder(n_items, max_len, hidden, layers, heads, dropout)
+        self.encoder = SASRecEncoder(n_items, max_len, hidden, layers, heads, dropout, padding_sink)
         init_weights(self, init_std)
 
     @property

@@ -37,6 +37,7 @@ class ModelArgs:
     text_dim: int = 384
     image_dim: int = 512
     item_adaptor: bool = False
+    padding_sink: bool = False
 
 
 class KeyTower(nn.Module):
@@ -59,7 +60,7 @@ class UR4RecV2(nn.Module):
         super().__init__()
         self.args = args
         h, e, s = args.hidden, args.expert_dim, args.sub_experts
-        self.sasrec = SASRec(args.n_items, args.max_len, h, args.layers, args.heads, args.dropout, args.init_std)
+        self.sasrec = SASRec(args.n_items, args.max_len, h, args.layers, args.heads, args.dropout, args.init_std, args.padding_sink)
         # Feature matrices are buffers so a checkpoint is self-contained; absent ones stay zero.
         self.register_buffer("item_text", torch.zeros(args.n_items + 1, args.text_dim))
         self.register_buffer("user_text", torch.zeros(args.n_users + 1, args.text_dim))

@@ -120,6 +120,7 @@ def model_args(ctx: TrainContext) -> dict[str, Any]:
         sub_experts=m.sub_experts,
         modalities=list(ctx.modalities),
         item_adaptor=m.item_adaptor,
+        padding_sink=m.padding_sink,
     )
     return asdict(args)
 

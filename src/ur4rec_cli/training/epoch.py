@@ -50,6 +50,8 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             vecs, items, aux = parts.engine(inputs, users)
             flat = targets[inputs != 0]
+            if plan.recent:  # only the newest transitions are supervised (target 0: context only)
+                vecs, flat = vecs[flat != 0], flat[flat != 0]
             summed = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=parts.neg_gen, reduction="sum")
         # Every target position weighs the same whatever its batch: the summed loss over a constant
         # (mean positions per step). Under torchrun the constant counts the global step, times

@@ -31,13 +31,17 @@ def export_index(
     inputs: dict[str, str] | None = None,
     device: "torch.device | str" = "cpu",
     batch_size: int = 512,
+    tie_orders: int = 1,
 ) -> Path:
     """Write user_vecs.npy, item_vecs.npy, blocks.json, gates.npz into ``folder`` as a store artifact.
 
-    Row u of user_vecs is the user vector from the user's FULL history; row 0 of both is zero.
+    Row u of user_vecs is the user vector from the user's FULL history (averaged over
+    ``tie_orders`` orders of its same-timestamp items, see ranking.TieOrderAverage); row 0 of
+    both is zero.
     """
     import torch
 
+    from ur4rec_cli.ranking import with_tie_orders
     from ur4rec_cli.store import ArtifactStore
 
     model.eval()
@@ -45,6 +49,7 @@ def export_index(
     n_users = dataset.n_users
     users = np.arange(1, n_users + 1, dtype=np.int64)
     has_gates = hasattr(model, "gate_weights")
+    scorer = with_tie_orders(model, dataset, "full", tie_orders)
     with torch.inference_mode():
         items = model.item_vectors().float().cpu().numpy().astype(np.float32)
         items[0] = 0.0
@@ -57,9 +62,9 @@ def export_index(
             chunk = users[start : start + batch_size]
             seqs = torch.from_numpy(pad_left([dataset.history(int(u), "full") for u in chunk], max_len)).to(device)
             ids = torch.from_numpy(chunk).to(device)
-            user_vecs[chunk] = model.user_vectors(seqs, ids).float().cpu().numpy()
+            user_vecs[chunk] = scorer.user_vectors(seqs, ids).float().cpu().numpy()
             if has_gates:
-                g, w = model.gate_weights(seqs, ids)
+                g, w = scorer.gate_weights(seqs, ids)
                 mod_w[chunk], exp_w[chunk] = g.float().cpu().numpy(), w.float().cpu().numpy()
     if has_gates:
         bounds = model.block_bounds()

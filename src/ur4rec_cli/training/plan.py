@@ -25,7 +25,8 @@ class StagePlan:
     moe_lr: float | None
     seed: int
     selects: bool = True  # False under train.learn_validation: a fixed schedule, no validation
-
+    average_from: int | None = None  # first epoch averaged into the stage's model (train.average_last); None: off
+    recent: int = 0  # supervise only each user's newest N transitions (train.finetune_recent, stages 3-4); 0: all
 
     @property
     def predecessor(self) -> str | None:
@@ -48,10 +49,15 @@ def stage_plan(settings: "Settings", stage: str) -> StagePlan:
         "joint_finetune": (t.lr * t.joint_sasrec_lr_scale, t.lr * t.joint_lr_scale),
         "end_to_end": (t.lr * t.end_to_end_lr_scale, t.lr * t.end_to_end_lr_scale),
     }
+    from ur4rec_cli.training.averaging import averaging_start
+
     index = STAGES.index(stage)
     sasrec_lr, moe_lr = lrs[stage]
+    epochs = t.epochs or caps[stage]
     return StagePlan(
-        stage, index, t.epochs or caps[stage], sasrec_lr, moe_lr, seed=t.seed + 1000 * index, selects=not t.learn_validation
+        stage, index, epochs, sasrec_lr, moe_lr, seed=t.seed + 1000 * index, selects=not t.learn_validation,
+        average_from=averaging_start(epochs, t.average_last),
+        recent=t.finetune_recent if index >= 2 else 0,
     )
 
 

@@ -25,6 +25,7 @@ from ur4rec_cli.errors import ConfigError, StageOrderError
 from ur4rec_cli.runs import learned_validation
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.store import atomic_write_json
+from ur4rec_cli.training.averaging import WeightAverage
 from ur4rec_cli.training.context import FEATURE_BUFFERS, TrainContext, model_args, new_model, prepare_context
 from ur4rec_cli.training.distributed import DistContext, from_main
 from ur4rec_cli.training.epoch import EpochParts, train_epoch
@@ -120,6 +121,7 @@ class StageRun:
     parts: EpochParts
     pairs: Any
     rng: np.random.Generator
+    average: Any = None  # WeightAverage over the stage's last epochs (train.average_last), or None
 
 
 def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested: str | None = None) -> dict[str, Any]:
@@ -175,7 +177,7 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
         model.load_state_dict(_predecessor_weights(ctx, plan), strict=False)
     model.to(ctx.device)
     optimizer = configure_stage(model, plan, t.weight_decay)
-    pairs = training_pairs(ctx.dataset, s.model.max_len, t.learn_validation, t.newest_window)
+    pairs = training_pairs(ctx.dataset, s.model.max_len, t.learn_validation, t.newest_window, recent=plan.recent)
     # Under torchrun every rank takes ceil(n / world) users per epoch (DistributedSampler), so
     # train.batch_size is the per-rank batch and every rank runs the same number of steps.
     per_rank = math.ceil(len(pairs[0]) / dist.world_size)
@@ -185,7 +187,8 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     neg_gen = torch.Generator().manual_seed(plan.seed)
     engine = _wrap(SequenceLossInputs(scorer), ctx)
     parts = EpochParts(model, engine, optimizer, scheduler, neg_gen, positions_per_step(pairs, steps), steps)
-    return StageRun(model, scorer, parts, pairs, rng)
+    average = WeightAverage(plan.average_from) if plan.average_from is not None else None
+    return StageRun(model, scorer, parts, pairs, rng, average)
 
 
 def _wrap(engine, ctx: TrainContext):
@@ -202,6 +205,8 @@ def _predecessor_weights(ctx: TrainContext, plan: StagePlan) -> dict[str, Any]:
         raise StageOrderError(
             f"stage {plan.stage} needs a finished {plan.predecessor} checkpoint ({prev}); run `ur4rec train --stage {plan.predecessor}` first"
         )
+    if ctx.settings.train.start_from == "last":
+        prev = prev.parent / "last.pt"  # the predecessor's last epoch, as the fixed schedule chains stages
     prev_ckpt = from_main(ctx.dist, lambda: ck.read_checkpoint(prev))
     if prev_ckpt.get("digests", {}).get("dataset") != ctx.digests["dataset"]:
         raise StageOrderError(f"{plan.predecessor} was trained on another dataset; rerun `ur4rec train --stage all`")
@@ -210,7 +215,10 @@ def _predecessor_weights(ctx: TrainContext, plan: StagePlan) -> dict[str, Any]:
             f"{plan.predecessor} was trained on the validation items (train.learn_validation), so {plan.stage} cannot select on them; "
             f"rerun `ur4rec train --stage all` with one learn_validation setting"
         )
-    return {k: v for k, v in prev_ckpt["state_dict"].items() if k not in FEATURE_BUFFERS}
+    weights = dict(prev_ckpt["state_dict"])
+    if prev.name == "last.pt" and (prev_ckpt.get("average") or {}).get("mean"):
+        weights.update(prev_ckpt["average"]["mean"])  # the stage's model is its weight average
+    return {k: v for k, v in weights.items() if k not in FEATURE_BUFFERS}
 
 
 def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, resume: bool) -> EarlyStopping:
@@ -226,6 +234,8 @@ def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, liv
         p.scheduler.load_state_dict(last["scheduler"])
         ck.restore_rng(last["rng"], live.rng)
         p.neg_gen.set_state(last["neg_rng"])
+        if live.average is not None and last.get("average"):
+            live.average = WeightAverage.from_dict(last["average"])
         state = EarlyStopping.from_dict(last["early_stopping"], t.patience)
         info(f"{plan.stage}: resuming after epoch {state.epoch}")
         return state
@@ -243,8 +253,15 @@ def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, liv
         if state.observe(val, 0):
             files.save_best(live.model, 0, state)
         files.append_history({"epoch": 0, "loss": None, "aux": None, **_val(val), "seconds": 0.0, "lr": 0.0})
-    files.save_last(live.model, p.optimizer, p.scheduler, live.rng, p.neg_gen, state)
+    files.save_last(live.model, p.optimizer, p.scheduler, live.rng, p.neg_gen, state, live.average)
     return state
+
+
+def _stage_model(live: StageRun):
+    """Context in which live.model holds the stage's model: the weight average when there is one."""
+    from contextlib import nullcontext
+
+    return live.average.applied(live.model) if live.average is not None else nullcontext()
 
 
 def _validate(ctx: TrainContext, live: StageRun) -> dict[str, float]:
@@ -266,20 +283,34 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
             where = f"cap {plan.epochs}, patience {state.patience_left} left" if plan.selects else f"of {plan.epochs}"
             task = progress.add_task(f"{plan.stage} epoch {epoch} ({where}{_best_so_far(state)})", total=p.steps_per_epoch, status="")
             step = lambda loss: progress.update(task, advance=1, status=f"loss {loss:.3f}")  # noqa: E731
+            if ctx.settings.train.shuffle_ties:
+                # A fresh order of same-timestamp items every epoch (drawn from the stage's saved RNG: resumable;
+                # the same on every rank, whose shards then split it).
+                from ur4rec_cli.training.trainer import training_pairs
+
+                t = ctx.settings.train
+                live.pairs = training_pairs(
+                    ctx.dataset, ctx.settings.model.max_len, t.learn_validation, t.newest_window, tie_rng=live.rng, recent=plan.recent
+                )
             loss, aux = train_epoch(ctx, plan, p, live.pairs, epoch, live.rng, on_step=step)
-            # Under learn_validation the validation items are training targets: nothing to validate on.
-            val = _validate(ctx, live) if plan.selects else None
-            seconds = time.perf_counter() - started
-            improved = state.observe(val, epoch) if val is not None else state.take(epoch)
-            if improved:
-                files.save_best(live.model, epoch, state)
+            if live.average is not None:
+                live.average.update(live.model, epoch)
+            # From the averaging window on, the stage's model at this epoch is the running average:
+            # that is what is validated and saved as best.pt (training continues from its own weights).
+            with _stage_model(live):
+                # Under learn_validation the validation items are training targets: nothing to validate on.
+                val = _validate(ctx, live) if plan.selects else None
+                seconds = time.perf_counter() - started
+                improved = state.observe(val, epoch) if val is not None else state.take(epoch)
+                if improved:
+                    files.save_best(live.model, epoch, state)
             state.end_epoch(epoch, seconds, improved)
             progress.remove_task(task)
             if not files.write:
                 continue
             lrs = [g["lr"] for g in p.optimizer.param_groups]
             files.append_history({"epoch": epoch, "loss": loss, "aux": aux, **_val(val), "seconds": round(seconds, 3), "lr": lrs})
-            files.save_last(live.model, p.optimizer, p.scheduler, live.rng, p.neg_gen, state)
+            files.save_last(live.model, p.optimizer, p.scheduler, live.rng, p.neg_gen, state, live.average)
             if val is None:
                 info(f"{plan.stage} epoch {epoch} of {plan.epochs}: loss {loss:.4f} (validation items trained on, not validated) [{seconds:.1f} s]")
                 continue
@@ -300,7 +331,7 @@ def _finish_stage(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: S
     for hook in STAGE_END_HOOKS:
         hook(plan.stage, live.model, ctx.dist)
     p = live.parts
-    files.save_last(live.model, p.optimizer, p.scheduler, live.rng, p.neg_gen, state)
+    files.save_last(live.model, p.optimizer, p.scheduler, live.rng, p.neg_gen, state, live.average)
     summary = {
         "stage": plan.stage,
         "epochs": state.epoch,
@@ -393,5 +424,6 @@ def export_final(ctx: TrainContext, stage: str) -> str:
         extra={"stage": stage, "run": ctx.settings.train.run, "modalities": ctx.modalities, "dataset": ctx.digests["dataset"]},
         inputs=dict(ctx.digests),
         device=ctx.device,
+        tie_orders=ctx.settings.model.tie_orders,
     )
     return str(folder)

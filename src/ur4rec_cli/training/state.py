@@ -78,7 +78,7 @@ class StageFiles:
             payload = {**self.base, "state_dict": model.state_dict(), "epoch": epoch, "best_metric": state.best, "val": state.best_metrics}
             save_checkpoint(self.best, payload)
 
-    def save_last(self, model, optimizer, scheduler, rng, neg_gen, state: EarlyStopping) -> None:
+    def save_last(self, model, optimizer, scheduler, rng, neg_gen, state: EarlyStopping, average=None) -> None:
         from ur4rec_cli.training import checkpoints as ck
 
         if not self.write:
@@ -95,6 +95,7 @@ class StageFiles:
                 "early_stopping": state.to_dict(),
                 "epoch": state.epoch,
                 "best_metric": state.best,
+                "average": average.to_dict() if average is not None else None,
             },
         )
 

@@ -10,14 +10,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ur4rec_cli.data.sequences import pad_left
+from ur4rec_cli.data.sequences import pad_left, shuffle_ties
 
 if TYPE_CHECKING:
     from ur4rec_cli.data.dataset import Dataset
 
 
 def training_pairs(
-    dataset: "Dataset", max_len: int, learn_validation: bool = False, newest_only: bool = False
+    dataset: "Dataset",
+    max_len: int,
+    learn_validation: bool = False,
+    newest_only: bool = False,
+    tie_rng: np.random.Generator | None = None,
+    recent: int = 0,
 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """(users, inputs, targets): input = train_seq[:-1], target = train_seq[1:], in rows of <= ``max_len`` steps.
 
@@ -30,16 +35,35 @@ def training_pairs(
     A train sequence longer than ``max_len`` steps is cut from its end into consecutive windows,
     so every train transition is a target exactly once per epoch (ML-100K: 145 users hold 14% of
     the transitions beyond their newest 200).
+
+    ``tie_rng``: items of one user that share a timestamp come in the source file's order, which
+    says nothing about which was first; with a generator, each such group is put in a random order
+    (a fresh one per call: per epoch). Only the trained part moves; the held-out items never enter.
+
+    ``recent`` > 0: only each user's newest ``recent`` transitions are targets (older targets are
+    0, "not supervised", and windows left without a target are dropped); inputs keep the whole
+    history as context.
     """
     users, inputs, targets = [], [], []
     for u in range(1, dataset.n_users + 1):
         seq = dataset.history(u, "test" if learn_validation else "train")
+        if tie_rng is not None:
+            start = dataset.offsets[u - 1]
+            times = dataset.seq_times[start : start + len(seq)]
+            seq = shuffle_ties(seq, times, tie_rng)
         end = len(seq)
+        supervised = seq.copy()
+        if recent:
+            supervised[: max(1, len(seq) - recent)] = 0
         while end >= 2:
-            window = seq[max(0, end - max_len - 1) : end]
+            begin = max(0, end - max_len - 1)
+            window = seq[begin:end]
+            goal = supervised[begin + 1 : end]
+            if recent and not goal.any():
+                break
             users.append(u)
             inputs.append(window[:-1])
-            targets.append(window[1:])
+            targets.append(goal)
             end = 0 if newest_only else end - max_len
     return np.asarray(users, dtype=np.int64), inputs, targets
 
@@ -52,7 +76,7 @@ def positions_per_step(pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarra
     as randomly mixed batches would (measured on ML-100K: per-batch means over length-sorted
     batches left test NDCG@10 of SASRec ~0.005 lower).
     """
-    return sum(len(x) for x in pairs[1]) / max(1, steps)
+    return sum(int(np.count_nonzero(y)) for y in pairs[2]) / max(1, steps)
 
 
 def iterate_batches(
