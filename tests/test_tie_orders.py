@@ -81,3 +81,13 @@ def test_full_ranking_with_averaged_vectors_still_factorises() -> None:
         s[0] = -float("inf")
         s[torch.from_numpy(ds.history(int(u), "test"))] = -float("inf")
         assert ranks[row] == int((s >= s[t]).sum()) - 1
+
+
+def test_tie_orders_may_change_on_resume_a_training_setting_may_not() -> None:
+    from ur4rec_cli.errors import ConfigError
+    from ur4rec_cli.training.state import check_resume_settings
+
+    saved = {"model": {"tie_orders": 8, "hidden": 64}, "train": {"shuffle_ties": True}}
+    check_resume_settings("pretrain_sasrec", saved, {"model": {"tie_orders": 1, "hidden": 64}, "train": {"shuffle_ties": True}}, "hint")
+    with pytest.raises(ConfigError, match="train.shuffle_ties"):
+        check_resume_settings("pretrain_sasrec", saved, {"model": {"tie_orders": 8, "hidden": 64}, "train": {"shuffle_ties": False}}, "hint")

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from ur4rec_cli.settings import Settings
 
 METRIC = "NDCG@10"
-# Settings that may change between an interrupted run and its resume: where it runs, not what it computes.
-RESUMABLE_CHANGES = {"train.device", "train.num_threads", "train.run"}
+# Settings that may change between an interrupted run and its resume: where it runs, not what it
+# computes (model.tie_orders only shapes evaluation and the export, never a training step).
+RESUMABLE_CHANGES = {"train.device", "train.num_threads", "train.run", "model.tie_orders"}
 
 
 @dataclass
