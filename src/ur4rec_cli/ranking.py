@@ -64,8 +64,7 @@ class TieOrderAverage:
             tail = row[row != 0]
             if len(tail) != min(len(fed), width) or not np.array_equal(tail, fed[len(fed) - len(tail) :]):
                 raise EvaluationError(f"tie-order averaging: the history given for user {u} is not their {self.split} history")
-            start = int(self.dataset.offsets[int(u) - 1])
-            rows.append((int(u), fed, self.dataset.seq_times[start : start + len(fed)]))
+            rows.append((int(u), fed, self.dataset.times(int(u))[: len(fed)]))
         for k in range(1, self.orders):
             shuffled = [shuffle_ties(fed, times, np.random.default_rng([self.seed, u, k])) for u, fed, times in rows]
             yield torch.from_numpy(pad_left(shuffled, width)).to(histories.device)

@@ -63,6 +63,10 @@ class Dataset:
     def ratings(self, user: int) -> np.ndarray:
         return self.seq_ratings[self.offsets[user - 1] : self.offsets[user]]
 
+    def times(self, user: int) -> np.ndarray:
+        """Timestamps of the user's sequence (a history's are its first ``len(history)``)."""
+        return self.seq_times[self.offsets[user - 1] : self.offsets[user]]
+
     def is_evaluable(self, user: int) -> bool:
         return int(self.offsets[user] - self.offsets[user - 1]) >= 3
 

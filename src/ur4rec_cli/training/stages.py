@@ -166,9 +166,9 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     """Seeded model (from the predecessor's best after stage 1), optimizer, schedule, training pairs."""
     import torch
 
-    from ur4rec_cli.training.trainer import SequenceLossInputs, n_batches, positions_per_step, training_pairs
+    from ur4rec_cli.training.trainer import SequenceLossInputs, n_batches, positions_per_step
 
-    s, t, dist = ctx.settings, ctx.settings.train, ctx.dist
+    t, dist = ctx.settings.train, ctx.dist
     torch.manual_seed(plan.seed)
     random.seed(plan.seed)
     rng = np.random.default_rng(plan.seed)
@@ -177,7 +177,7 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
         model.load_state_dict(_predecessor_weights(ctx, plan), strict=False)
     model.to(ctx.device)
     optimizer = configure_stage(model, plan, t.weight_decay)
-    pairs = training_pairs(ctx.dataset, s.model.max_len, t.learn_validation, t.newest_window, recent=plan.recent)
+    pairs = _stage_pairs(ctx, plan)
     # Under torchrun every rank takes ceil(n / world) users per epoch (DistributedSampler), so
     # train.batch_size is the per-rank batch and every rank runs the same number of steps.
     per_rank = math.ceil(len(pairs[0]) / dist.world_size)
@@ -189,6 +189,14 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     parts = EpochParts(model, engine, optimizer, scheduler, neg_gen, positions_per_step(pairs, steps), steps)
     average = WeightAverage(plan.average_from) if plan.average_from is not None else None
     return StageRun(model, scorer, parts, pairs, rng, average)
+
+
+def _stage_pairs(ctx: TrainContext, plan: StagePlan, tie_rng: np.random.Generator | None = None):
+    """The stage's training pairs (same-second items in file order, or shuffled by ``tie_rng``)."""
+    from ur4rec_cli.training.trainer import training_pairs
+
+    t = ctx.settings.train
+    return training_pairs(ctx.dataset, ctx.settings.model.max_len, t.learn_validation, t.newest_window, tie_rng=tie_rng, recent=plan.recent)
 
 
 def _wrap(engine, ctx: TrainContext):
@@ -286,12 +294,7 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
             if ctx.settings.train.shuffle_ties:
                 # A fresh order of same-timestamp items every epoch (drawn from the stage's saved RNG: resumable;
                 # the same on every rank, whose shards then split it).
-                from ur4rec_cli.training.trainer import training_pairs
-
-                t = ctx.settings.train
-                live.pairs = training_pairs(
-                    ctx.dataset, ctx.settings.model.max_len, t.learn_validation, t.newest_window, tie_rng=live.rng, recent=plan.recent
-                )
+                live.pairs = _stage_pairs(ctx, plan, tie_rng=live.rng)
             loss, aux = train_epoch(ctx, plan, p, live.pairs, epoch, live.rng, on_step=step)
             if live.average is not None:
                 live.average.update(live.model, epoch)

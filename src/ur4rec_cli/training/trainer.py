@@ -48,9 +48,7 @@ def training_pairs(
     for u in range(1, dataset.n_users + 1):
         seq = dataset.history(u, "test" if learn_validation else "train")
         if tie_rng is not None:
-            start = dataset.offsets[u - 1]
-            times = dataset.seq_times[start : start + len(seq)]
-            seq = shuffle_ties(seq, times, tie_rng)
+            seq = shuffle_ties(seq, dataset.times(u)[: len(seq)], tie_rng)
         end = len(seq)
         supervised = seq.copy()
         if recent:
