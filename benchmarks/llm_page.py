@@ -4,7 +4,8 @@
     ur4rec --home L data
     /usr/bin/time -v ur4rec --home L llm --backend local --json | tee run.json   # long; resumable
     python benchmarks/llm_texts.py --local-home L --template-home T --out docs/llm_texts.json
-    python benchmarks/llm_page.py --home L [--run-json run.json] [--comparison docs/llm_texts.json]
+    python benchmarks/llm_speed.py --home L --out docs/llm_speed.json                # the side-by-side
+    python benchmarks/llm_page.py --home L [--run-json run.json] [--comparison docs/llm_texts.json] [--speed docs/llm_speed.json]
     python benchmarks/llm_page.py --render docs/benchmarks-llm.json                  # page only
 
 Measured from what the home holds: the answers in its cache (each records its seconds and
@@ -33,7 +34,7 @@ FIGURES = ROOT / "docs" / "benchmarks-llm.json"
 METRICS = ["HR@10", "NDCG@10", "MRR"]
 
 
-def measure(home: Path, run_json: Path | None, comparison: Path | None) -> dict:
+def measure(home: Path, run_json: Path | None, comparison: Path | None, speed: Path | None = None) -> dict:
     """The figures of the local-LLM texts in ``home`` (complete or not) and, if given, the training comparison."""
     dry, _ = cli(home, "llm", "--backend", "local", "--dry-run")
     conf, _ = cli(home, "config")
@@ -71,7 +72,7 @@ def measure(home: Path, run_json: Path | None, comparison: Path | None) -> dict:
         "max_tokens": cap,
         "at_max_tokens": sum(int(r["usage"]["output"]) >= cap for r in records),
         "estimate_left": dry.get("estimate"),
-        "examples": [{"kind": r["kind"], "id": r["raw_id"], "text": r["text"]} for r in records[:3]],
+        "examples": _examples(records),
     }
     from llm_texts import generation  # the answer checks' verdict on every first answer in the cache
 
@@ -80,6 +81,10 @@ def measure(home: Path, run_json: Path | None, comparison: Path | None) -> dict:
         lines = [ln for ln in run_json.read_text("utf-8").splitlines() if ln.strip()]
         run = json.loads(lines[-1])
         gen["run"] = {k: run.get(k) for k in ("sources", "speed", "tokens", "requests", "complete")}
+    elif gen["complete"]:  # where each text came from, as the texts artifact records it
+        manifest = home / "features" / gen["dataset"] / "texts" / "manifest.json"
+        if manifest.is_file():
+            gen["run"] = {"sources": json.loads(manifest.read_text("utf-8"))["extra"].get("sources")}
     figures = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
@@ -87,7 +92,48 @@ def measure(home: Path, run_json: Path | None, comparison: Path | None) -> dict:
     }
     if comparison is not None and comparison.is_file():
         figures["comparison"] = json.loads(comparison.read_text("utf-8"))
+    if speed is not None and speed.is_file():
+        figures["speed"] = json.loads(speed.read_text("utf-8"))
     return figures
+
+
+def render_speed(sp: dict) -> list[str]:
+    """The one-run side-by-side of llama.cpp one prompt at a time and the batched engine."""
+    out = [
+        "## One prompt at a time vs batched",
+        "",
+        f"`python benchmarks/llm_speed.py --home L --out docs/llm_speed.json` on {sp['date']}, {sp['machine']}, nothing else "
+        f"running: the same {sp['prompts']} prompts (half item, half user prompts of the data set), the same model file "
+        f"({sp['model']}), temperature {sp['settings']['temperature']}, at most {sp['settings']['local_max_tokens']} tokens per answer.",
+        "",
+        "| path | load | s/answer | output tokens/s | whole data set, load included (projection) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, r in sp["rows"].items():
+        load = f"{r['load_seconds']:.1f} s"
+        if "load_seconds_from_gguf" in r:
+            load = f"{r['load_seconds_from_gguf']:.1f} s first run (dequantize + cache), then {r['load_seconds']:.1f} s"
+        out.append(f"| {name}{' (' + r['engine'] + ')' if r.get('engine') else ''} | {load} | {r['seconds_per_answer']:.3f} | "
+                   f"{r['output_tokens_per_s']:.1f} | {r['whole_dataset_seconds'] / 60:.1f} min for {sp['dataset_prompts']:,} prompts |")  # fmt: skip
+    out += [
+        "",
+        f"Batched / one at a time: **{sp['ratio_tokens_per_s']:.2f}×** the output tokens/s; "
+        f"**{sp['ratio_whole_dataset']:.2f}×** over a whole-data-set first run, load included.",
+        "",
+    ]
+    return out
+
+
+def _examples(records: list[dict], per_kind: int = 5) -> list[dict]:
+    """Ten first-try answers: five items and five users spread evenly over the ids."""
+    from ur4rec_cli.features.prompts import PROMPT_VERSION
+
+    out = []
+    for kind in ("item", "user"):
+        mine = sorted((r for r in records if r["kind"] == kind and r.get("prompt_version") == PROMPT_VERSION), key=lambda r: r["id"])
+        picks = [mine[round(j * (len(mine) - 1) / max(1, per_kind - 1))] for j in range(min(per_kind, len(mine)))] if mine else []
+        out += [{"kind": r["kind"], "id": r["raw_id"], "text": r["text"]} for r in picks]
+    return out
 
 
 def _fmt(values: list[float]) -> str:
@@ -107,11 +153,14 @@ def render(f: dict) -> str:
         "",
         "    ur4rec --home L data",
         "    ur4rec --home L llm --backend local --json | tee run.json",
-        "    python benchmarks/llm_page.py --home L --run-json run.json --comparison docs/llm_texts.json",
-        "",
-        "## Generation",
+        "    python benchmarks/llm_speed.py --home L --out docs/llm_speed.json",
+        "    python benchmarks/llm_texts.py --local-home L --template-home T --seeds 0 1 2 --out docs/llm_texts.json",
+        "    python benchmarks/llm_page.py --home L --run-json run.json --comparison docs/llm_texts.json --speed docs/llm_speed.json",
         "",
     ]
+    if f.get("speed"):
+        out += render_speed(f["speed"])
+    out += ["## Generation", ""]
     if not g["complete"]:
         out += [
             f"**Partial run**: measured while the run was going, {g['answers']:,} answers in the cache "
@@ -145,7 +194,7 @@ def render(f: dict) -> str:
                 f"| {kind}: first answer kept / second try kept / template fallback | "
                 f"{c.get('llm', 0):,} / {c.get('llm-retry', 0):,} / {c.get('template', 0):,} (rejected first answers: {c.get('rejected', 0):,}) |"
             )
-    out += ["", "Examples (the first answers in the cache, text as cleaned when it was answered):", ""]
+    out += ["", "Examples (first-try answers of five items and five users spread over the ids, text as cleaned when it was answered):", ""]
     out += [f"- {e['kind']} {e['id']}: {e['text']}" for e in g["examples"]]
     out += [""]
     out += ["## UR4Rec V2 on these texts vs on template texts", ""]
@@ -169,6 +218,15 @@ def render(f: dict) -> str:
             f"({d['users']} users, per-user NDCG@10 averaged over {d['seeds']} seed(s)).",
             "",
         ]
+        if comp.get("slices"):
+            out += [
+                "By the test item's training-interaction count (the same per-user NDCG@10, averaged over the seeds):",
+                "",
+                "| target item | users | template | local | local − template (95% CI) |",
+                "| --- | --- | --- | --- | --- |",
+                *(f"| {r['slice']} | {r['users']} | {r['template']:.4f} | {r['local']:.4f} | {r['diff']:+.4f} [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}] |" for r in comp["slices"]),
+                "",
+            ]
     return "\n".join(out)
 
 
@@ -177,13 +235,14 @@ def main() -> None:
     ap.add_argument("--home", type=Path, help="home whose cache holds the local backend's answers")
     ap.add_argument("--run-json", type=Path, help="the --json summary of the finished `ur4rec llm --backend local`")
     ap.add_argument("--comparison", type=Path, help="the JSON benchmarks/llm_texts.py wrote")
+    ap.add_argument("--speed", type=Path, help="the JSON benchmarks/llm_speed.py wrote")
     ap.add_argument("--render", type=Path, metavar="JSON", help="rewrite --out from saved figures (nothing measured)")
     ap.add_argument("--out", type=Path, default=PAGE)
     args = ap.parse_args()
     if args.render:
         figures = json.loads(args.render.read_text("utf-8"))
     elif args.home:
-        figures = measure(args.home, args.run_json, args.comparison)
+        figures = measure(args.home, args.run_json, args.comparison, args.speed)
         (args.out.with_suffix(".json")).write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n", "utf-8")
     else:
         ap.error("give --home (measure) or --render JSON")

