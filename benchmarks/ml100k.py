@@ -429,7 +429,7 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         out.append(f"| seed {seed} | {REFERENCE}, {reference_epochs} epochs | {reference_epochs} | {wall:.1f} | |")
     out += [
         "",
-        "## Cold start",
+        "## Start-up time (process start to answer; not cold-start items)",
         "",
         "| command | median wall s (5 runs) |",
         "| --- | --- |",

@@ -49,6 +49,9 @@ def test_evaluate_compare_chart(cli, tmp_path: Path, monkeypatch: pytest.MonkeyP
     t = cli("train", "--stage", "pretrain_sasrec", "--epochs", "2", "--modalities", "", "--device", "cpu", "--select-on-validation")
     assert t.code == 0, t.stderr
     assert any(c in t.stdout for c in "▁▂▃▄▅▆▇█")  # the sparkline column
+    # The whole-job estimate after the first epoch (caps under early stopping), and the next command.
+    assert "whole job: at most " in t.stderr and "s per pretrain_sasrec epoch)" in t.stderr
+    assert t.stdout.strip().splitlines()[-1] == "test figures of the final stage (full ranking): ur4rec evaluate"
     chart = tmp_path / "compare.png"
     r = cli("evaluate", "--compare", "--chart", str(chart))
     assert r.code == 0, r.stderr

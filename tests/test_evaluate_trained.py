@@ -58,6 +58,13 @@ def test_compare_lists_popularity_and_every_stage(cli, home, tmp_path) -> None:
     final = next(row for row in rows if row["name"] == res["stage"])
     assert final["metrics"] == res["metrics"]
     assert all("vs_popularity" in row for row in rows[1:]) and "vs_popularity" not in rows[0]
+    # Each later stage against the one before it, paired over the same users.
+    assert "vs_previous" not in rows[1] and [row["vs_previous"]["previous"] for row in rows[2:]] == STAGES[:-1]
+    for row in rows[2:]:
+        v = row["vs_previous"]
+        prev = next(r for r in rows if r["name"] == v["previous"])
+        assert v["mean_diff"] == pytest.approx(row["metrics"]["NDCG@10"] - prev["metrics"]["NDCG@10"], abs=1e-9)
+        assert v["low"] <= v["mean_diff"] <= v["high"]
     # --output holds the selected (final) stage's ranks.
     from ur4rec_cli.ranking import metrics_from_ranks
 
@@ -69,6 +76,8 @@ def test_compare_lists_popularity_and_every_stage(cli, home, tmp_path) -> None:
     for name in ("popularity", *STAGES):
         assert name in table.stdout
     assert "pessimistic ties" in table.stdout and "checkpoint" in table.stdout
+    assert "stage over the stage before it, one run (NDCG@10, paired 95% CI over users):" in table.stdout
+    assert f"{STAGES[1]} - {STAGES[0]}: " in table.stdout
 
 
 def test_each_stage_and_sampled(cli, home) -> None:
@@ -90,8 +99,10 @@ def test_recommend_from_the_exported_index(cli, home) -> None:
     ids = [row["item_id"] for row in res["items"]]
     assert res["user"] == 3 and len(ids) == 5 and not seen & set(ids)
     assert res["stage"] == json.loads((home / "train.json").read_text())["final"]["stage"]
-    # No modality was trained: only the SASRec block can carry score.
-    assert all(row["top_modality"] == "sasrec" for row in res["items"]) and res["explain"]["modality"] == {}
+    # No modality was trained: the sequence model's part is the whole score.
+    assert all(list(row["contributions"]) == ["sequence"] and row["top_part"] == "sequence" for row in res["items"])
+    assert all(row["contributions"]["sequence"] == pytest.approx(row["score"], rel=1e-5) for row in res["items"])
+    assert res["explain"]["modality"] == {}
 
 
 def test_nan_model_is_one_line_error(cli, trained_home, isolated_home, monkeypatch) -> None:

@@ -78,7 +78,7 @@ def test_recommend_user_json_never_seen_and_exact(cli, ml100k) -> None:
 
 
 @pytest.mark.slow
-def test_explain_gates_and_top_modality(cli, ml100k) -> None:
+def test_explain_parts_add_up_to_the_score(cli, ml100k) -> None:
     vecs = write_index(ml100k)
     r = cli("recommend", "--user", "42", "--top", "4", "--explain", "--json")
     assert r.code == 0, r
@@ -88,12 +88,16 @@ def test_explain_gates_and_top_modality(cli, ml100k) -> None:
     assert res["explain"]["experts"]["image"] == pytest.approx(vecs["experts"][42, 2].tolist())
     for row in res["items"]:
         u, i = vecs["users"][42], vecs["items"][row["item_id"]]
-        want = {n: float(u[a:b] @ i[a:b]) for n, (a, b) in zip(BLOCKS["names"], BLOCKS["bounds"])}
+        want = {("sequence" if n == "sasrec" else n): float(u[a:b] @ i[a:b]) for n, (a, b) in zip(BLOCKS["names"], BLOCKS["bounds"])}
+        assert list(row["contributions"]) == ["sequence", *MODALITIES]  # the parts the README names
         assert row["contributions"] == pytest.approx(want, rel=1e-5)
-        assert row["top_modality"] == max(want, key=want.get)
+        assert row["top_part"] == max(want, key=want.get)
         assert sum(row["contributions"].values()) == pytest.approx(row["score"], rel=1e-4)
     table = cli("recommend", "--user", "42", "--top", "4", "--explain")
-    assert "modality gates: user_text" in table.stdout and res["items"][0]["top_modality"] in table.stdout
+    assert "modality gates: user_text" in table.stdout and "score = the sum of its parts" in table.stdout
+    assert all(len(line) <= 80 for line in table.stdout.splitlines()[:6])
+    first = res["items"][0]
+    assert all(f"{first['contributions'][p]:+.3f}" in table.stdout for p in first["contributions"])
 
 
 @pytest.mark.slow

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 
 _state = {"quiet": False}
 # Human output and progress go to stderr so that stdout carries only results (tables or JSON).
@@ -26,16 +29,25 @@ def is_quiet() -> bool:
 
 
 def info(message: str) -> None:
-    """A status line for humans (stderr); silent under --quiet."""
-    console.print(message)
+    """A status line for humans (stderr); silent under --quiet. Printed literally: ``[plot]`` is text, not markup."""
+    console.print(escape(message))
 
 
 def warn(message: str) -> None:
     """A warning (stderr); shown even under --quiet."""
     quiet = console.quiet
     console.quiet = False
-    console.print(f"[yellow]warning:[/yellow] {message}")
+    console.print(f"[yellow]warning:[/yellow] {escape(message)}")
     console.quiet = quiet
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``17 min`` or ``3.6 h``: a time for a human to plan around."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def emit_json(obj: Any) -> None:
@@ -86,3 +98,19 @@ def make_progress(transient: bool = True):
         transient=transient,
         disable=not progress_enabled(),
     )
+
+
+@contextlib.contextmanager
+def third_party_quiet() -> Iterator[None]:
+    """Loading a model without third-party progress bars in another style on our stderr
+    (transformers' "Loading weights", the GGUF converter's tqdm): their stderr goes nowhere
+    while the model loads; errors still raise."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+        pass
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield

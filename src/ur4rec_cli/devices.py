@@ -4,14 +4,53 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ur4rec_cli.errors import DeviceError
+from ur4rec_cli.errors import ConfigError, DeviceError
 
 if TYPE_CHECKING:
     import torch
 
 
+_CHECKED: list[bool] = []
+
+
+def check_torch_pairing() -> None:
+    """torch and torchvision must come from one build: a mixed pair (e.g. torch's CPU index and
+    torchvision from PyPI) fails deep inside transformers or open_clip with an unrelated-looking
+    message ("Could not import module 'PreTrainedModel'"). Checked once per process."""
+    if _CHECKED:
+        return
+    try:
+        import torchvision  # noqa: F401  (registers its C++ operators against this torch)
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "torchvision":
+            _CHECKED.append(True)  # absent: open_clip's own import error says so when it is needed
+            return
+        raise ConfigError(_pairing_line(exc)) from None
+    except (RuntimeError, OSError, AttributeError) as exc:  # "operator torchvision::nms does not exist", a missing .so
+        raise ConfigError(_pairing_line(exc)) from None
+    _CHECKED.append(True)
+
+
+def _pairing_line(exc: BaseException) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "?"
+
+    why = " ".join(str(exc).split())[:120]
+    return (
+        f"torch {v('torch')} and torchvision {v('torchvision')} do not work together ({why}): reinstall both from one index, "
+        "e.g. pip install --force-reinstall torch torchvision (CPU only: add --index-url https://download.pytorch.org/whl/cpu)"
+    )
+
+
 def resolve_device(spec: str | None) -> "torch.device":
-    """``auto`` -> cuda, else mps, else cpu; an explicit device that is absent is one clear error."""
+    """``auto`` -> cuda, else mps, else cpu; an explicit device that is absent is one clear error.
+    The torch / torchvision pairing is checked first (every command that runs torch comes here)."""
+    check_torch_pairing()
     import torch
 
     spec = (spec or "auto").strip().lower()

@@ -98,7 +98,7 @@ def _write_chart(result: dict[str, Any], path: Path) -> None:
     if write_bar_chart({row["name"]: row["metrics"] for row in rows}, metrics, path, title):
         info(f"wrote bar chart {path}")
     else:
-        warn(f"no chart written to {path}: matplotlib is not installed (pip install 'ur4rec-cli[plot]')")
+        warn(f"no chart written to {path}: matplotlib is not installed (pip install 'ur4rec[plot]')")
 
 
 def print_result(result: dict[str, Any]) -> None:
@@ -147,6 +147,14 @@ def print_result(result: dict[str, Any]) -> None:
                 )
         lines.append("  ".join(cells))
     lines.insert(1, "-" * len(lines[0]))
+    steps = [row for row in rows if row.get("vs_previous")]
+    if steps:
+        notes.append(f"stage over the stage before it, one run ({steps[0]['vs_previous']['metric']}, paired 95% CI over users):")
+        for row in steps:
+            v = row["vs_previous"]
+            verdict = "no evidence either way" if v["low"] <= 0 <= v["high"] else ("better" if v["low"] > 0 else "worse")
+            notes.append(f"  {row['name']} - {v['previous']}: {v['mean_diff']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}] ({verdict})")
+        notes.append("  a CI that spans zero: this run cannot tell the two apart (docs/benchmarks.md pairs them over 3 seeds)")
     for line in [*lines, *notes]:
         out.print(line, markup=False, soft_wrap=True)
 

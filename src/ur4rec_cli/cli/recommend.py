@@ -15,7 +15,7 @@ def command(
     user: Annotated[str | None, typer.Option("--user", help="Raw user id as in the source data (e.g. 42).", show_default=False)] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many items.")] = 10,
     explain: Annotated[
-        bool, typer.Option("--explain", help="Add the user's modality and expert gate weights and each item's strongest modality.")
+        bool, typer.Option("--explain", help="Split each score into the parts that add up to it (sequence model, each modality) and show the user's gate weights.")
     ] = False,
     all_users: Annotated[bool, typer.Option("--all", help="Every user's top N into --output FILE (JSON lines).")] = False,
     output: Annotated[Path | None, typer.Option("--output", help="File for --all.", show_default=False)] = None,
@@ -40,7 +40,7 @@ def command(
 
 
 def print_result(result: dict[str, Any], explain: bool) -> None:
-    """Rank, item id, title, year, genres, score (and the strongest modality with --explain)."""
+    """Rank, item id, title, year, genres, score (with --explain: the score's parts instead of year and genres)."""
     from rich.table import Table
 
     from ur4rec_cli.console import out
@@ -51,34 +51,36 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
         markup=False,
     )
     # One line per item in 80 columns: long titles and genre lists are cut here (--json has them whole).
-    title_w, genres_w = (26, 0) if explain else (28, 18)
+    parts = list(result["items"][0]["contributions"]) if explain and result["items"] else []
+    title_w, genres_w = (max(12, 40 - 8 * len(parts)), 0) if explain else (28, 18)
     table = Table(show_edge=False, pad_edge=False)
     for name, justify in (("rank", "right"), ("item", "right"), ("title", "left"), ("year", "right"), ("genres", "left"), ("score", "right")):
-        if name != "genres" or genres_w:
+        if (name != "genres" or genres_w) and (name != "year" or not explain):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    if explain:
-        table.add_column("top modality")
+    for part in parts:
+        table.add_column(f"= {_SHORT.get(part, part)}" if part == parts[0] else f"+ {_SHORT.get(part, part)}", justify="right")
     for row in result["items"]:
-        cells = [
-            str(row["rank"]),
-            str(row["item_id"]),
-            _cut(row["title"] or "", title_w),
-            "" if row["year"] is None else str(row["year"]),
-        ]
+        cells = [str(row["rank"]), str(row["item_id"]), _cut(row["title"] or "", title_w)]
+        if not explain:
+            cells.append("" if row["year"] is None else str(row["year"]))
         if genres_w:
             cells.append(_cut(", ".join(row["genres"]), genres_w))
-        cells.append(f"{row['score']:.4f}")
-        if explain:
-            top = row.get("top_modality")
-            cells.append(f"{top} ({row['contributions'][top]:+.3f})" if top else "-")
+        cells.append(f"{row['score']:.3f}")
+        cells += [f"{row['contributions'][p]:+.3f}" for p in parts]
         table.add_row(*cells)
     out.print(table)
     if explain:
+        if parts:
+            out.print("score = the sum of its parts: each is the dot product of the user's and the item's vectors of that part "
+                      "(sequence: SASRec state and item token; the others: a modality's gated experts); docs/usage.md", markup=False)  # fmt: skip
         gates = result.get("explain", {})
         if gates.get("modality"):
             out.print("modality gates: " + ", ".join(f"{m} {w:.3f}" for m, w in gates["modality"].items()), markup=False)
         for m, ws in gates.get("experts", {}).items():
             out.print(f"  {m} experts: " + ", ".join(f"{w:.3f}" for w in ws), markup=False)
+
+
+_SHORT = {"sequence": "seq", "user_text": "user txt", "item_text": "item txt", "image": "image"}
 
 
 def _cut(text: str, width: int) -> str:

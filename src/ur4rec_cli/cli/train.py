@@ -7,6 +7,12 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ur4rec_cli.cli._common import DatasetOpt, DeviceOpt, JsonOpt, app_context
+from ur4rec_cli.settings import TrainConfig
+
+# Help shows the default values themselves (read off the settings model), not setting names.
+_F = TrainConfig.model_fields
+_EPOCHS = " / ".join(str(_F[k].default) for k in ("sasrec_epochs", "retriever_epochs", "joint_epochs", "end_to_end_epochs"))
+_LEARN = "--learn-validation" if _F["learn_validation"].default else "--select-on-validation"
 
 _STAGE_CHOICES = ("all", "pretrain_sasrec", "pretrain_retriever", "joint_finetune", "end_to_end")
 
@@ -18,7 +24,7 @@ def command(
         typer.Option("--stage", help="all | pretrain_sasrec | pretrain_retriever | joint_finetune | end_to_end."),
     ] = "all",
     device: DeviceOpt = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of every stage run now, a cap with --select-on-validation [default: per stage].", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of every stage run now, a cap with --select-on-validation [default: " + _EPOCHS + " for stages 1-4].", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed [default: 42].", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from last.pt; finished stages are kept.")] = False,
     modalities: Annotated[
@@ -30,7 +36,7 @@ def command(
         Optional[bool],
         typer.Option(
             "--learn-validation/--select-on-validation",
-            help="Train on each user's validation item too, with fixed epoch counts; or keep it held out and early-stop on it [default: train.learn_validation].",
+            help="Train on each user's validation item too, with fixed epoch counts; or keep it held out and early-stop on it [default: " + _LEARN + "].",
             show_default=False,
         ),
     ] = None,
@@ -58,10 +64,22 @@ def command(
 
         emit_json(result)
     else:
-        _print(result)
+        _print(result, _next_command(app_context(ctx).home, result, dataset))
 
 
-def _print(r: dict[str, Any]) -> None:
+def _next_command(home: Any, r: dict[str, Any], dataset: str | None) -> str:
+    """The exact command that prints this run's test figures."""
+    import shlex
+
+    words = ["ur4rec"] + (["--home", str(home)] if home is not None else []) + ["evaluate"]
+    if dataset:
+        words += ["--dataset", dataset]
+    if r.get("run") and r["run"] != "main":
+        words += ["--run", r["run"]]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _print(r: dict[str, Any], next_command: str | None = None) -> None:
     """The per-stage table (fits 80 columns), then each stage's validation curve on its own line."""
     from rich import box
     from rich.table import Table
@@ -99,9 +117,12 @@ def _print(r: dict[str, Any]) -> None:
             out.print(Text(f"  {stage:<18} {curve}"), soft_wrap=True)
     out.print(f"modalities: {', '.join(r['modalities']) or 'none'}")
     for note in r.get("notes", []):
-        out.print(f"note: {note}", markup=False)
+        # Each note was a warning printed in full when it happened; the summary refers back to it.
+        out.print(f"note: {note.split(':', 1)[0]} (the warning above says why)", markup=False)
     if r.get("final"):
         by = r["final"].get("selected_by", "validation NDCG@10")
         by = "best validation NDCG@10" if by == "validation NDCG@10" else "last stage of the fixed schedule"
         out.print(f"final stage ({by}): {r['final']['stage']}; index: {r.get('index')}", markup=False)
     out.print(f"protocol: {r['protocol']}", markup=False)
+    if r.get("final") and next_command:
+        out.print(f"test figures of the final stage (full ranking): {next_command}", markup=False)

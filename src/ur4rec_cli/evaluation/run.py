@@ -165,7 +165,8 @@ def _candidates_summary(candidates: np.ndarray) -> dict[str, int]:
 
 
 def _compare(settings: "Settings", run: Any, main_row: dict[str, Any], main_ranked: Ranked, ks: list[int]) -> list[dict[str, Any]]:
-    """Popularity and every trained stage, in training order, with a paired bootstrap vs popularity."""
+    """Popularity and every trained stage, in training order, with paired bootstraps vs popularity
+    and (from the second trained stage on) vs the stage before."""
     from ur4rec_cli.evaluation.bootstrap import paired_bootstrap
     from ur4rec_cli.runs import trained_stages
 
@@ -178,10 +179,15 @@ def _compare(settings: "Settings", run: Any, main_row: dict[str, Any], main_rank
         ranked_by[name] = ranked
     cut = 10 if 10 in ks else ks[0]
     base = per_user_ndcg(ranked_by[POPULARITY].ranks, cut)
-    for row in rows[1:]:
+    for i, row in enumerate(rows[1:], start=1):
         # Same users in the same order (eval_users), so the per-user metrics pair up.
-        ci = paired_bootstrap(per_user_ndcg(ranked_by[row["name"]].ranks, cut), base, seed=settings.eval.seed)
+        mine = per_user_ndcg(ranked_by[row["name"]].ranks, cut)
+        ci = paired_bootstrap(mine, base, seed=settings.eval.seed)
         row["vs_popularity"] = {"metric": f"NDCG@{cut}", **ci}
+        if i >= 2:  # a later stage against the one before it: what one run can and cannot tell
+            prev = rows[i - 1]["name"]
+            step = paired_bootstrap(mine, per_user_ndcg(ranked_by[prev].ranks, cut), seed=settings.eval.seed)
+            row["vs_previous"] = {"metric": f"NDCG@{cut}", "previous": prev, **step}
     return rows
 
 

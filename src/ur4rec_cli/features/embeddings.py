@@ -82,8 +82,12 @@ def load_encoder(name: str, device: str) -> tuple[Any, ResolvedModel]:
     dev = str(resolve_device(device))
     from sentence_transformers import SentenceTransformer
 
+    from ur4rec_cli.console import third_party_quiet
+
     try:
-        return SentenceTransformer(resolved.location, device=dev), resolved
+        with third_party_quiet():
+            model = SentenceTransformer(resolved.location, device=dev)
+        return model, resolved
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         hint = ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def recommend(
     if u is None:
         raise UnknownUserError(
             f"unknown user {user!r}: the dataset {data.folder} has {data.n_users} users "
-            f"(ids {data.user_ids[0]}..{data.user_ids[-1]})"
+            f"(ids {id_range(data.user_ids)})"
         )
     items, scores = top_items(index, data, np.array([u]), top)
     rows = []
@@ -83,7 +83,7 @@ def recommend(
         contributions = _contributions(index, u, np.array([r["_item"] for r in rows], dtype=np.int64))
         for row, contrib in zip(rows, contributions):
             row["contributions"] = contrib
-            row["top_modality"] = max(contrib, key=contrib.__getitem__) if contrib else None
+            row["top_part"] = max(contrib, key=contrib.__getitem__) if contrib else None
     for row in rows:
         row.pop("_item")
     return result
@@ -112,12 +112,20 @@ def _gates(index: ServingIndex, user: int) -> dict[str, Any]:
     return out
 
 
+# The score's parts as the README names them: the sequence model's block (SASRec state against the
+# item token: its ID embedding plus the content adaptor's offset) and one block per modality.
+PART_NAMES = {"sasrec": "sequence"}
+
+
 def _contributions(index: ServingIndex, user: int, items: np.ndarray) -> list[dict[str, float]]:
-    """Per item, each block's share of the score: the dot product of the user's and item's sub-vectors."""
+    """Per item, each part's share of the score: the dot product of the user's and the item's
+    sub-vectors of that part. The parts tile the vector (a modality the model did not use is all
+    zeros), so they add up to the score."""
     u = index.user_vecs[user]
     blocks = index.shown_blocks()
     per_block = [index.item_vecs[items, a:b] @ u[a:b] for _, a, b in blocks]
-    return [{name: float(col[j]) for (name, _, _), col in zip(blocks, per_block)} for j in range(len(items))]
+    names = [PART_NAMES.get(name, name) for name, _, _ in blocks]
+    return [{name: float(col[j]) for name, col in zip(names, per_block)} for j in range(len(items))]
 
 
 def _recommend_all(index: ServingIndex, data: ServingData, top: int, output: Path) -> dict[str, Any]:
@@ -145,3 +153,13 @@ def _recommend_all(index: ServingIndex, data: ServingData, top: int, output: Pat
         "index": str(index.folder),
         "seconds": time.perf_counter() - started,
     }
+
+
+def id_range(ids: Sequence[str]) -> str:
+    """``first..last`` in natural order (u2 before u10), whatever order the ids are stored in."""
+    import re
+
+    def key(raw: str) -> list:
+        return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(raw)) if t]
+
+    return f"{min(ids, key=key)}..{max(ids, key=key)}"

@@ -35,6 +35,7 @@ class TrainContext:
     notes: list[str] = field(default_factory=list)
     run_dir: Path = Path(".")
     dist: DistContext = field(default_factory=DistContext)
+    estimate: Any = None  # estimate.JobEstimate of the whole call, set by stages.train
 
 
 def prepare_context(settings: "Settings", dist: DistContext | None = None) -> TrainContext:

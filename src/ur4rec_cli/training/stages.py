@@ -1,8 +1,12 @@
-"""The four training stages, run one after another with early stopping on validation NDCG@10.
+"""The four training stages, run one after another.
 
 pretrain_sasrec -> pretrain_retriever (SASRec frozen) -> joint_finetune (SASRec at a lower lr)
--> end_to_end (everything at a small lr). Each stage starts from its predecessor's best
-checkpoint; the stage with the best validation NDCG@10 becomes final.json and is exported.
+-> end_to_end (everything at a small lr). By default (``train.learn_validation``) each stage runs a
+fixed number of epochs with the validation items as training targets, nothing is validated, and
+the last stage is final. With ``--select-on-validation`` each stage early-stops on validation
+NDCG@10, starts from its predecessor's best (or last, ``train.start_from``) checkpoint, and the
+stage with the best validation NDCG@10 becomes final.json. The final stage is exported as the
+serving index. After each stage's first epoch a whole-job estimate is printed (``estimate.py``).
 Test data is never read here.
 """
 
@@ -29,6 +33,7 @@ from ur4rec_cli.training.averaging import WeightAverage
 from ur4rec_cli.training.context import FEATURE_BUFFERS, TrainContext, model_args, new_model, prepare_context
 from ur4rec_cli.training.distributed import DistContext, from_main
 from ur4rec_cli.training.epoch import EpochParts, train_epoch
+from ur4rec_cli.training.estimate import JobEstimate
 from ur4rec_cli.training.plan import StagePlan, configure_stage, lr_schedule, stage_plan
 from ur4rec_cli.training.state import METRIC, EarlyStopping, StageFiles, check_resume_settings, resume_command
 
@@ -85,6 +90,7 @@ def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, di
                 f"run `ur4rec train --stage {prev}` (or --stage all) first"
             )
     ctx = prepare_context(settings, dist)
+    ctx.estimate = JobEstimate([(s, stage_plan(settings, s).epochs) for s in stages], caps=not settings.train.learn_validation)
     summaries = [run_stage(ctx, s, resume=resume, requested=stage) for s in stages]
     final = index = None
     if dist.is_main:
@@ -316,11 +322,13 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
             files.save_last(live.model, p.optimizer, p.scheduler, live.rng, p.neg_gen, state, live.average)
             if val is None:
                 info(f"{plan.stage} epoch {epoch} of {plan.epochs}: loss {loss:.4f} (validation items trained on, not validated) [{seconds:.1f} s]")
-                continue
-            info(
-                f"{plan.stage} epoch {epoch} (cap {plan.epochs}, patience {state.patience_left} left): loss {loss:.4f}, val NDCG@10 {val[METRIC]:.4f}"
-                f"{' (new best)' if improved else f' (best {state.best:.4f} at epoch {state.best_epoch})'} [{seconds:.1f} s]"
-            )
+            else:
+                info(
+                    f"{plan.stage} epoch {epoch} (cap {plan.epochs}, patience {state.patience_left} left): loss {loss:.4f}, val NDCG@10 {val[METRIC]:.4f}"
+                    f"{' (new best)' if improved else f' (best {state.best:.4f} at epoch {state.best_epoch})'} [{seconds:.1f} s]"
+                )
+            if ctx.estimate is not None and (line := ctx.estimate.observe(plan.stage, epoch, seconds)):
+                info(line)
 
 
 def _finish_stage(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, state: EarlyStopping) -> dict[str, Any]:
