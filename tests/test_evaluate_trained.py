@@ -59,7 +59,7 @@ def test_compare_lists_popularity_and_every_stage(cli, home, tmp_path) -> None:
     assert final["metrics"] == res["metrics"]
     assert all("vs_popularity" in row for row in rows[1:]) and "vs_popularity" not in rows[0]
     # Each later stage against the one before it, paired over the same users.
-    assert "vs_previous" not in rows[1] and [row["vs_previous"]["previous"] for row in rows[2:]] == STAGES[:-1]
+    assert "vs_previous" not in rows[1] and [row["vs_previous"]["previous"] for row in rows[2:]] == list(STAGES[:-1])
     for row in rows[2:]:
         v = row["vs_previous"]
         prev = next(r for r in rows if r["name"] == v["previous"])
@@ -120,3 +120,36 @@ def test_nan_model_is_one_line_error(cli, trained_home, isolated_home, monkeypat
     torch.save(ckpt, path)
     r = cli("evaluate", "--stage", STAGES[0])
     assert r.code == 9 and r.stderr.startswith("error: NaN score") and r.stderr.count("\n") == 1, r
+
+
+def test_slices_partition_the_cases_and_match_their_ranks(cli, home, tmp_path, monkeypatch) -> None:
+    from ur4rec_cli.data.dataset import Dataset
+    from ur4rec_cli.ranking import metrics_from_ranks
+
+    ds = Dataset.load(home / "datasets" / "ml-100k")
+    counts = ds.item_popularity("train")
+    monkeypatch.setenv("UR4REC_EVAL__POPULARITY_CUTS", "[24, 28]")  # the synthetic items hold ~26 train interactions each
+    monkeypatch.setenv("UR4REC_EVAL__SHORT_HISTORY", "13")
+    r = cli("evaluate", "--json", "--k", "5", "10", "--output", str(tmp_path / "r.jsonl"))
+    assert r.code == 0, r
+    res = json.loads(r.stdout)
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    ids = {raw: i for i, raw in enumerate(ds.item_ids, start=1)}
+    n = [int(counts[ids[str(row["target"])]]) for row in rows]
+    want = {"cold (0)": lambda c: c == 0, "tail (1-24)": lambda c: 1 <= c <= 24, "torso (25-28)": lambda c: 25 <= c <= 28, "head (>28)": lambda c: c > 28}
+    got = res["slices"]["target_popularity"]
+    assert [s["slice"] for s in got] == list(want)
+    assert sum(s["cases"] for s in got) == res["users"] == len(rows)
+    for s in got:
+        ranks = [row["rank"] for row, c in zip(rows, n) if want[s["slice"]](c)]
+        assert s["cases"] == len(ranks)
+        assert s["metrics"] == (pytest.approx(metrics_from_ranks(ranks, [5, 10])) if ranks else None)
+    assert sum(1 for s in got if s["cases"]) >= 2  # the cuts split these cases
+    hist = res["slices"]["history_length"]
+    assert [s["slice"] for s in hist] == ["short (<=13)", "long (>13)"] and sum(s["cases"] for s in hist) == len(rows)
+    table = cli("evaluate", "--k", "5", "10")
+    assert "by the target item's training interactions" in table.stdout and "torso (25-28)" in table.stdout
+    assert all(len(line) <= 80 for line in table.stdout.splitlines() if line.startswith("  "))
+    monkeypatch.setenv("UR4REC_EVAL__POPULARITY_CUTS", "[200, 50]")
+    bad = cli("evaluate")
+    assert bad.code == 2 and "popularity_cuts" in bad.stderr

@@ -93,3 +93,23 @@ def test_whole_job_estimate_from_the_first_epoch_then_per_stage() -> None:
     # A lone later stage, timed first, implies the stage-1 epoch it scales from.
     alone = JobEstimate([("pretrain_retriever", 20), ("joint_finetune", 6)], caps=True)
     assert alone.observe("pretrain_retriever", 1, 16.0) == "whole job: at most 6 min left (16.0 s per pretrain_retriever epoch, later stages scaled from it)"
+
+
+def test_progress_prints_plain_lines_off_a_terminal(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bar off a terminal, but a long step still says where it is (every 30 s, and its end)."""
+    from ur4rec_cli import console
+
+    with console.make_progress() as p:  # a quick step: silent
+        t = p.add_task("quick", total=2, status="")
+        p.advance(t, 2)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(console, "HEARTBEAT_S", 0.0)  # as if each step took longer than the heartbeat
+    with console.make_progress() as p:
+        t = p.add_task("embedding texts", total=4, status="cpu")
+        p.advance(t, 1)
+        p.update(t, advance=3, status="cpu, done")
+        p.advance(t, 0)  # after its final line, nothing more
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("embedding texts: 1/4, 0 s elapsed") and lines[0].endswith("· cpu")
+    assert lines[1].startswith("embedding texts: 4/4, 0 s elapsed") and "left" not in lines[1] and lines[1].endswith("· cpu, done")

@@ -74,8 +74,14 @@ def progress_enabled() -> bool:
     return console.is_terminal and not _state["quiet"]
 
 
+HEARTBEAT_S = 30.0  # off a terminal, a long step prints where it is at least this often
+
+
 def make_progress(transient: bool = True):
-    """A Rich progress bar on the stderr console, disabled when stderr is not a terminal."""
+    """A Rich progress bar on the stderr console; off a terminal (a log file, CI) no bar is drawn and
+    each task prints one plain line at least every 30 s instead (done/total, its status, time left)."""
+    import time
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -86,7 +92,41 @@ def make_progress(transient: bool = True):
         TimeRemainingColumn,
     )
 
-    return Progress(
+    class _Progress(Progress):
+        def __init__(self, *columns: Any, **kw: Any) -> None:
+            super().__init__(*columns, **kw)
+            self._last: dict[Any, float] = {}
+
+        def update(self, task_id: Any, **kw: Any) -> None:
+            super().update(task_id, **kw)
+            self._heartbeat(task_id)
+
+        def advance(self, task_id: Any, advance: float = 1) -> None:
+            super().advance(task_id, advance)
+            self._heartbeat(task_id)
+
+        def _heartbeat(self, task_id: Any) -> None:
+            if not self.disable or _state["quiet"]:
+                return
+            now = time.monotonic()
+            last = self._last.setdefault(task_id, now)
+            if last < 0:  # its final line is out
+                return
+            task = self._tasks[task_id]
+            elapsed = task.elapsed or 0.0
+            done = task.total is not None and task.completed >= task.total
+            # Every 30 s, and once at the end of a task that ran that long (its final count).
+            if now - last < HEARTBEAT_S and not (done and elapsed >= HEARTBEAT_S):
+                return
+            self._last[task_id] = -1.0 if done else now
+            total = f"/{task.total:,.0f}" if task.total is not None else ""
+            line = f"{task.description}: {task.completed:,.0f}{total}, {elapsed:.0f} s elapsed"
+            if task.time_remaining is not None and not done:
+                line += f", about {duration(task.time_remaining)} left"
+            status = task.fields.get("status")
+            info(line + (f" · {status}" if status else ""))
+
+    return _Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

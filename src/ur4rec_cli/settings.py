@@ -208,6 +208,15 @@ class EvalConfig(_Section):
     split: Literal["test", "valid"] = Field("test", description="Which held-out item is the target.")
     seed: int = Field(0, description="Seed of the sampled negatives.")
     batch_size: int = Field(64, ge=1, description="Users per scoring batch (users of similar history length share a batch; small batches pad less).")
+    popularity_cuts: list[int] = Field(default_factory=lambda: [50, 200], description="Target-popularity slices by training interactions: cold 0, tail 1..a, torso a+1..b, head > b.")
+    short_history: int = Field(20, ge=1, description="History-length slices: short <= this < long (items fed as history).")
+
+    @field_validator("popularity_cuts")
+    @classmethod
+    def _two_cuts(cls, v: list[int]) -> list[int]:
+        if len(v) != 2 or not 1 <= v[0] < v[1]:
+            raise ValueError("two increasing positive counts, e.g. [50, 200]")
+        return v
 
     @field_validator("k")
     @classmethod

@@ -155,8 +155,26 @@ def print_result(result: dict[str, Any]) -> None:
             verdict = "no evidence either way" if v["low"] <= 0 <= v["high"] else ("better" if v["low"] > 0 else "worse")
             notes.append(f"  {row['name']} - {v['previous']}: {v['mean_diff']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}] ({verdict})")
         notes.append("  a CI that spans zero: this run cannot tell the two apart (docs/benchmarks.md pairs them over 3 seeds)")
-    for line in [*lines, *notes]:
+    for line in [*lines, *notes, *_slice_lines(result)]:
         out.print(line, markup=False, soft_wrap=True)
+
+
+def _slice_lines(result: dict[str, Any]) -> list[str]:
+    """The metrics per slice at one cutoff (10 when asked for), in 80 columns; --json has every metric."""
+    slices = result.get("slices")
+    if not slices:
+        return []
+    k = 10 if 10 in result["k"] else result["k"][0]
+    keys = [f"HR@{k}", f"NDCG@{k}", "MRR"]
+    titles = {"target_popularity": "by the target item's training interactions", "history_length": "by the length of the fed history"}
+    lines = [""]
+    for cut, rows in slices.items():
+        lines.append(f"{titles.get(cut, cut)} ({result['stage']}):")
+        lines.append(f"  {'slice':<16}{'cases':>7}" + "".join(f"{key:>10}" for key in keys))
+        for row in rows:
+            m = row["metrics"]
+            lines.append(f"  {row['slice']:<16}{row['cases']:>7,}" + "".join(f"{m[key]:>10.4f}" if m else f"{'-':>10}" for key in keys))
+    return lines
 
 
 def _same_as_earlier(rows: list[dict[str, Any]], i: int) -> str | None:

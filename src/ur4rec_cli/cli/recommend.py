@@ -50,9 +50,15 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
         f" - stage {result['stage'] or '?'}",
         markup=False,
     )
-    # One line per item in 80 columns: long titles and genre lists are cut here (--json has them whole).
+    # One line per item in the terminal's width (80 columns in a pipe): long titles and genre lists
+    # are cut to what is left beside the fixed columns (--json has them whole).
     parts = list(result["items"][0]["contributions"]) if explain and result["items"] else []
-    title_w, genres_w = (max(12, 40 - 8 * len(parts)), 0) if explain else (28, 18)
+    if explain:
+        title_w, genres_w = max(12, out.width - 26 - 10 * len(parts)), 0
+    else:
+        room = max(46, out.width - 34)  # rank, item, year, score and the gaps take ~34 columns
+        title_w = max(28, room * 3 // 5)
+        genres_w = max(18, room - title_w)
     table = Table(show_edge=False, pad_edge=False)
     for name, justify in (("rank", "right"), ("item", "right"), ("title", "left"), ("year", "right"), ("genres", "left"), ("score", "right")):
         if (name != "genres" or genres_w) and (name != "year" or not explain):

@@ -1,4 +1,5 @@
-"""`ur4rec evaluate`: metrics of a trained stage (or the popularity baseline) under one protocol.
+"""`ur4rec evaluate`: metrics of a trained stage (or the popularity baseline) under one protocol,
+overall and per slice (target-item popularity, history length: ``slices.py``).
 
 Evaluation never trains and never selects anything: it reads the checkpoint validation chose and
 ranks the held-out item of every evaluable user once.
@@ -152,6 +153,11 @@ def evaluate(
         "seed": cfg.seed if protocol == "sampled" else None,
         "seconds": main_row["seconds"],
     }
+    from ur4rec_cli.evaluation.slices import slice_metrics
+
+    result["slices"] = slice_metrics(
+        dataset, main_ranked.users, main_ranked.targets, main_ranked.ranks, split, ks, tuple(cfg.popularity_cuts), cfg.short_history
+    )  # type: ignore[arg-type]
     if output is not None:
         write_ranks(Path(output), dataset, main_ranked)
         result["output"] = str(output)

@@ -153,11 +153,19 @@ class BatchedGenerator:
             max_new_tokens=self.max_tokens, do_sample=False, num_beams=1,
             eos_token_id=self.eos_ids, pad_token_id=self.pad_id, bos_token_id=None,
         )  # fmt: skip
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                generation_config=config, logits_processor=processors,
-            )  # fmt: skip
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                    generation_config=config, logits_processor=processors,
+                )  # fmt: skip
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if not isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) and "allocate" not in str(exc):
+                raise  # not a memory error (the CPU allocator says "can't allocate memory")
+            raise LLMError(
+                f"out of memory decoding {len(ids)} prompts of up to {width} tokens on {self.device} "
+                f"({' '.join(str(exc).split())[:120]}): lower --batch-size; every answer so far is cached"
+            ) from None
         new = out[:, width:].tolist()
         share = (time.perf_counter() - t0) / len(ids)
         answers = []
@@ -215,7 +223,6 @@ def _load(model: "LocalModel", home: Path, device: Any, dtype: Any) -> tuple[Any
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise LLMError(f"cannot load {model.path} with transformers: {' '.join(str(exc).split())[:300]}") from None
     net.to(device).eval()
-    torch.manual_seed(0)
     return tok, net, source
 
 

@@ -202,20 +202,11 @@ def _sender(settings, spec, cache, record_extra):
 
         with console.make_progress() as progress:
             task = progress.add_task(label, total=len(pending), status=f"cached {n_cached}")
-            t0 = last = time.perf_counter()
-            quiet_bar = not console.progress_enabled()
+            t0 = time.perf_counter()
 
             def update(stats) -> None:
-                nonlocal last
-                now = time.perf_counter()
-                finished = stats.done + stats.failed
-                rate = finished / max(1e-9, now - t0)
-                status = f"{rate:.2f} prompts/s · done {stats.done} · failed {stats.failed}"
-                progress.update(task, completed=finished, status=status)
-                if quiet_bar and (now - last >= 30 or finished == len(pending)):  # no bar off a terminal: a line every 30 s
-                    last = now
-                    eta = (len(pending) - finished) / rate if rate else 0.0
-                    console.info(f"{label}: {finished:,}/{len(pending):,} · {status} · {now - t0:.0f} s elapsed, about {console.duration(eta)} left")
+                rate = (stats.done + stats.failed) / max(1e-9, time.perf_counter() - t0)
+                progress.update(task, completed=stats.done + stats.failed, status=f"{rate:.2f} prompts/s · done {stats.done} · failed {stats.failed}")
 
             prompts, keys = [p for p, _ in pending], [k for _, k in pending]
             if spec["backend"] == "local":
