@@ -10,7 +10,7 @@ no text) is copied into the local home, whose stages 2-4 are then trained on the
 (`--resume`), exactly as benchmarks/ml100k.py trains its ablations. Both arms are evaluated on
 test under full ranking with per-user ranks; the LLM - template NDCG@10 difference gets a paired
 bootstrap 95% CI over users (per-user NDCG@10 averaged over the seeds done), overall and per
-target-item popularity slice (training interactions: tail 1-50, mid 51-200, head > 200). The JSON is
+target-item popularity slice (`evaluate`'s slices: cold, tail 1-50, torso 51-200, head > 200). The JSON is
 rewritten after every seed, so an interrupted run leaves what it measured.
 """
 
@@ -77,10 +77,6 @@ def generation(home: Path) -> dict:
     return out
 
 
-# Target-item popularity slices (training-interaction count), the cutoffs of issue 22's table.
-SLICES = (("tail (1-50)", 1, 50), ("mid (51-200)", 51, 200), ("head (>200)", 201, None))
-
-
 def train_counts(home: Path) -> dict[str, int]:
     """Training-interaction count of every item, by the raw id the ranks file names."""
     from ur4rec_cli.features import llm as L
@@ -97,11 +93,13 @@ def read_targets(path: Path) -> dict[str, str]:
 
 
 def slices(users: list[str], targets: dict[str, str], counts: dict[str, int], t: np.ndarray, llm: np.ndarray) -> list[dict]:
-    """Per target-popularity slice: test cases, each arm's NDCG@10 and the paired CI of local - template."""
+    """Per target-popularity slice (evaluate's own cuts): test cases, each arm's NDCG@10, the paired CI of local - template."""
+    from ur4rec_cli.evaluation.slices import popularity_slices
+    from ur4rec_cli.settings import EvalConfig
+
     n = np.array([counts[targets[u]] for u in users])
     rows = []
-    for name, lo, hi in SLICES:
-        sel = (n >= lo) & (n <= (hi if hi is not None else n.max()))
+    for name, sel in popularity_slices(n, tuple(EvalConfig().popularity_cuts)):
         if not sel.any():
             continue
         mean, a, b = paired_bootstrap(llm[sel] - t[sel])
