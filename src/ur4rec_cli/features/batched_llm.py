@@ -35,6 +35,8 @@ TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
 # Auto batch size: prompts per batch, and a cap on padded tokens (prompt + answer) per batch.
 AUTO_BATCH = {"cpu": 128, "cuda": 512, "mps": 64}
 TOKENS_PER_BATCH = {"cpu": 48_000, "cuda": 400_000, "mps": 32_000}
+# A batch's shortest prompt (with its answer) is never padded past this many times its own length.
+PAD_RATIO = 1.5
 
 
 @dataclass
@@ -110,13 +112,17 @@ class BatchedGenerator:
         return out
 
     def batches(self, lengths: list[int]) -> list[list[int]]:
-        """Prompt indices in length order, cut into batches (by count, and by padded tokens when auto)."""
+        """Prompt indices in length order, cut into batches: by count, by padded tokens (auto size),
+        and where the prompt length jumps (an 80-token prompt padded to 400 would cost 5x its own)."""
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
         batches: list[list[int]] = []
         cur: list[int] = []
         for i in order:
             longest = lengths[i]  # sorted: the newest is the longest of the batch
-            if cur and (len(cur) >= self.batch_size or (self.tokens_per_batch and (len(cur) + 1) * (longest + self.max_tokens) > self.tokens_per_batch)):
+            full = len(cur) >= self.batch_size
+            too_many_tokens = self.tokens_per_batch and (len(cur) + 1) * (longest + self.max_tokens) > self.tokens_per_batch
+            jump = cur and longest + self.max_tokens > PAD_RATIO * (lengths[cur[0]] + self.max_tokens)
+            if cur and (full or too_many_tokens or jump):
                 batches.append(cur)
                 cur = []
             cur.append(i)
