@@ -184,6 +184,10 @@ def test_batches_sort_by_length_and_cap_padded_tokens(gguf: Path, converted: Pat
     assert gen.batches([50, 10, 30, 20, 40]) == [[1, 3, 2], [4, 0]]
     gen.tokens_per_batch = 3 * (40 + gen.max_tokens)  # a batch of three 40-token prompts fits, not of three 50s
     assert gen.batches([40, 40, 40, 50, 50, 50]) == [[0, 1, 2], [3, 4], [5]]
+    # Where the length jumps (item prompts, then user prompts), a new batch starts: 80 + 32 tokens
+    # padded to 400 + 32 would be 3.9 times its own cost (the cap is 1.5).
+    gen.tokens_per_batch = None
+    assert gen.batches([400, 80, 90]) == [[1, 2], [0]]
 
 
 def test_stop_token_comes_from_the_chat_template_even_with_eos_and_bos_swapped(gguf: Path, converted: Path) -> None:

@@ -113,3 +113,38 @@ def test_progress_prints_plain_lines_off_a_terminal(capsys: pytest.CaptureFixtur
     assert len(lines) == 2
     assert lines[0].startswith("embedding texts: 1/4, 0 s elapsed") and lines[0].endswith("· cpu")
     assert lines[1].startswith("embedding texts: 4/4, 0 s elapsed") and "left" not in lines[1] and lines[1].endswith("· cpu, done")
+
+
+@pytest.mark.parametrize(
+    ("error", "setting"),
+    [
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4705400000 bytes. Error code 12"), "train.batch_size"),
+        (MemoryError(), "train.batch_size"),
+    ],
+)
+def test_an_allocation_failure_is_one_line_naming_the_setting(cli, monkeypatch: pytest.MonkeyPatch, error: BaseException, setting: str) -> None:
+    from ur4rec_cli import api
+
+    def boom(*a, **k):
+        raise error
+
+    monkeypatch.setattr(api, "train", boom)
+    monkeypatch.setattr(api, "select_dataset", lambda settings, dataset: settings)
+    r = cli("train", "--stage", "pretrain_sasrec")
+    lines = r.stderr.strip().splitlines()
+    assert r.code == 10 and len(lines) == 1, r
+    assert lines[0].startswith("error: out of memory in `ur4rec train`") and setting in lines[0] and "internal error" not in lines[0]
+    if isinstance(error, RuntimeError):
+        assert "(you tried to allocate 4705400000 bytes. Error code 12)" in lines[0]
+
+
+def test_other_runtime_errors_stay_internal_errors(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ur4rec_cli import api
+
+    def boom(*a, **k):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(api, "train", boom)
+    monkeypatch.setattr(api, "select_dataset", lambda settings, dataset: settings)
+    r = cli("train")
+    assert r.code == 70 and "internal error: RuntimeError: shape mismatch" in r.stderr

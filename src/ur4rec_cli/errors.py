@@ -67,3 +67,34 @@ class EvaluationError(Ur4recError):
     """Evaluation met an impossible state, e.g. a NaN score."""
 
     exit_code = 9
+
+
+class ResourceError(Ur4recError):
+    """The machine ran out of a resource (memory) for the size of the job as configured."""
+
+    exit_code = 10
+
+
+# The setting that bounds the memory of each command's largest allocation.
+MEMORY_SETTINGS = {
+    "train": "train.batch_size (UR4REC_TRAIN__BATCH_SIZE), or set train.loss=sampled for a large catalogue",
+    "evaluate": "eval.batch_size (UR4REC_EVAL__BATCH_SIZE)",
+    "llm": "--batch-size (the local backend) or llm.embedding_batch_size",
+    "clip": "clip.batch_size (UR4REC_CLIP__BATCH_SIZE)",
+}
+
+
+def out_of_memory(exc: BaseException, command: str | None) -> ResourceError | None:
+    """A ResourceError naming the setting to lower when ``exc`` is an allocation failure, else None.
+
+    torch reports a failed CPU allocation as a RuntimeError ("[enforce fail at alloc_cpu.cpp] ...
+    can't allocate memory: you tried to allocate N bytes"), CUDA as OutOfMemoryError (a RuntimeError).
+    """
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, MemoryError) and not (
+        isinstance(exc, RuntimeError) and ("allocate memory" in text or "out of memory" in text.lower())
+    ):
+        return None
+    detail = text[text.find("you tried") :] if "you tried" in text else text[:160]
+    hint = MEMORY_SETTINGS.get(command or "", "the batch size of this command")
+    return ResourceError(f"out of memory{f' in `ur4rec {command}`' if command else ''} ({detail}): lower {hint}")

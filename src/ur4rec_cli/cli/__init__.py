@@ -135,8 +135,19 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the last line of defence: one line, no traceback, unless --debug
         if debug:
             raise
+        from ur4rec_cli.errors import out_of_memory
+
+        oom = out_of_memory(exc, _command(argv if argv is not None else sys.argv[1:]))
+        if oom is not None:
+            _fail(str(oom), oom.exit_code)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _fail(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for a traceback)", 70)
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (global options and their values skipped)."""
+    names = {name for name, *_ in _COMMANDS}
+    return next((a for a in argv if a in names), None)
 
 
 def _one_line(message: str) -> str:
