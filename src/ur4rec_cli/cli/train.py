@@ -123,6 +123,8 @@ def _print(r: dict[str, Any], next_command: str | None = None) -> None:
         by = r["final"].get("selected_by", "validation NDCG@10")
         by = "best validation NDCG@10" if by == "validation NDCG@10" else "last stage of the fixed schedule"
         out.print(f"final stage ({by}): {r['final']['stage']}; index: {r.get('index')}", markup=False)
+    if r.get("loss"):
+        out.print(f"loss: {r['loss']}", markup=False)
     out.print(f"protocol: {r['protocol']}", markup=False)
     if r.get("final") and next_command:
         out.print(f"test figures of the final stage (full ranking): {next_command}", markup=False)

@@ -30,6 +30,7 @@ from ur4rec_cli.runs import learned_validation
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.store import atomic_write_json
 from ur4rec_cli.training.averaging import WeightAverage
+from ur4rec_cli.training.chunked_loss import describe_loss
 from ur4rec_cli.training.context import FEATURE_BUFFERS, TrainContext, model_args, new_model, prepare_context
 from ur4rec_cli.training.distributed import DistContext, from_main
 from ur4rec_cli.training.epoch import EpochParts, train_epoch
@@ -107,6 +108,7 @@ def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, di
         "final": final,
         "index": index,
         "notes": ctx.notes,
+        "loss": describe_loss(settings.train.loss, ctx.dataset.n_items, settings.train.batch_size * settings.model.max_len, settings.train.negatives),
         "protocol": (
             "leave-one-out; validation items are training targets (train.learn_validation), fixed epoch counts, nothing validated; test is never read in training"
             if settings.train.learn_validation

@@ -118,8 +118,15 @@ def softmax_loss(
 
     Full softmax over every item (padding excluded), or a sampled softmax against ``negatives``
     items shared by the whole batch (accidental hits masked). ``reduction``: "mean" or "sum".
+    A full softmax whose logits would pass ``chunked_loss.LOGITS_BUDGET`` elements is computed
+    in row chunks (the same loss and gradients, bounded memory).
     """
     if not sampled:
+        from ur4rec_cli.training.chunked_loss import LOGITS_BUDGET, chunk_rows, chunked_cross_entropy
+
+        n_items = items.shape[0] - 1
+        if vecs.shape[0] * n_items > LOGITS_BUDGET:
+            return chunked_cross_entropy(vecs, items[1:], targets - 1, rows=chunk_rows(n_items), reduction=reduction)
         logits = vecs @ items[1:].T  # drop padding column: it is never a target
         return F.cross_entropy(logits, targets - 1, reduction=reduction)
     n_items = items.shape[0] - 1

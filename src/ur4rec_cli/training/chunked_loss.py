@@ -1,0 +1,74 @@
+"""Full-softmax cross-entropy without a [positions x catalogue] logits tensor alive at once.
+
+With every position of every sequence a target, the logits of one batch grow with positions x
+catalogue: 2,000 users x 100 positions over 50,000 items asked for one 4.7 GB tensor, and
+autograd keeps it for the backward pass. ``chunked_cross_entropy`` computes the same loss (the
+same sum, in another order) and its exact gradients over row chunks: forward keeps only each row's
+log-sum-exp; backward recomputes one chunk's logits at a time (as Cut Cross-Entropy does, with
+plain matrix products). Peak memory is one chunk's logits, ``budget`` floats, whatever the
+catalogue. ``softmax_loss`` takes this path only when a batch's logits would pass the budget, so
+a catalogue the size of ML-100K trains exactly as before.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Logits elements (float32) one batch may hold at once: 2**27 = 512 MiB.
+LOGITS_BUDGET = 1 << 27
+
+
+def describe_loss(loss: str, n_items: int, max_rows: int, negatives: int) -> str:
+    """Which loss a run trains with and why (the run summary's ``loss`` line)."""
+    if loss == "sampled":
+        return f"sampled softmax, {negatives} negatives shared per batch (train.loss = sampled)"
+    mib = LOGITS_BUDGET * 4 / 2**20
+    if max_rows * n_items > LOGITS_BUDGET:
+        return (f"full softmax over {n_items:,} items, in chunks of {chunk_rows(n_items):,} positions where a batch's logits "
+                f"would pass {mib:.0f} MiB (same loss and gradients, bounded memory)")  # fmt: skip
+    return f"full softmax over {n_items:,} items (a batch's logits stay under {mib:.0f} MiB: no chunking)"
+
+
+def chunk_rows(n_items: int, budget: int | None = None) -> int:
+    """Rows per chunk so that a chunk's logits stay within ``budget`` (default ``LOGITS_BUDGET``) elements."""
+    return max(1, (LOGITS_BUDGET if budget is None else budget) // max(1, n_items))
+
+
+class _ChunkedCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, rows: int) -> torch.Tensor:  # type: ignore[override]
+        v, w = vecs.float(), items.float()
+        lse = torch.empty(v.shape[0], dtype=torch.float32, device=v.device)
+        total = torch.zeros((), dtype=torch.float32, device=v.device)
+        for a in range(0, v.shape[0], rows):
+            logits = v[a : a + rows] @ w.T
+            lse[a : a + rows] = torch.logsumexp(logits, dim=1)
+            total += (lse[a : a + rows] - logits.gather(1, targets[a : a + rows, None]).squeeze(1)).sum()
+        ctx.save_for_backward(vecs, items, targets, lse)
+        ctx.rows = rows
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        vecs, items, targets, lse = ctx.saved_tensors
+        v, w = vecs.float(), items.float()
+        grad_v = torch.empty_like(v)
+        grad_w = torch.zeros_like(w)
+        for a in range(0, v.shape[0], ctx.rows):
+            vc = v[a : a + ctx.rows]
+            p = (vc @ w.T).sub_(lse[a : a + ctx.rows, None]).exp_()  # the softmax, in the logits' own memory
+            p[torch.arange(p.shape[0], device=p.device), targets[a : a + ctx.rows]] -= 1.0
+            p *= grad
+            grad_v[a : a + ctx.rows] = p @ w
+            grad_w += p.T @ vc
+        return grad_v.to(vecs.dtype), grad_w.to(items.dtype), None, None
+
+
+def chunked_cross_entropy(vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *, rows: int, reduction: str = "sum") -> torch.Tensor:
+    """Cross-entropy of ``targets`` [N] (0-based into ``items`` [M, D]) given ``vecs`` [N, D], ``rows`` at a time."""
+    total = _ChunkedCE.apply(vecs, items, targets, rows)
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / max(1, targets.numel())
+    raise ValueError(f"reduction must be sum or mean, not {reduction!r}")

@@ -1,0 +1,70 @@
+"""The chunked full-softmax loss equals the plain one, value and gradients, with bounded logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ur4rec_cli.training import chunked_loss
+from ur4rec_cli.training.chunked_loss import chunk_rows, chunked_cross_entropy
+from ur4rec_cli.training.trainer import softmax_loss
+
+
+def _case(n: int = 37, m: int = 53, d: int = 8, dtype=torch.float64):
+    g = torch.Generator().manual_seed(0)
+    vecs = torch.randn(n, d, generator=g, dtype=dtype, requires_grad=True)
+    items = torch.randn(m + 1, d, generator=g, dtype=dtype, requires_grad=True)  # row 0: padding
+    targets = torch.randint(1, m + 1, (n,), generator=g)
+    return vecs, items, targets
+
+
+@pytest.mark.parametrize("rows", [1, 5, 36, 37, 100])
+def test_chunked_equals_full_in_value_and_gradients(rows: int) -> None:
+    vecs, items, targets = _case()
+    full = F.cross_entropy(vecs @ items[1:].T, targets - 1, reduction="sum")
+    gv, gi = torch.autograd.grad(full, (vecs, items))
+    chunked = chunked_cross_entropy(vecs.float(), items[1:].float(), targets - 1, rows=rows)
+    cv, ci = torch.autograd.grad(chunked, (vecs, items))
+    assert chunked.item() == pytest.approx(full.item(), rel=1e-6)
+    assert torch.allclose(cv.double(), gv, atol=1e-5) and torch.allclose(ci.double(), gi, atol=1e-5)
+    assert ci[0].abs().max() == 0  # the padding row is never a candidate
+    mean = chunked_cross_entropy(vecs.float(), items[1:].float(), targets - 1, rows=rows, reduction="mean")
+    assert mean.item() == pytest.approx(full.item() / len(targets), rel=1e-6)
+
+
+def test_softmax_loss_chunks_only_above_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    vecs, items, targets = _case(dtype=torch.float32)
+    plain = softmax_loss(vecs, items, targets, reduction="sum")
+    calls = []
+    real = chunked_loss.chunked_cross_entropy
+
+    def spy(*a, **k):
+        calls.append(k["rows"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(chunked_loss, "chunked_cross_entropy", spy)
+    assert torch.equal(softmax_loss(vecs, items, targets, reduction="sum"), plain) and calls == []  # under the budget: untouched
+    monkeypatch.setattr(chunked_loss, "LOGITS_BUDGET", 53 * 10)  # 10 rows of 53 items per chunk
+    chunked = softmax_loss(vecs, items, targets, reduction="sum")
+    assert calls == [10] and chunked.item() == pytest.approx(plain.item(), rel=1e-5)
+    assert chunk_rows(53, 53 * 10) == 10 and chunk_rows(10**9, 10) == 1
+
+
+def test_peak_logits_stay_within_one_chunk() -> None:
+    """The largest tensor the chunked loss makes is one chunk's logits, not positions x catalogue."""
+    vecs, items, targets = _case(n=400, m=500, dtype=torch.float32)
+    sizes: list[int] = []
+
+    class Watch(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor):
+                sizes.append(out.numel())
+            return out
+
+    with Watch():
+        loss = chunked_cross_entropy(vecs, items[1:], targets - 1, rows=20)
+        loss.backward()
+    assert max(sizes) <= max(20 * 500, items.numel(), vecs.numel())
+    assert max(sizes) < 400 * 500
