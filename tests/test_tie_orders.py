@@ -58,6 +58,11 @@ def test_average_is_the_mean_over_orders_and_does_not_depend_on_batching() -> No
     assert torch.allclose(both[1], plain[1], atol=1e-5)  # no ties: every pass is the same history
     g, w = avg.gate_weights(torch.from_numpy(pad_left(fed, 8)), users)
     assert torch.allclose(g.sum(1), torch.ones(2)) and torch.isfinite(w).all()
+    # The orders run as one stacked batch: the same mean as one encoder call per order.
+    with torch.no_grad():
+        per_order = [model.gate_weights(torch.from_numpy(pad_left([o], 8)), users[:1]) for o in orders]
+    assert torch.allclose(g[0], torch.stack([x[0][0] for x in per_order]).mean(0), atol=1e-5)
+    assert torch.allclose(w[0], torch.stack([x[1][0] for x in per_order]).mean(0), atol=1e-5)
 
 
 def test_one_order_is_the_scorer_itself_and_a_foreign_history_is_refused() -> None:

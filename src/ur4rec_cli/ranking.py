@@ -69,20 +69,23 @@ class TieOrderAverage:
             shuffled = [shuffle_ties(fed, times, np.random.default_rng([self.seed, u, k])) for u, fed, times in rows]
             yield torch.from_numpy(pad_left(shuffled, width)).to(histories.device)
 
+    def _stacked(self, histories: "torch.Tensor", users: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Every order of every row as one batch [orders x B, L] (order-major), with its user ids:
+        one encoder call instead of ``orders`` (bigger matrix products, the item table built once)."""
+        import torch
+
+        return torch.cat(list(self._variants(histories, users)), dim=0), users.repeat(self.orders)
+
+    def _mean(self, x: "torch.Tensor") -> "torch.Tensor":
+        return x.reshape(self.orders, -1, *x.shape[1:]).mean(dim=0)
+
     def user_vectors(self, histories: "torch.Tensor", users: "torch.Tensor") -> "torch.Tensor":
-        total = None
-        for seqs in self._variants(histories, users):
-            vecs = self.scorer.user_vectors(seqs, users)
-            total = vecs if total is None else total + vecs
-        return total / self.orders
+        return self._mean(self.scorer.user_vectors(*self._stacked(histories, users)))
 
     def gate_weights(self, histories: "torch.Tensor", users: "torch.Tensor"):
         """Gate weights averaged over the same orders (what ``recommend --explain`` shows)."""
-        g_sum = w_sum = None
-        for seqs in self._variants(histories, users):
-            g, w = self.scorer.gate_weights(seqs, users)
-            g_sum, w_sum = (g, w) if g_sum is None else (g_sum + g, w_sum + w)
-        return g_sum / self.orders, w_sum / self.orders
+        g, w = self.scorer.gate_weights(*self._stacked(histories, users))
+        return self._mean(g), self._mean(w)
 
 
 def with_tie_orders(scorer, dataset: "Dataset", split: str, orders: int):
