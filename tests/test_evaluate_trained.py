@@ -153,3 +153,29 @@ def test_slices_partition_the_cases_and_match_their_ranks(cli, home, tmp_path, m
     monkeypatch.setenv("UR4REC_EVAL__POPULARITY_CUTS", "[200, 50]")
     bad = cli("evaluate")
     assert bad.code == 2 and "popularity_cuts" in bad.stderr
+
+
+def test_content_knn_needs_text_embeddings(cli, home) -> None:
+    r = cli("evaluate", "--stage", "content_knn")
+    assert r.code == 4 and r.stderr.strip() == "error: content_knn needs the item-text embeddings: run `ur4rec llm` first"
+    bad = cli("evaluate", "--stage", "knn")
+    assert bad.code == 2 and "popularity or content_knn" in bad.stderr
+
+
+def test_content_knn_scores_the_mean_of_the_newest_items() -> None:
+    import numpy as np
+
+    from ur4rec_cli.evaluation.content_knn import RECENT, ContentKNNScorer
+    from ur4rec_cli.evaluation.run import rank_scorer
+
+    ds = clustered_dataset(n_users=30, n_items=40, length=15)
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(41, 6)).astype(np.float32)
+    scorer = ContentKNNScorer(text)
+    ranked = rank_scorer(scorer, ds, split="test", protocol="full", max_len=scorer.max_len)
+    for u, target, rank in zip(ranked.users[:10], ranked.targets[:10], ranked.ranks[:10]):
+        fed = ds.history(int(u), "test")
+        q = text[fed[-RECENT:]].mean(0)
+        scores = text @ q
+        others = np.setdiff1d(np.arange(1, 41), np.append(fed, target))
+        assert rank == int((scores[others] >= scores[target]).sum())  # pessimistic ties, history excluded

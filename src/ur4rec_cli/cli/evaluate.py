@@ -48,7 +48,7 @@ def command(
     ] = None,
     stage: Annotated[
         str | None,
-        typer.Option("--stage", help="Stage to evaluate [default: the final stage validation chose]; 'popularity' for the baseline.", show_default=False),
+        typer.Option("--stage", help="Stage to evaluate [default: the final stage]; 'popularity' or 'content_knn' for a baseline.", show_default=False),
     ] = None,
     run: Annotated[str | None, typer.Option("--run", help="Run folder [default: main].", show_default=False)] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.", show_default=False)] = None,
@@ -179,7 +179,9 @@ def _slice_lines(result: dict[str, Any]) -> list[str]:
 
 def _same_as_earlier(rows: list[dict[str, Any]], i: int) -> str | None:
     """The earlier trained stage whose metrics equal row i's (a stage that kept its start weights)."""
-    if i < 2:  # row 0 is popularity; the first trained stage has no predecessor in the table
+    from ur4rec_cli.settings import STAGES
+
+    prev = rows[i - 1] if i else None
+    if prev is None or rows[i]["name"] not in STAGES or prev["name"] not in STAGES:  # baselines have no predecessor
         return None
-    prev = rows[i - 1]
     return prev["name"] if prev["metrics"] == rows[i]["metrics"] else None

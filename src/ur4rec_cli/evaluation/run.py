@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from ur4rec_cli.settings import Settings
 
 POPULARITY = "popularity"
+CONTENT_KNN = "content_knn"
+BASELINES = (POPULARITY, CONTENT_KNN)
 
 
 @dataclass
@@ -120,8 +122,8 @@ def evaluate(
         raise ConfigError(f"--k: every cutoff must be a positive integer, got {ks}")
     if negatives < 1:
         raise ConfigError(f"--negatives must be a positive integer, got {negatives}")
-    if stage is not None and stage != POPULARITY and stage not in STAGES:
-        raise ConfigError(f"--stage: unknown stage {stage!r} (choose {', '.join(STAGES)} or {POPULARITY})")
+    if stage is not None and stage not in BASELINES and stage not in STAGES:
+        raise ConfigError(f"--stage: unknown stage {stage!r} (choose {', '.join(STAGES)}, {POPULARITY} or {CONTENT_KNN})")
 
     dataset, _ = load_dataset(settings)
     device = resolve_device(settings.train.device)
@@ -146,7 +148,7 @@ def evaluate(
         "checkpoint": main_row["checkpoint"],
         "candidates": _candidates_summary(main_ranked.candidates),
         "description": describe_protocol(
-            protocol, split, main_ranked.candidates, negatives, cfg.seed, 1 if stage == POPULARITY else settings.model.tie_orders
+            protocol, split, main_ranked.candidates, negatives, cfg.seed, 1 if stage in BASELINES else settings.model.tie_orders
         ),
         "k": ks,
         "negatives": negatives if protocol == "sampled" else None,
@@ -171,12 +173,12 @@ def _candidates_summary(candidates: np.ndarray) -> dict[str, int]:
 
 
 def _compare(settings: "Settings", run: Any, main_row: dict[str, Any], main_ranked: Ranked, ks: list[int]) -> list[dict[str, Any]]:
-    """Popularity and every trained stage, in training order, with paired bootstraps vs popularity
-    and (from the second trained stage on) vs the stage before."""
+    """Popularity, content-KNN (when item-text embeddings exist) and every trained stage, in training
+    order, with paired bootstraps vs popularity and (from the second trained stage on) vs the stage before."""
     from ur4rec_cli.evaluation.bootstrap import paired_bootstrap
     from ur4rec_cli.runs import trained_stages
 
-    names = [POPULARITY, *trained_stages(settings)]
+    names = [POPULARITY, *([CONTENT_KNN] if _item_text(settings) is not None else []), *trained_stages(settings)]
     rows: list[dict[str, Any]] = []
     ranked_by: dict[str, Ranked] = {}
     for name in names:
@@ -190,7 +192,7 @@ def _compare(settings: "Settings", run: Any, main_row: dict[str, Any], main_rank
         mine = per_user_ndcg(ranked_by[row["name"]].ranks, cut)
         ci = paired_bootstrap(mine, base, seed=settings.eval.seed)
         row["vs_popularity"] = {"metric": f"NDCG@{cut}", **ci}
-        if i >= 2:  # a later stage against the one before it: what one run can and cannot tell
+        if row["name"] in STAGES and rows[i - 1]["name"] in STAGES:  # a later stage against the one before it
             prev = rows[i - 1]["name"]
             step = paired_bootstrap(mine, per_user_ndcg(ranked_by[prev].ranks, cut), seed=settings.eval.seed)
             row["vs_previous"] = {"metric": f"NDCG@{cut}", "previous": prev, **step}
@@ -204,6 +206,16 @@ def _load_scorer(
         from ur4rec_cli.evaluation.popularity import PopularityScorer
 
         return PopularityScorer(dataset, split), {"stage": POPULARITY, "checkpoint": None, "max_len": 1}  # type: ignore[arg-type]
+    if stage == CONTENT_KNN:
+        from ur4rec_cli.evaluation.content_knn import ContentKNNScorer
+
+        item_text = _item_text(settings)
+        if item_text is None:
+            from ur4rec_cli.errors import ArtifactMissingError
+
+            raise ArtifactMissingError(f"{CONTENT_KNN} needs the item-text embeddings: run `ur4rec llm` first")
+        scorer = ContentKNNScorer(item_text)
+        return scorer, {"stage": CONTENT_KNN, "checkpoint": None, "max_len": scorer.max_len}  # type: ignore[return-value]
     from ur4rec_cli.runs import learned_validation, load_stage_model
 
     loaded = load_stage_model(settings, stage, device=str(device))
@@ -216,6 +228,16 @@ def _load_scorer(
 
     scorer = with_tie_orders(loaded.model, dataset, split, settings.model.tie_orders)
     return scorer, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len)}
+
+
+def _item_text(settings: "Settings") -> np.ndarray | None:
+    """The data set's item-text embeddings when `ur4rec llm` wrote valid ones, else None."""
+    from ur4rec_cli.data.prepare import load_dataset
+    from ur4rec_cli.features.llm import load_text_embeddings
+
+    _, dman = load_dataset(settings)
+    loaded = load_text_embeddings(settings, dman)
+    return None if loaded is None else loaded[0]
 
 
 def write_ranks(path: Path, dataset: "Dataset", ranked: Ranked) -> None:
