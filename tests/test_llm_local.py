@@ -157,7 +157,7 @@ def test_dry_run_estimates_time_from_measured_tokens_per_second(cli, home: Path,
     assert not _cache_file(home).exists()  # nothing kept
 
 
-def test_batched_answers_equal_one_at_a_time_and_come_back_in_prompt_order(gguf: Path, converted: Path) -> None:
+def test_batched_answers_equal_one_at_a_time_and_come_back_in_prompt_order(home: Path, gguf: Path, converted: Path) -> None:
     """In float32 a prompt's answer does not depend on its batch: greedy, and sampled (per-prompt seeded
     Gumbel noise). bfloat16 (the default on CPUs with bf16 units) rounds each GEMM by its batch shape,
     so there an answer may differ between batch sizes; the cache key, not the text, is what resumes."""

@@ -94,7 +94,7 @@ def test_explain_parts_add_up_to_the_score(cli, ml100k) -> None:
         assert row["top_part"] == max(want, key=want.get)
         assert sum(row["contributions"].values()) == pytest.approx(row["score"], rel=1e-4)
     table = cli("recommend", "--user", "42", "--top", "4", "--explain")
-    assert "modality gates: user_text" in table.stdout and "score = the sum of its parts" in table.stdout
+    assert "modality gates: user_text" in table.stdout and "score = the sum of its parts, each the dot product" in table.stdout
     assert all(len(line) <= 80 for line in table.stdout.splitlines()[:6])
     first = res["items"][0]
     assert all(f"{first['contributions'][p]:+.3f}" in table.stdout for p in first["contributions"])

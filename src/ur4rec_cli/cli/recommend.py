@@ -54,7 +54,9 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
     # are cut to what is left beside the fixed columns (--json has them whole).
     parts = list(result["items"][0]["contributions"]) if explain and result["items"] else []
     if explain:
-        title_w, genres_w = max(12, out.width - 26 - 10 * len(parts)), 0
+        # rank, item, score and one column per part, each with its 3-character column separator
+        fixed = 4 + 5 + 6 + sum(max(7, len(_SHORT.get(p, p)) + 2) for p in parts) + 3 * (4 + len(parts) - 1)
+        title_w, genres_w = max(10, out.width - fixed), 0
     else:
         room = max(46, out.width - 34)  # rank, item, year, score and the gaps take ~34 columns
         title_w = max(28, room * 3 // 5)
@@ -77,8 +79,9 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
     out.print(table)
     if explain:
         if parts:
-            out.print("score = the sum of its parts: each is the dot product of the user's and the item's vectors of that part "
-                      "(sequence: SASRec state and item token; the others: a modality's gated experts); docs/usage.md", markup=False)  # fmt: skip
+            out.print("score = the sum of its parts, each the dot product of the user's and the item's", markup=False)
+            out.print("vectors of that part (seq: SASRec state and item token; the others: a", markup=False)
+            out.print("modality's gated experts; docs/usage.md)", markup=False)
         gates = result.get("explain", {})
         if gates.get("modality"):
             out.print("modality gates: " + ", ".join(f"{m} {w:.3f}" for m, w in gates["modality"].items()), markup=False)
