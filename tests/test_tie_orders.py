@@ -96,3 +96,20 @@ def test_tie_orders_may_change_on_resume_a_training_setting_may_not() -> None:
     check_resume_settings("pretrain_sasrec", saved, {"model": {"tie_orders": 1, "hidden": 64}, "train": {"shuffle_ties": True}}, "hint")
     with pytest.raises(ConfigError, match="train.shuffle_ties"):
         check_resume_settings("pretrain_sasrec", saved, {"model": {"tie_orders": 8, "hidden": 64}, "train": {"shuffle_ties": False}}, "hint")
+
+
+def test_stacked_orders_are_cut_into_row_chunks_without_changing_the_mean(monkeypatch) -> None:
+    import ur4rec_cli.ranking as R
+
+    ds, model = _dataset(), _model()
+    avg = TieOrderAverage(model, ds, "test", orders=6)
+    users = torch.tensor([1, 2])
+    seqs = torch.from_numpy(pad_left([ds.history(1, "test"), ds.history(2, "test")], 8))
+    with torch.no_grad():
+        whole = avg.user_vectors(seqs, users)
+        g_whole, _ = avg.gate_weights(seqs, users)
+        monkeypatch.setattr(R, "STACKED_ROWS", 6)  # one user (6 orders) per encoder call
+        chunked = avg.user_vectors(seqs, users)
+        g_chunked, _ = avg.gate_weights(seqs, users)
+    assert chunked.shape == whole.shape and torch.allclose(chunked, whole, atol=1e-5)
+    assert torch.allclose(g_chunked, g_whole, atol=1e-5)

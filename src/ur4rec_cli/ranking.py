@@ -34,6 +34,10 @@ class Scorer(Protocol):
     def item_vectors(self) -> "torch.Tensor": ...
 
 
+# Rows (users x orders) one stacked encoder call of TieOrderAverage may hold.
+STACKED_ROWS = 512
+
+
 class TieOrderAverage:
     """A scorer whose user vector is the mean of ``orders`` user vectors of the same history.
 
@@ -79,13 +83,23 @@ class TieOrderAverage:
     def _mean(self, x: "torch.Tensor") -> "torch.Tensor":
         return x.reshape(self.orders, -1, *x.shape[1:]).mean(dim=0)
 
+    def _by_rows(self, fn, histories: "torch.Tensor", users: "torch.Tensor"):
+        """``fn`` over the stacked orders, at most ``STACKED_ROWS`` rows at a time (a 512-user export
+        batch times 8 orders would hold 8x the attention memory of one order)."""
+        import torch
+
+        step = max(1, STACKED_ROWS // self.orders)
+        parts = [fn(*self._stacked(histories[a : a + step], users[a : a + step])) for a in range(0, histories.shape[0], step)]
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat([self._mean(p[i]) for p in parts]) for i in range(len(parts[0])))
+        return torch.cat([self._mean(p) for p in parts])
+
     def user_vectors(self, histories: "torch.Tensor", users: "torch.Tensor") -> "torch.Tensor":
-        return self._mean(self.scorer.user_vectors(*self._stacked(histories, users)))
+        return self._by_rows(self.scorer.user_vectors, histories, users)
 
     def gate_weights(self, histories: "torch.Tensor", users: "torch.Tensor"):
         """Gate weights averaged over the same orders (what ``recommend --explain`` shows)."""
-        g, w = self.scorer.gate_weights(*self._stacked(histories, users))
-        return self._mean(g), self._mean(w)
+        return self._by_rows(self.scorer.gate_weights, histories, users)
 
 
 def with_tie_orders(scorer, dataset: "Dataset", split: str, orders: int):
