@@ -40,7 +40,9 @@ def measure(home: Path, run_json: Path | None, comparison: Path | None, speed: P
     conf, _ = cli(home, "config")
     cap = int(conf["settings"]["llm"]["local_max_tokens"])
     records = []
-    for line in Path(dry["cache"]).read_text("utf-8").splitlines():
+    # A complete run's dry run reuses the texts and names no cache: it is the home's own.
+    cache = Path(dry.get("cache") or home / "cache" / "llm" / f"{dry['dataset']}.jsonl")
+    for line in cache.read_text("utf-8").splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:  # a line being written right now
@@ -48,7 +50,7 @@ def measure(home: Path, run_json: Path | None, comparison: Path | None, speed: P
         if rec.get("backend") == "local" and rec.get("model") == dry["model"]:
             records.append(rec)
     if not records:
-        raise SystemExit(f"no local answers of {dry['model']} in {dry['cache']}")
+        raise SystemExit(f"no local answers of {dry['model']} in {cache}")
     seconds = sum(float(r["seconds"]) for r in records)
     out_tok = sum(int(r["usage"]["output"]) for r in records)
     in_tok = sum(int(r["usage"]["input"]) for r in records)
@@ -60,9 +62,9 @@ def measure(home: Path, run_json: Path | None, comparison: Path | None, speed: P
         "answers": len(records),
         "answers_by_kind": {k: sum(r["kind"] == k for r in records) for k in ("item", "user")},
         "prompts_total": dry["items"]["total"] + dry["users"]["total"],
-        "requests_to_send": dry["requests_to_send"],
+        "requests_to_send": dry.get("requests_to_send", 0),
         "second_tries_to_send": dry.get("second_tries_to_send"),
-        "complete": dry["requests_to_send"] == 0,
+        "complete": dry.get("requests_to_send", 0) == 0,
         "generation_seconds": round(seconds, 1),
         "span_seconds": round(max(float(r["time"]) for r in records) - start, 1),
         "tokens_per_s": round(out_tok / seconds, 2),

@@ -34,6 +34,7 @@ def generation(home: Path) -> dict:
     """What the local model has answered so far in ``home`` (read from its answer cache): count,
     generation seconds, tokens/s, and the verdict of the answer checks on what is answered."""
     from ur4rec_cli.features import llm as L
+    from ur4rec_cli.features import llm_answers as A
     from ur4rec_cli.features import prompts as P
     from ur4rec_cli.features.llm_cache import AnswerCache, cache_key
     from ur4rec_cli.settings import load_settings
@@ -43,11 +44,11 @@ def generation(home: Path) -> dict:
     spec = L._spec(settings, "local")
     cache = AnswerCache(home / "cache" / "llm" / f"{L._dataset_name(settings)}.jsonl")
     recs = [r for r in cache.entries.values() if r.get("model") == spec["model"]]
-    plan = L._Plan(dataset, settings.llm, ["items", "users"])
-    params = L._send_params(spec)
+    plan = A._Plan(dataset, settings.llm, ["items", "users"])
+    params = A._send_params(spec)
     for strict, version in ((False, P.PROMPT_VERSION), (True, P.STRICT_VERSION)):
         for group in ("items", "users"):
-            built = P.build_prompts(dataset, L.KINDS[group], settings.llm.history_items, strict=strict)
+            built = P.build_prompts(dataset, A.KINDS[group], settings.llm.history_items, strict=strict)
             plan.prompts[strict][group] = built
             plan.keys[strict][group] = [cache_key(backend="local", model=spec["model"], prompt_version=version, messages=p.messages(), params=params) for p in built]
     out: dict = {"model": spec["model"], "answers": len(recs), "prompts": {"items": dataset.n_items, "users": dataset.n_users}}
@@ -71,7 +72,7 @@ def generation(home: Path) -> dict:
                 counts["rejected"] += 1
                 counts["reasons"][why] = counts["reasons"].get(why, 0) + 1
         settled = [plan.settled(cache, g, i) for i in range(len(plan.keys[False][g]))]
-        counts["settled"] = L._count_sources(settled)
+        counts["settled"] = A._count_sources(settled)
         verdicts[g] = counts
     out["first_tries"] = verdicts
     return out
@@ -80,6 +81,7 @@ def generation(home: Path) -> dict:
 def train_counts(home: Path) -> dict[str, int]:
     """Training-interaction count of every item, by the raw id the ranks file names."""
     from ur4rec_cli.features import llm as L
+    from ur4rec_cli.features import llm_answers as A
     from ur4rec_cli.serving.index import display_id
     from ur4rec_cli.settings import load_settings
 
