@@ -6,7 +6,7 @@ fixed number of epochs with the validation items as training targets, nothing is
 the last stage is final. With ``--select-on-validation`` each stage early-stops on validation
 NDCG@10, starts from its predecessor's best (or last, ``train.start_from``) checkpoint, and the
 stage with the best validation NDCG@10 becomes final.json. The final stage is exported as the
-serving index. After each stage's first epoch a whole-job estimate is printed (``estimate.py``).
+serving index (``final.py``). After each stage's first epoch a whole-job estimate is printed (``estimate.py``).
 Test data is never read here.
 """
 
@@ -28,13 +28,13 @@ from ur4rec_cli import __version__
 from ur4rec_cli.errors import ConfigError, StageOrderError
 from ur4rec_cli.runs import learned_validation
 from ur4rec_cli.settings import STAGES
-from ur4rec_cli.store import atomic_write_json
 from ur4rec_cli.training.averaging import WeightAverage
 from ur4rec_cli.training.chunked_loss import describe_loss
 from ur4rec_cli.training.context import FEATURE_BUFFERS, TrainContext, model_args, new_model, prepare_context
 from ur4rec_cli.training.distributed import DistContext, from_main
 from ur4rec_cli.training.epoch import EpochParts, train_epoch
 from ur4rec_cli.training.estimate import JobEstimate
+from ur4rec_cli.training.final import choose_final, export_final
 from ur4rec_cli.training.plan import StagePlan, configure_stage, lr_schedule, stage_plan
 from ur4rec_cli.training.state import METRIC, EarlyStopping, StageFiles, check_resume_settings, resume_command
 
@@ -393,50 +393,3 @@ def _val(val: dict[str, float] | None) -> dict[str, float]:
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-# Final choice and export ----------------------------------------------------------------------------
-def choose_final(ctx: TrainContext) -> dict[str, Any] | None:
-    """final.json = the finished stage with the best validation NDCG@10 (ties: the earlier stage).
-
-    Under train.learn_validation nothing was validated: the final model is the last finished
-    stage of the fixed schedule.
-    """
-    from ur4rec_cli.training import checkpoints as ck
-
-    best = None
-    for stage in STAGES:
-        folder = ctx.run_dir / stage
-        if not ck.stage_finished(folder):
-            continue
-        ckpt = ck.read_checkpoint(folder / "best.pt")
-        if ctx.settings.train.learn_validation:
-            best = {"stage": stage, "val_ndcg10": None, "val": {}, "path": str(folder / "best.pt"), "selected_by": "last stage"}
-            continue
-        if learned_validation(ckpt):
-            continue
-        score = float(ckpt.get("best_metric", -1.0))
-        if best is None or score > best["val_ndcg10"]:
-            best = {"stage": stage, "val_ndcg10": score, "val": ckpt.get("val", {}), "path": str(folder / "best.pt"), "selected_by": "validation NDCG@10"}
-    if best is not None:
-        atomic_write_json(ctx.run_dir / ck.FINAL, best)
-    return best
-
-
-def export_final(ctx: TrainContext, stage: str) -> str:
-    from ur4rec_cli.training.checkpoints import load_stage_model
-    from ur4rec_cli.training.export import export_index
-
-    loaded = load_stage_model(ctx.settings, stage, device=ctx.device)
-    folder = ctx.run_dir / "index"
-    export_index(
-        loaded.model,
-        ctx.dataset,
-        folder,
-        home=ctx.settings.home,
-        extra={"stage": stage, "run": ctx.settings.train.run, "modalities": ctx.modalities, "dataset": ctx.digests["dataset"]},
-        inputs=dict(ctx.digests),
-        device=ctx.device,
-        tie_orders=ctx.settings.model.tie_orders,
-    )
-    return str(folder)
