@@ -148,3 +148,12 @@ def test_other_runtime_errors_stay_internal_errors(cli, monkeypatch: pytest.Monk
     monkeypatch.setattr(api, "select_dataset", lambda settings, dataset: settings)
     r = cli("train")
     assert r.code == 70 and "internal error: RuntimeError: shape mismatch" in r.stderr
+
+
+def test_out_of_memory_is_recognised_in_each_form_torch_raises() -> None:
+    from ur4rec_cli.errors import is_out_of_memory
+
+    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"))
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("shape mismatch")) and not is_out_of_memory(ValueError("out of memory"))

@@ -84,17 +84,19 @@ MEMORY_SETTINGS = {
 }
 
 
-def out_of_memory(exc: BaseException, command: str | None) -> ResourceError | None:
-    """A ResourceError naming the setting to lower when ``exc`` is an allocation failure, else None.
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: torch reports a failed CPU allocation as a
+    RuntimeError ("[enforce fail at alloc_cpu.cpp] ... can't allocate memory: you tried to allocate
+    N bytes"), CUDA as OutOfMemoryError (a RuntimeError, "CUDA out of memory")."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and ("allocate memory" in text or "out of memory" in text.lower()))
 
-    torch reports a failed CPU allocation as a RuntimeError ("[enforce fail at alloc_cpu.cpp] ...
-    can't allocate memory: you tried to allocate N bytes"), CUDA as OutOfMemoryError (a RuntimeError).
-    """
-    text = " ".join(str(exc).split())
-    if not isinstance(exc, MemoryError) and not (
-        isinstance(exc, RuntimeError) and ("allocate memory" in text or "out of memory" in text.lower())
-    ):
+
+def out_of_memory(exc: BaseException, command: str | None) -> ResourceError | None:
+    """A ResourceError naming the setting to lower when ``exc`` is an allocation failure, else None."""
+    if not is_out_of_memory(exc):
         return None
+    text = " ".join(str(exc).split())
     detail = text[text.find("you tried") :] if "you tried" in text else text[:160]
     hint = MEMORY_SETTINGS.get(command or "", "the batch size of this command")
     return ResourceError(f"out of memory{f' in `ur4rec {command}`' if command else ''} ({detail}): lower {hint}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ur4rec_cli.errors import ConfigError, LLMError
+from ur4rec_cli.errors import ConfigError, LLMError, is_out_of_memory
 
 if TYPE_CHECKING:
     from ur4rec_cli.features.local_llm import LocalModel
@@ -165,9 +165,9 @@ class BatchedGenerator:
                     input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                     generation_config=config, logits_processor=processors,
                 )  # fmt: skip
-        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-            if not isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) and "allocate" not in str(exc):
-                raise  # not a memory error (the CPU allocator says "can't allocate memory")
+        except (MemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
             raise LLMError(
                 f"out of memory decoding {len(ids)} prompts of up to {width} tokens on {self.device} "
                 f"({' '.join(str(exc).split())[:120]}): lower --batch-size; every answer so far is cached"
