@@ -1,5 +1,5 @@
-"""`ur4rec evaluate`: metrics of a trained stage (or the popularity baseline) under one protocol,
-overall and per slice (target-item popularity, history length: ``slices.py``).
+"""`ur4rec evaluate`: metrics of a trained stage (or a baseline: popularity, content-KNN) under one
+protocol, overall and per slice (target-item popularity, history length: ``slices.py``).
 
 Evaluation never trains and never selects anything: it reads the checkpoint validation chose and
 ranks the held-out item of every evaluable user once.
@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 
@@ -125,11 +125,17 @@ def evaluate(
     if stage is not None and stage not in BASELINES and stage not in STAGES:
         raise ConfigError(f"--stage: unknown stage {stage!r} (choose {', '.join(STAGES)}, {POPULARITY} or {CONTENT_KNN})")
 
-    dataset, _ = load_dataset(settings)
+    dataset, dman = load_dataset(settings)
     device = resolve_device(settings.train.device)
+    texts: list[np.ndarray | None] = []  # the item-text embeddings, read once when first needed
+
+    def item_text() -> np.ndarray | None:
+        if not texts:
+            texts.append(_item_text(settings, dman))
+        return texts[0]
 
     def run(name: str | None) -> tuple[dict[str, Any], Ranked]:
-        scorer, info = _load_scorer(settings, dataset, name, split, device)
+        scorer, info = _load_scorer(settings, dataset, name, split, device, item_text)
         ranked = rank_scorer(
             scorer, dataset, split=split, protocol=protocol, max_len=info["max_len"],  # type: ignore[arg-type]
             negatives=negatives, seed=cfg.seed, batch_size=cfg.batch_size, device=device,
@@ -164,7 +170,7 @@ def evaluate(
         write_ranks(Path(output), dataset, main_ranked)
         result["output"] = str(output)
     if compare:
-        result["compare"] = _compare(settings, run, main_row, main_ranked, ks)
+        result["compare"] = _compare(settings, run, main_row, main_ranked, ks, with_knn=item_text() is not None)
     return result
 
 
@@ -172,13 +178,13 @@ def _candidates_summary(candidates: np.ndarray) -> dict[str, int]:
     return {"min": int(candidates.min()), "median": int(np.median(candidates)), "max": int(candidates.max())}
 
 
-def _compare(settings: "Settings", run: Any, main_row: dict[str, Any], main_ranked: Ranked, ks: list[int]) -> list[dict[str, Any]]:
+def _compare(settings: "Settings", run: Any, main_row: dict[str, Any], main_ranked: Ranked, ks: list[int], *, with_knn: bool) -> list[dict[str, Any]]:
     """Popularity, content-KNN (when item-text embeddings exist) and every trained stage, in training
     order, with paired bootstraps vs popularity and (from the second trained stage on) vs the stage before."""
     from ur4rec_cli.evaluation.bootstrap import paired_bootstrap
     from ur4rec_cli.runs import trained_stages
 
-    names = [POPULARITY, *([CONTENT_KNN] if _item_text(settings) is not None else []), *trained_stages(settings)]
+    names = [POPULARITY, *([CONTENT_KNN] if with_knn else []), *trained_stages(settings)]
     rows: list[dict[str, Any]] = []
     ranked_by: dict[str, Ranked] = {}
     for name in names:
@@ -200,7 +206,8 @@ def _compare(settings: "Settings", run: Any, main_row: dict[str, Any], main_rank
 
 
 def _load_scorer(
-    settings: "Settings", dataset: "Dataset", stage: str | None, split: str, device: Any
+    settings: "Settings", dataset: "Dataset", stage: str | None, split: str, device: Any,
+    item_text: Callable[[], np.ndarray | None] | None = None,
 ) -> tuple["Scorer", dict[str, Any]]:
     if stage == POPULARITY:
         from ur4rec_cli.evaluation.popularity import PopularityScorer
@@ -209,12 +216,12 @@ def _load_scorer(
     if stage == CONTENT_KNN:
         from ur4rec_cli.evaluation.content_knn import ContentKNNScorer
 
-        item_text = _item_text(settings)
-        if item_text is None:
+        vectors = item_text() if item_text is not None else None
+        if vectors is None:
             from ur4rec_cli.errors import ArtifactMissingError
 
             raise ArtifactMissingError(f"{CONTENT_KNN} needs the item-text embeddings: run `ur4rec llm` first")
-        scorer = ContentKNNScorer(item_text)
+        scorer = ContentKNNScorer(vectors)
         return scorer, {"stage": CONTENT_KNN, "checkpoint": None, "max_len": scorer.max_len}  # type: ignore[return-value]
     from ur4rec_cli.runs import learned_validation, load_stage_model
 
@@ -230,12 +237,10 @@ def _load_scorer(
     return scorer, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len)}
 
 
-def _item_text(settings: "Settings") -> np.ndarray | None:
+def _item_text(settings: "Settings", dman: Any) -> np.ndarray | None:
     """The data set's item-text embeddings when `ur4rec llm` wrote valid ones, else None."""
-    from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.features.llm import load_text_embeddings
 
-    _, dman = load_dataset(settings)
     loaded = load_text_embeddings(settings, dman)
     return None if loaded is None else loaded[0]
 
