@@ -59,17 +59,16 @@ def llama_one_at_a_time(model_path: Path, prompts, settings, threads: int) -> di
 
 
 def batched(model, prompts, settings, threads: int, home: Path) -> dict:
-    from ur4rec_cli.features.batched_llm import BatchedGenerator, hf_folder
-    from ur4rec_cli.features.local_llm import SEED
+    from ur4rec_cli.features.batched_llm import hf_folder
+    from ur4rec_cli.features.local_llm import make_generator
 
-    cfg = settings.llm
     shutil.rmtree(hf_folder(home, model), ignore_errors=True)  # time the first run's conversion too
-    kw = dict(home=home, device="cpu", threads=threads, max_tokens=cfg.local_max_tokens, temperature=cfg.temperature,
-              seed=SEED, batch_size=cfg.local_batch_size, dtype=cfg.local_dtype)  # fmt: skip
-    first = BatchedGenerator(model, **kw)
+    # The engine exactly as `ur4rec llm --backend local` builds it, on the CPU with the same threads.
+    settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"device": "cpu", "local_threads": threads})})
+    first = make_generator(settings, model)
     from_gguf = first.load_seconds
     del first
-    gen = BatchedGenerator(model, **kw)
+    gen = make_generator(settings, model)
     t0 = time.perf_counter()
     answers = gen.answer(prompts)
     seconds = time.perf_counter() - t0
