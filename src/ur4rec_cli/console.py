@@ -1,4 +1,5 @@
-"""One Rich console for humans (stderr) and a plain channel for machine output (stdout)."""
+"""One Rich console for humans (stderr) and a plain channel for machine output (stdout); the one
+progress factory (a bar on a terminal, a plain line every 30 s off one) and third-party bars kept quiet."""
 
 from __future__ import annotations
 

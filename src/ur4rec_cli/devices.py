@@ -1,4 +1,5 @@
-"""Device selection shared by every command that runs torch."""
+"""Device selection shared by every command that runs torch, after a check that torch and
+torchvision work together (a pair from two indexes is one clear line, not an internal error)."""
 
 from __future__ import annotations
 

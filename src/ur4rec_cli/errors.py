@@ -1,4 +1,5 @@
-"""Exception types of the library; the CLI maps each to one line on stderr and an exit code."""
+"""Exception types of the library; the CLI maps each to one line on stderr and an exit code.
+An allocation failure from torch becomes a ResourceError naming the setting to lower (``out_of_memory``)."""
 
 from __future__ import annotations
 

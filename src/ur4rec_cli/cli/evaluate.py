@@ -1,4 +1,5 @@
-"""`ur4rec evaluate`: HR@k, NDCG@k and MRR of a trained stage, printed beside the protocol."""
+"""`ur4rec evaluate`: HR@k, NDCG@k and MRR of a trained stage or a baseline, printed beside the protocol,
+with the per-slice table and (``--compare``) every stage against popularity and the stage before."""
 
 from __future__ import annotations
 
