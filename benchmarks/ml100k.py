@@ -447,8 +447,18 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         "| --- | --- |",
         *(f"| {name} | {fmt(vals)} |" for name, vals in eval_seconds.items()),
         "",
+        *_scale_section(),
     ]
     return "\n".join(out)
+
+
+def _scale_section() -> list[str]:
+    """The cost-at-scale section, from the figures benchmarks/scale.py saved (none: no section)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from scale_page import render_section
+
+    figures = ROOT / "docs" / "benchmarks-scale.json"
+    return render_section(json.loads(figures.read_text("utf-8"))) if figures.is_file() else []
 
 
 if __name__ == "__main__":

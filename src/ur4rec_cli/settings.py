@@ -185,6 +185,12 @@ class TrainConfig(_Section):
         description="Weight averaging: a stage's model is the uniform average of its weights at the end of each of its last "
         "ceil(average_last x epochs) epochs (0: off, the last epoch's weights).",
     )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="End every epoch after this many optimizer steps (smoke runs and cost benchmarks; the learning-rate "
+        "schedule still spans whole epochs, and the run summary says the epochs were cut short).",
+    )
     aux_loss_weight: float = Field(0.01, ge=0, description="Weight of the MoE load-balancing loss.")
     allow_random_clip: bool = Field(False, description="Accept CLIP features made with random weights (tests only).")
     amp: bool = Field(True, description="bf16 autocast on CUDA.")

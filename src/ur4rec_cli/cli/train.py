@@ -40,6 +40,10 @@ def command(
             show_default=False,
         ),
     ] = None,
+    max_steps: Annotated[
+        Optional[int],
+        typer.Option("--max-steps", help="End every epoch after this many steps (smoke runs, cost benchmarks) [default: whole epochs].", show_default=False),
+    ] = None,
     dataset: DatasetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -51,8 +55,10 @@ def command(
         raise ConfigError(f"--stage must be one of {', '.join(_STAGE_CHOICES)}, not {stage!r}")
     if epochs is not None and epochs < 1:
         raise ConfigError("--epochs must be a positive integer")
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError("--max-steps must be a positive integer")
     overrides = {
-        "train": {"device": device, "epochs": epochs, "seed": seed, "run": run, "learn_validation": learn_validation},
+        "train": {"device": device, "epochs": epochs, "seed": seed, "run": run, "learn_validation": learn_validation, "max_steps": max_steps},
         "model": {"modalities": modalities if modalities is None else [m.strip() for m in modalities.split(",") if m.strip()]},
     }
     settings = app_context(ctx).dataset_settings(overrides, dataset)

@@ -43,7 +43,10 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
         # Same seed and epoch on every rank: the shards partition the epoch's users.
         pairs = shard_pairs(pairs, dd.shard_indices(len(pairs[0]), dist, seed=plan.seed, epoch=epoch))
     total = aux_total = 0.0
+    done = 0
     for users, inputs, targets in iterate_batches(pairs, t.batch_size, rng):
+        if t.max_steps is not None and done >= t.max_steps:
+            break  # train.max_steps: the epoch is cut short (every rank runs the same count)
         if cuda:
             users, inputs, targets = users.pin_memory(), inputs.pin_memory(), targets.pin_memory()
         users, inputs, targets = (x.to(ctx.device, non_blocking=cuda) for x in (users, inputs, targets))
@@ -69,6 +72,7 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
         parts.scheduler.step()
         total += step_loss.item()
         aux_total += float(aux.detach())
+        done += 1
         if on_step is not None:
             on_step(step_loss.item())
-    return total / parts.steps_per_epoch, aux_total / parts.steps_per_epoch
+    return total / max(1, done), aux_total / max(1, done)

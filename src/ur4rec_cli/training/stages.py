@@ -91,12 +91,20 @@ def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, di
                 f"run `ur4rec train --stage {prev}` (or --stage all) first"
             )
     ctx = prepare_context(settings, dist)
+    if settings.train.max_steps:
+        from ur4rec_cli.console import warn
+
+        ctx.notes.append(f"short epochs: each epoch ends after at most {settings.train.max_steps} steps (train.max_steps), not a full training")
+        warn(ctx.notes[-1])
     ctx.estimate = JobEstimate([(s, stage_plan(settings, s).epochs) for s in stages], caps=not settings.train.learn_validation)
     summaries = [run_stage(ctx, s, resume=resume, requested=stage) for s in stages]
     final = index = None
+    export_s = 0.0
     if dist.is_main:
         final = choose_final(ctx)
+        started = time.perf_counter()
         index = export_final(ctx, final["stage"]) if final else None
+        export_s = time.perf_counter() - started
     final, index = broadcast_object((final, index), dist)
     barrier(dist)
     return {
@@ -107,6 +115,7 @@ def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, di
         "stages": summaries,
         "final": final,
         "index": index,
+        "export_s": round(export_s, 2),
         "notes": ctx.notes,
         "loss": describe_loss(settings.train.loss, ctx.dataset.n_items, settings.train.batch_size * settings.model.max_len, settings.train.negatives),
         "protocol": (
@@ -297,7 +306,7 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
             epoch = state.epoch + 1
             started = time.perf_counter()
             where = f"cap {plan.epochs}, patience {state.patience_left} left" if plan.selects else f"of {plan.epochs}"
-            task = progress.add_task(f"{plan.stage} epoch {epoch} ({where}{_best_so_far(state)})", total=p.steps_per_epoch, status="")
+            task = progress.add_task(f"{plan.stage} epoch {epoch} ({where}{_best_so_far(state)})", total=min(p.steps_per_epoch, ctx.settings.train.max_steps or p.steps_per_epoch), status="")
             step = lambda loss: progress.update(task, advance=1, status=f"loss {loss:.3f}")  # noqa: E731
             if ctx.settings.train.shuffle_ties:
                 # A fresh order of same-timestamp items every epoch (drawn from the stage's saved RNG: resumable;
@@ -352,10 +361,13 @@ def _finish_stage(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: S
         "best_val": state.best_metrics,
         "wall_s": round(state.wall, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_gpu_mb": _peak_gpu_mb(ctx.device),
         "skipped": False,
         "path": str(files.best),
         "curve": "",
         "stopped": "early" if stopped_early else "cap",
+        "steps_per_epoch": p.steps_per_epoch,
+        "steps_run_per_epoch": min(p.steps_per_epoch, ctx.settings.train.max_steps or p.steps_per_epoch),
     }
     if files.write:
         summary["curve"] = _write_curves(files.history, files.folder / "curve.png", f"{ctx.settings.train.run} · {plan.stage}")
@@ -388,6 +400,15 @@ def _best_so_far(state: EarlyStopping) -> str:
 
 def _val(val: dict[str, float] | None) -> dict[str, float]:
     return {} if val is None else {"val_ndcg10": val["NDCG@10"], "val_hr10": val["HR@10"]}
+
+
+def _peak_gpu_mb(device) -> float | None:
+    """Peak CUDA memory allocated by this process (MiB), or None off CUDA."""
+    if device.type != "cuda":
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
 
 
 def _peak_rss_mb() -> float:

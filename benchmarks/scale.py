@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""Cost at scale: synthetic data sets of 100k, 1M and 10M interactions through the real CLI.
+
+    python benchmarks/scale.py [--sizes 100k 1m 10m] [--device cpu] [--home DIR]
+    python benchmarks/scale.py --render          # redraw docs/scale.svg and the page from saved figures
+
+Per size (catalogues 2k, 20k, 200k items; users = interactions / 100; benchmarks/synthetic.py,
+seed 0) each step is one `ur4rec` process, timed from outside, its peak RSS read from the kernel
+(``os.wait4``), the CPU ones under an address-space cap (``--mem-cap-gb``):
+
+1. ``ur4rec data --source`` (parse, check, split);
+2. ``ur4rec llm --backend template`` (template texts + MiniLM embeddings of every item and user),
+   on the sizes named by ``--embed``; for the others the table extrapolates the texts/s of the
+   largest embedded size, and says so;
+3. ``ur4rec train --stage pretrain_sasrec --epochs 1`` (stage 1, where the epochs go; MoE
+   modalities off, which stage 1 does not read); with ``--max-steps N`` for a size, the epoch is
+   cut after N steps and seconds per epoch are extrapolated by steps (marked in the table);
+   the export of the serving index runs at the end of the same command and is timed by it;
+4. ``ur4rec evaluate`` (test split, full ranking) with the default 8 tie orders and with 1.
+
+Figures go to docs/benchmarks-scale.json (one entry per device kind, so a CUDA run from
+benchmarks/gpu.py adds its rows beside the CPU ones), the picture to docs/scale.svg, and
+docs/benchmarks.md is re-rendered (benchmarks/ml100k.py --render) with the scale section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import generate  # noqa: E402
+
+SIZES = {"100k": (100_000, 2_000), "1m": (1_000_000, 20_000), "10m": (10_000_000, 200_000)}
+FIGURES = ROOT / "docs" / "benchmarks-scale.json"
+PICTURE = ROOT / "docs" / "scale.svg"
+
+
+def run_step(home: Path, args: list[str], env: dict[str, str], cap_gb: float | None) -> dict:
+    """One ur4rec process: its --json result, wall seconds and peak RSS (MiB) from wait4."""
+    cmd = [sys.executable, "-m", "ur4rec_cli", "--home", str(home), *args, "--json"]
+
+    def limit() -> None:
+        if cap_gb:
+            cap = int(cap_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, preexec_fn=limit)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    row = {"wall_s": round(wall, 2), "rss_mib": round(usage.ru_maxrss / 1024, 1), "rc": proc.returncode}
+    if proc.returncode != 0:
+        row["error"] = stderr.strip().splitlines()[-1][:300] if stderr.strip() else f"exit {proc.returncode}"
+        print(f"  {' '.join(args[:2])}: exit {proc.returncode}: {row['error']}", flush=True)
+        return row
+    lines = stdout.strip().splitlines()
+    row["result"] = json.loads(lines[-1]) if lines else {}
+    return row
+
+
+def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, max_steps: int | None, cap_gb: float | None, batch: int | None, embedding_model: str | None = None) -> dict:
+    n_inter, n_items = SIZES[size]
+    folder = work / f"syn-{size}"
+    t0 = time.perf_counter()
+    meta = generate(folder, n_inter, n_items, seed=0)
+    row = {"size": size, "interactions": meta["interactions"], "items": n_items, "users": meta["users"], "generate_s": round(time.perf_counter() - t0, 1)}
+    name = f"syn-{size}"
+    env = {"UR4REC_TRAIN__BATCH_SIZE": str(batch)} if batch else {}
+    print(f"{size}: {row['interactions']:,} interactions, {n_items:,} items, {row['users']:,} users", flush=True)
+    data = run_step(home, ["data", "--source", str(folder), "--name", name], env, cap_gb)
+    row["data"] = {k: data[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in data}
+    if data["rc"] != 0:
+        return row
+    if embed:
+        model = ["--embedding-model", embedding_model] if embedding_model else []
+        emb = run_step(home, ["llm", "--backend", "template", "--dataset", name, *model], {**env, "UR4REC_LLM__DEVICE": device}, cap_gb)
+        row["embed"] = {k: emb[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in emb}
+        row["embed"]["texts"] = n_items + row["users"]
+    train_args = ["train", "--stage", "pretrain_sasrec", "--epochs", "1", "--modalities", "", "--device", device, "--dataset", name]
+    if max_steps:
+        train_args += ["--max-steps", str(max_steps)]
+    tr = run_step(home, train_args, env, cap_gb)
+    row["train"] = {k: tr[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in tr}
+    if tr["rc"] == 0:
+        stage = tr["result"]["stages"][0]
+        steps, run_steps = stage["steps_per_epoch"], stage["steps_run_per_epoch"]
+        row["train"].update(
+            epoch_s=round(stage["wall_s"] * steps / run_steps, 1),
+            steps_per_epoch=steps,
+            steps_run=run_steps,
+            extrapolated=run_steps < steps,
+            export_s=tr["result"].get("export_s"),
+            loss=tr["result"].get("loss"),
+            peak_gpu_mib=stage.get("peak_gpu_mb"),
+        )
+        for orders in (8, 1):
+            ev = run_step(home, ["evaluate", "--dataset", name, "--device", device], {**env, "UR4REC_MODEL__TIE_ORDERS": str(orders)}, cap_gb)
+            key = f"evaluate_{orders}"
+            row[key] = {k: ev[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in ev}
+            if ev["rc"] == 0:
+                row[key]["seconds"] = round(float(ev["result"].get("seconds", float("nan"))), 2)
+                row[key]["ndcg10"] = ev["result"].get("metrics", {}).get("NDCG@10")
+    print(f"  {json.dumps(row)}", flush=True)
+    return row
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+    return f"{platform.machine()} CPU ({os.cpu_count()} cores), Python {platform.python_version()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--home", type=Path, default=None, help="ur4rec home for the synthetic data sets (default: a temporary folder)")
+    ap.add_argument("--embed", nargs="*", default=None, help="sizes whose texts are embedded (default: 100k and 1m on CPU, all on CUDA)")
+    ap.add_argument("--max-steps", nargs="*", default=["10m=20"], metavar="SIZE=N", help="cut these sizes' epoch after N steps and extrapolate")
+    ap.add_argument("--batch-size", type=int, default=None, help="train.batch_size (default: the setting's 128)")
+    ap.add_argument("--mem-cap-gb", type=float, default=20.0, help="address-space cap per CPU step (ignored on CUDA)")
+    ap.add_argument("--embedding-model", default=None, help="sentence-transformers model name or path for `ur4rec llm` (default: the setting's)")
+    ap.add_argument("--note", default="", help="what else ran on the machine meanwhile")
+    ap.add_argument("--figures", type=Path, default=FIGURES)
+    ap.add_argument("--render", action="store_true", help="only redraw the picture and the page from --figures")
+    args = ap.parse_args()
+    if not args.render:
+        cuda = args.device.startswith("cuda")
+        embed = set(args.embed if args.embed is not None else (SIZES if cuda else ["100k", "1m"]))
+        steps = dict(kv.split("=") for kv in args.max_steps)
+        work = Path(tempfile.mkdtemp(prefix="ur4rec-scale-"))
+        home = args.home or work / "home"
+        started = time.perf_counter()
+        rows = [
+            measure_size(s, args.device, home, work, s in embed, int(steps[s]) if s in steps else None, None if cuda else args.mem_cap_gb, args.batch_size, args.embedding_model)
+            for s in args.sizes
+        ]
+        shutil.rmtree(work, ignore_errors=True)
+        saved = json.loads(args.figures.read_text("utf-8")) if args.figures.is_file() else {}
+        kind = "cuda" if cuda else "cpu"
+        saved[kind] = {
+            "date": dt.date.today().isoformat(),
+            "machine": machine(args.device),
+            "command": "python benchmarks/" + ("gpu.py --scale" if cuda else "scale.py") + (f" --sizes {' '.join(args.sizes)}" if args.sizes != list(SIZES) else ""),
+            "batch_size": args.batch_size or 128,
+            "note": args.note,
+            "total_s": round(time.perf_counter() - started, 1),
+            "rows": rows,
+        }
+        args.figures.write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
+        print(f"wrote {args.figures}")
+    from scale_page import write_picture
+
+    write_picture(json.loads(args.figures.read_text("utf-8")), PICTURE)
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ml100k.py"), "--render", str(ROOT / "docs" / "benchmarks.json")], check=True)
+    print(f"wrote {PICTURE} and docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()

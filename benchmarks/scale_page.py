@@ -1,0 +1,142 @@
+"""The "cost at scale" section of docs/benchmarks.md and its log-log picture, from docs/benchmarks-scale.json.
+
+Used by benchmarks/ml100k.py's renderer (the section) and benchmarks/scale.py (the picture); both
+only read saved figures, so the page test can re-render them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+LABELS = {"cpu": "CPU", "cuda": "CUDA"}
+COLOURS = {"cpu": "#1f77b4", "cuda": "#d62728"}
+
+
+def _s(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def _texts_per_s(rows: list[dict]) -> float | None:
+    """Texts/s of the largest size whose embedding ran (to extrapolate the others)."""
+    done = [r for r in rows if r.get("embed", {}).get("rc") == 0]
+    if not done:
+        return None
+    big = max(done, key=lambda r: r["embed"]["texts"])
+    return big["embed"]["texts"] / big["embed"]["wall_s"]
+
+
+def _row(r: dict, rate: float | None) -> str:
+    tr, emb = r.get("train", {}), r.get("embed")
+    if emb and emb.get("rc") == 0:
+        embed = f"{emb['wall_s']:,.0f}"
+    elif rate:
+        embed = f"≈{(r['items'] + r['users']) / rate:,.0f} (extrapolated)"
+    else:
+        embed = "–"
+    if tr.get("rc") == 0:
+        epoch = f"{tr['epoch_s']:,.1f}" + (f" (extrapolated from {tr['steps_run']} of {tr['steps_per_epoch']} steps)" if tr.get("extrapolated") else "")
+        peak = f"{tr['rss_mib'] / 1024:.2f}" + (f" (GPU {tr['peak_gpu_mib'] / 1024:.2f})" if tr.get("peak_gpu_mib") else "")
+    else:
+        epoch = f"failed: {tr.get('error', '?')}"
+        peak = f"{tr.get('rss_mib', 0) / 1024:.2f}"
+    e8, e1 = r.get("evaluate_8", {}), r.get("evaluate_1", {})
+    ratio = f"{e8['seconds'] / e1['seconds']:.2f}" if e8.get("rc") == 0 and e1.get("rc") == 0 and e1.get("seconds") else "–"
+    return (
+        f"| {r['interactions']:,} | {r['items']:,} | {r['users']:,} | {r['data']['wall_s']:.1f} ({r['data']['rss_mib'] / 1024:.2f}) | {embed} | "
+        f"{epoch} | {peak} | {_s(tr.get('export_s'))} | {_s(e8.get('seconds'), 2)} | {_s(e1.get('seconds'), 2)} | {ratio} |"
+    )
+
+
+def render_section(saved: dict) -> list[str]:
+    """Markdown lines of the section (empty when no scale figures are saved)."""
+    if not saved:
+        return []
+    out = [
+        "## Cost at scale (synthetic data sets)",
+        "",
+        "`benchmarks/scale.py`: seeded synthetic data sets shaped like ML-100K scaled up (`benchmarks/synthetic.py`: Zipf item "
+        "popularity, favourite genres, log-normal history lengths, a quarter of consecutive ratings in the same second), each "
+        "step one `ur4rec` process timed from outside; peak RSS read from the kernel for that process. *epoch s*: one epoch of "
+        "stage 1 (`train --stage pretrain_sasrec --epochs 1`, where the training time goes), full softmax, computed in chunks "
+        "once a batch's logits pass 512 MiB (`training/chunked_loss.py`). *export s*: writing the serving index (8 tie orders), "
+        "the end of the same command. *evaluate s*: the scoring and ranking seconds of `ur4rec evaluate` (test split, full "
+        "ranking) with 8 and with 1 tie orders; the last column is their ratio.",
+        "",
+        "![seconds per epoch and peak memory against interactions, log-log](scale.svg)",
+        "",
+    ]
+    for kind in ("cpu", "cuda"):
+        run = saved.get(kind)
+        if not run:
+            continue
+        rate = _texts_per_s(run["rows"])
+        out += [
+            f"### {LABELS[kind]}: {run['machine']}",
+            "",
+            f"`{run['command']}` on {run['date']}, train batch size {run['batch_size']}; whole script {run['total_s'] / 60:.1f} min."
+            + (f" {run['note']}" if run.get("note") else ""),
+            "",
+            "| interactions | items | users | data s (GB) | embed texts s | epoch s | train peak RSS GB | export s | evaluate s, 8 orders | 1 order | 8 / 1 |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            *(_row(r, rate) for r in run["rows"]),
+            "",
+        ]
+        growth = _growth(run["rows"])
+        if growth:
+            out += [growth, ""]
+    return out
+
+
+def _growth(rows: list[dict]) -> str:
+    """One line: how epoch seconds and peak RSS grow per 10x interactions (log-log slopes)."""
+    ok = [r for r in rows if r.get("train", {}).get("rc") == 0]
+    if len(ok) < 2:
+        return ""
+    parts = []
+    for a, b in zip(ok, ok[1:]):
+        k = math.log10(b["interactions"] / a["interactions"])
+        t = math.log10(b["train"]["epoch_s"] / a["train"]["epoch_s"]) / k
+        m = math.log10(b["train"]["rss_mib"] / a["train"]["rss_mib"]) / k
+        parts.append(f"{a['interactions']:,} → {b['interactions']:,}: epoch time ∝ n^{t:.2f}, peak RSS ∝ n^{m:.2f}")
+    return "Growth (log-log slope per step; interactions and catalogue both grow 10×, so 1.0 is linear in interactions at a growing catalogue): " + "; ".join(parts) + "."
+
+
+def write_picture(saved: dict, path: Path) -> None:
+    """Two log-log panels (seconds per epoch, peak train RSS GB) against interactions, one line per device kind."""
+    w, h, pad = 360, 260, 50
+    panels = [("seconds per epoch (stage 1)", lambda r: r["train"]["epoch_s"]), ("peak train RSS, GB", lambda r: r["train"]["rss_mib"] / 1024)]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{h}" font-family="sans-serif" font-size="11">']
+    for p, (title, value) in enumerate(panels):
+        x0 = p * w
+        series = {k: [(r["interactions"], value(r)) for r in run["rows"] if r.get("train", {}).get("rc") == 0] for k, run in saved.items() if k in LABELS}
+        points = [pt for s in series.values() for pt in s]
+        if not points:
+            continue
+        lx = [math.log10(x) for x, _ in points]
+        ly = [math.log10(max(y, 1e-3)) for _, y in points]
+        xlo, xhi = math.floor(min(lx)), math.ceil(max(lx))
+        ylo, yhi = math.floor(min(ly)), math.ceil(max(ly))
+        xhi, yhi = max(xhi, xlo + 1), max(yhi, ylo + 1)
+        sx = lambda v: x0 + pad + (math.log10(v) - xlo) / (xhi - xlo) * (w - 1.5 * pad)  # noqa: E731
+        sy = lambda v: h - pad + (-(math.log10(max(v, 1e-3)) - ylo) / (yhi - ylo)) * (h - 1.6 * pad)  # noqa: E731
+        parts.append(f'<text x="{x0 + w / 2}" y="16" text-anchor="middle" font-weight="bold">{title}</text>')
+        for e in range(xlo, xhi + 1):
+            x = sx(10**e)
+            parts.append(f'<line x1="{x:.1f}" y1="{sy(10**ylo):.1f}" x2="{x:.1f}" y2="{sy(10**yhi):.1f}" stroke="#ddd"/>')
+            parts.append(f'<text x="{x:.1f}" y="{h - pad + 15}" text-anchor="middle">1e{e}</text>')
+        for e in range(ylo, yhi + 1):
+            y = sy(10**e)
+            parts.append(f'<line x1="{sx(10**xlo):.1f}" y1="{y:.1f}" x2="{sx(10**xhi):.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+            parts.append(f'<text x="{x0 + pad - 5}" y="{y + 4:.1f}" text-anchor="end">{10.0**e:g}</text>')
+        parts.append(f'<text x="{x0 + w / 2}" y="{h - 12}" text-anchor="middle">interactions</text>')
+        for k, pts in series.items():
+            if not pts:
+                continue
+            path_d = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts))
+            parts.append(f'<path d="{path_d}" fill="none" stroke="{COLOURS[k]}" stroke-width="2"/>')
+            parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{COLOURS[k]}"/>' for x, y in pts]
+        for i, k in enumerate(k for k in series if series[k]):
+            parts.append(f'<text x="{x0 + pad + 8}" y="{34 + 14 * i}" fill="{COLOURS[k]}">{LABELS[k]}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n", "utf-8")
