@@ -5,11 +5,16 @@
    next to the CPU figure recorded in docs/benchmarks.md.
 2. Full-ranking evaluation over a synthetic 200,000-item catalog, item-chunked so that memory
    stays bounded: peak GPU memory against the size of the dense [users x items] score matrix.
+3. With ``--scale``: instead of 1-2, the cost-at-scale table of benchmarks/scale.py (synthetic 100k,
+   1M and 10M interactions) on CUDA, bf16 autocast (``train.amp``), saved as the "cuda" entry of
+   docs/benchmarks-scale.json beside the CPU rows; ``--embedding-model`` names a local MiniLM
+   folder on a machine without the model hub.
 
 The GPU machine has no internet: pass --home with a prepared dataset + text embeddings
 (`ur4rec data && ur4rec llm` on a machine that has them), or let it fail with one line.
 
     python benchmarks/gpu.py --home /path/to/home [--device cuda] [--out docs/benchmarks-gpu.md]
+    python benchmarks/gpu.py --scale [--sizes 100k 1m 10m] [--batch-size 512] [--embedding-model DIR] [--figures F]
 """
 
 from __future__ import annotations
@@ -77,7 +82,13 @@ def synthetic_catalog(device: str, n_items: int, n_users: int, dim: int, batch: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", type=Path, required=True, help="ur4rec home with the ML-100K dataset and text embeddings")
+    ap.add_argument("--home", type=Path, default=None, help="ur4rec home with the ML-100K dataset and text embeddings")
+    ap.add_argument("--scale", action="store_true", help="run the cost-at-scale table (benchmarks/scale.py) on CUDA instead")
+    ap.add_argument("--sizes", nargs="+", default=["100k", "1m", "10m"])
+    ap.add_argument("--batch-size", type=int, default=None, help="train.batch_size for --scale")
+    ap.add_argument("--max-steps", nargs="*", default=[], metavar="SIZE=N", help="--scale: cut these sizes' epoch after N steps")
+    ap.add_argument("--embedding-model", default=None)
+    ap.add_argument("--figures", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks-scale.json")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks-gpu.md"))
     ap.add_argument("--skip-train", action="store_true")
@@ -87,6 +98,15 @@ def main() -> None:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device here; run this script on a GPU machine")
+    if args.scale:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from scale import run_scale
+
+        steps = {k: int(v) for k, v in (kv.split("=") for kv in args.max_steps)}
+        run_scale(args.sizes, args.device, args.figures, batch=args.batch_size, embedding_model=args.embedding_model, embed=args.sizes, max_steps=steps)
+        return
+    if args.home is None:
+        raise SystemExit("error: --home is required (a home with the ML-100K data set and text embeddings), or pass --scale")
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     lines = [f"# GPU benchmark ({card})", "", f"torch {torch.__version__}, command: `python benchmarks/gpu.py --home HOME --device {args.device}`", ""]
 

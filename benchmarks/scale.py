@@ -75,7 +75,7 @@ def run_step(home: Path, args: list[str], env: dict[str, str], cap_gb: float | N
     return row
 
 
-def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, max_steps: int | None, cap_gb: float | None, batch: int | None, embedding_model: str | None = None) -> dict:
+def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, max_steps: int | None, cap_gb: float | None, batch: int | None, embedding_model: str | None = None, save=lambda row: None) -> dict:
     n_inter, n_items = SIZES[size]
     folder = work / f"syn-{size}"
     t0 = time.perf_counter()
@@ -84,8 +84,10 @@ def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, ma
     name = f"syn-{size}"
     env = {"UR4REC_TRAIN__BATCH_SIZE": str(batch)} if batch else {}
     print(f"{size}: {row['interactions']:,} interactions, {n_items:,} items, {row['users']:,} users", flush=True)
+    save(row)
     data = run_step(home, ["data", "--source", str(folder), "--name", name], env, cap_gb)
     row["data"] = {k: data[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in data}
+    save(row)
     if data["rc"] != 0:
         return row
     if embed:
@@ -93,6 +95,7 @@ def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, ma
         emb = run_step(home, ["llm", "--backend", "template", "--dataset", name, *model], {**env, "UR4REC_LLM__DEVICE": device}, cap_gb)
         row["embed"] = {k: emb[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in emb}
         row["embed"]["texts"] = n_items + row["users"]
+        save(row)
     train_args = ["train", "--stage", "pretrain_sasrec", "--epochs", "1", "--modalities", "", "--device", device, "--dataset", name]
     if max_steps:
         train_args += ["--max-steps", str(max_steps)]
@@ -110,6 +113,7 @@ def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, ma
             loss=tr["result"].get("loss"),
             peak_gpu_mib=stage.get("peak_gpu_mb"),
         )
+        save(row)
         for orders in (8, 1):
             ev = run_step(home, ["evaluate", "--dataset", name, "--device", device], {**env, "UR4REC_MODEL__TIE_ORDERS": str(orders)}, cap_gb)
             key = f"evaluate_{orders}"
@@ -117,8 +121,42 @@ def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, ma
             if ev["rc"] == 0:
                 row[key]["seconds"] = round(float(ev["result"].get("seconds", float("nan"))), 2)
                 row[key]["ndcg10"] = ev["result"].get("metrics", {}).get("NDCG@10")
+            save(row)
     print(f"  {json.dumps(row)}", flush=True)
     return row
+
+
+def run_scale(sizes: list[str], device: str, figures: Path, *, home: Path | None = None, note: str = "", batch: int | None = None,
+              embedding_model: str | None = None, embed: list[str] = (), max_steps: dict[str, int] | None = None, cap_gb: float | None = None) -> None:
+    """Measure each size and save the figures under the device kind after every size (a cut-off run keeps what it measured)."""
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    work = Path(tempfile.mkdtemp(prefix="ur4rec-scale-"))
+    home = home or work / "home"
+    started = time.perf_counter()
+    rows: list[dict] = []
+
+    def save(row: dict | None = None) -> None:
+        saved = json.loads(figures.read_text("utf-8")) if figures.is_file() else {}
+        saved[kind] = {
+            "date": dt.date.today().isoformat(),
+            "machine": machine(device),
+            "command": "python benchmarks/" + ("gpu.py --scale" if kind == "cuda" else "scale.py") + (f" --sizes {' '.join(sizes)}" if sizes != list(SIZES) else ""),
+            "batch_size": batch or 128,
+            "note": note,
+            "total_s": round(time.perf_counter() - started, 1),
+            "rows": rows + ([row] if row is not None and row not in rows else []),
+        }
+        tmp = figures.with_name(f".{figures.name}.tmp")
+        tmp.write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
+        os.replace(tmp, figures)
+
+    try:
+        for size in sizes:
+            rows.append(measure_size(size, device, home, work, size in embed, (max_steps or {}).get(size), cap_gb, batch, embedding_model, save))
+            save()
+            print(f"wrote {figures}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def machine(device: str) -> str:
@@ -145,29 +183,12 @@ def main() -> None:
     args = ap.parse_args()
     if not args.render:
         cuda = args.device.startswith("cuda")
-        embed = set(args.embed if args.embed is not None else (SIZES if cuda else ["100k", "1m"]))
-        steps = dict(kv.split("=") for kv in args.max_steps)
-        work = Path(tempfile.mkdtemp(prefix="ur4rec-scale-"))
-        home = args.home or work / "home"
-        started = time.perf_counter()
-        rows = [
-            measure_size(s, args.device, home, work, s in embed, int(steps[s]) if s in steps else None, None if cuda else args.mem_cap_gb, args.batch_size, args.embedding_model)
-            for s in args.sizes
-        ]
-        shutil.rmtree(work, ignore_errors=True)
-        saved = json.loads(args.figures.read_text("utf-8")) if args.figures.is_file() else {}
-        kind = "cuda" if cuda else "cpu"
-        saved[kind] = {
-            "date": dt.date.today().isoformat(),
-            "machine": machine(args.device),
-            "command": "python benchmarks/" + ("gpu.py --scale" if cuda else "scale.py") + (f" --sizes {' '.join(args.sizes)}" if args.sizes != list(SIZES) else ""),
-            "batch_size": args.batch_size or 128,
-            "note": args.note,
-            "total_s": round(time.perf_counter() - started, 1),
-            "rows": rows,
-        }
-        args.figures.write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
-        print(f"wrote {args.figures}")
+        run_scale(
+            args.sizes, args.device, args.figures, home=args.home, note=args.note, batch=args.batch_size, embedding_model=args.embedding_model,
+            embed=args.embed if args.embed is not None else (list(SIZES) if cuda else ["100k", "1m"]),
+            max_steps={k: int(v) for k, v in (kv.split("=") for kv in args.max_steps)},
+            cap_gb=None if cuda else args.mem_cap_gb,
+        )
     from scale_page import write_picture
 
     write_picture(json.loads(args.figures.read_text("utf-8")), PICTURE)

@@ -27,6 +27,8 @@ def _texts_per_s(rows: list[dict]) -> float | None:
 
 
 def _row(r: dict, rate: float | None) -> str:
+    if "data" not in r:
+        return f"| {r['interactions']:,} | {r['items']:,} | {r['users']:,} | not reached (the run was cut off) | | | | | | | |"
     tr, emb = r.get("train", {}), r.get("embed")
     if emb and emb.get("rc") == 0:
         embed = f"{emb['wall_s']:,.0f}"
@@ -37,9 +39,11 @@ def _row(r: dict, rate: float | None) -> str:
     if tr.get("rc") == 0:
         epoch = f"{tr['epoch_s']:,.1f}" + (f" (extrapolated from {tr['steps_run']} of {tr['steps_per_epoch']} steps)" if tr.get("extrapolated") else "")
         peak = f"{tr['rss_mib'] / 1024:.2f}" + (f" (GPU {tr['peak_gpu_mib'] / 1024:.2f})" if tr.get("peak_gpu_mib") else "")
-    else:
+    elif tr:
         epoch = f"failed: {tr.get('error', '?')}"
         peak = f"{tr.get('rss_mib', 0) / 1024:.2f}"
+    else:
+        epoch, peak = "not reached (the run was cut off)", "–"
     e8, e1 = r.get("evaluate_8", {}), r.get("evaluate_1", {})
     ratio = f"{e8['seconds'] / e1['seconds']:.2f}" if e8.get("rc") == 0 and e1.get("rc") == 0 and e1.get("seconds") else "–"
     return (

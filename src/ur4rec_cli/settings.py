@@ -167,6 +167,18 @@ class TrainConfig(_Section):
         description="Stages 3 and 4 (joint_finetune, end_to_end) supervise only each user's newest N transitions, the part "
         "of a history nearest the held-out items (the whole history stays the input); 0: every transition.",
     )
+    retriever_recent: int = Field(
+        0,
+        ge=0,
+        description="Stage 2 (pretrain_retriever) supervises only each user's newest N transitions (the whole history stays "
+        "the input); 0: every transition.",
+    )
+    state_cache_orders: int = Field(
+        4,
+        ge=0,
+        description="Stage 2's frozen SASRec: compute its states once for this many same-timestamp orders and cycle through "
+        "them, one per epoch, instead of recomputing every step (0: recompute, with a fresh order every epoch).",
+    )
     start_from: Literal["best", "last"] = Field(
         "best",
         description="When selecting on validation: stages 2-4 start from their predecessor's best epoch, or from its last "

@@ -150,8 +150,10 @@ class SASRec(nn.Module):
         """[n_items + 1, H]; row 0 (padding) is zero."""
         return self.encoder.item_emb.weight
 
-    def sequence_loss_inputs(self, seqs: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-position user vectors of the non-pad positions, the item matrix and a zero aux loss."""
+    def sequence_loss_inputs(
+        self, seqs: torch.Tensor, users: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """User vectors at the ``positions`` [B, L] (default: every non-pad one), the item matrix and a zero aux loss."""
         h = self.encoder(seqs)
-        keep = seqs != 0
+        keep = seqs != 0 if positions is None else positions
         return h[keep], self.item_vectors(), h.new_zeros(())

@@ -184,13 +184,27 @@ class UR4RecV2(nn.Module):
             out.append((name, h + m * width, h + (m + 1) * width))
         return out
 
-    def sequence_loss_inputs(self, seqs: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """User vectors at every non-pad position [N, D], the item matrix, and the MoE aux loss."""
+    def sequence_loss_inputs(
+        self, seqs: torch.Tensor, users: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """User vectors at the ``positions`` [B, L] (default: every non-pad one) [N, D], the item matrix, the MoE aux loss."""
         table = self.item_table() if self.item_adaptor is not None else None
         h = self.sasrec.encoder(seqs, table=table)
-        keep = seqs != 0
-        rows = users[:, None].expand_as(seqs)[keep]
-        vecs, aux = self._fuse(h[keep], rows)
+        keep = seqs != 0 if positions is None else positions
+        return self.loss_inputs_from_states(h[keep], users[:, None].expand_as(seqs)[keep], table)
+
+    def sequence_states(self, seqs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The sequence model's states [N, H] at ``positions``: what a frozen-SASRec stage caches (training/state_cache.py)."""
+        table = self.item_table() if self.item_adaptor is not None else None
+        return self.sasrec.encoder(seqs, table=table)[positions]
+
+    def loss_inputs_from_states(
+        self, h: torch.Tensor, users: torch.Tensor, table: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(user vectors [N, D], item matrix, aux loss) from sequence states [N, H] of users [N]."""
+        if table is None and self.item_adaptor is not None:
+            table = self.item_table()
+        vecs, aux = self._fuse(h, users)
         return vecs, self.item_vectors(table), aux
 
     def score(self, histories: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

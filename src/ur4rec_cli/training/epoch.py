@@ -24,6 +24,7 @@ class EpochParts:
     neg_gen: "torch.Generator"
     per_step: float  # mean target positions per step: the loss divisor that weighs every position alike
     steps_per_epoch: int
+    cache: Any = None  # state_cache.StatePool of a frozen-SASRec stage, or None (states computed per step)
 
 
 def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs: Any, epoch: int, rng: "np.random.Generator", on_step=None) -> tuple[float, float]:
@@ -42,19 +43,22 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
     if dist.enabled:
         # Same seed and epoch on every rank: the shards partition the epoch's users.
         pairs = shard_pairs(pairs, dd.shard_indices(len(pairs[0]), dist, seed=plan.seed, epoch=epoch))
+    cached = parts.cache.for_epoch(epoch) if parts.cache is not None else None
+    if cached is not None:
+        pairs = cached.pairs  # this epoch's tie order from the stage's pool (state_cache.py)
     total = aux_total = 0.0
     done = 0
-    for users, inputs, targets in iterate_batches(pairs, t.batch_size, rng):
+    for users, inputs, targets, rows in iterate_batches(pairs, t.batch_size, rng, with_rows=True):
         if t.max_steps is not None and done >= t.max_steps:
             break  # train.max_steps: the epoch is cut short (every rank runs the same count)
         if cuda:
             users, inputs, targets = users.pin_memory(), inputs.pin_memory(), targets.pin_memory()
         users, inputs, targets = (x.to(ctx.device, non_blocking=cuda) for x in (users, inputs, targets))
+        # Supervised positions: every non-pad one, or with plan.recent only the newest (target 0: context only).
+        positions = targets != 0
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            vecs, items, aux = parts.engine(inputs, users)
-            flat = targets[inputs != 0]
-            if plan.recent:  # only the newest transitions are supervised (target 0: context only)
-                vecs, flat = vecs[flat != 0], flat[flat != 0]
+            vecs, items, aux = parts.engine(inputs, users, positions, cached.rows(rows) if cached is not None else None)
+            flat = targets[positions]
             summed = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=parts.neg_gen, reduction="sum")
         # Every target position weighs the same whatever its batch: the summed loss over a constant
         # (mean positions per step). Under torchrun the constant counts the global step, times

@@ -26,7 +26,7 @@ class StagePlan:
     seed: int
     selects: bool = True  # False under train.learn_validation: a fixed schedule, no validation
     average_from: int | None = None  # first epoch averaged into the stage's model (train.average_last); None: off
-    recent: int = 0  # supervise only each user's newest N transitions (train.finetune_recent, stages 3-4); 0: all
+    recent: int = 0  # supervise only each user's newest N transitions (retriever_recent: stage 2, finetune_recent: 3-4); 0: all
 
     @property
     def predecessor(self) -> str | None:
@@ -57,7 +57,7 @@ def stage_plan(settings: "Settings", stage: str) -> StagePlan:
     return StagePlan(
         stage, index, epochs, sasrec_lr, moe_lr, seed=t.seed + 1000 * index, selects=not t.learn_validation,
         average_from=averaging_start(epochs, t.average_last),
-        recent=t.finetune_recent if index >= 2 else 0,
+        recent=t.finetune_recent if index >= 2 else (t.retriever_recent if index == 1 else 0),
     )
 
 

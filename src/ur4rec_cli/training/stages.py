@@ -203,9 +203,25 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     scorer = model.sasrec if plan.index == 0 else model
     neg_gen = torch.Generator().manual_seed(plan.seed)
     engine = _wrap(SequenceLossInputs(scorer), ctx)
-    parts = EpochParts(model, engine, optimizer, scheduler, neg_gen, positions_per_step(pairs, steps), steps)
+    parts = EpochParts(model, engine, optimizer, scheduler, neg_gen, positions_per_step(pairs, steps), steps, _state_cache(ctx, plan, model))
     average = WeightAverage(plan.average_from) if plan.average_from is not None else None
     return StageRun(model, scorer, parts, pairs, rng, average)
+
+
+def _state_cache(ctx: TrainContext, plan: StagePlan, model):
+    """A frozen-SASRec stage's cached sequence states (state_cache.py), or None (computed per step)."""
+    from ur4rec_cli.console import info
+    from ur4rec_cli.training.state_cache import build_pool
+
+    t = ctx.settings.train
+    if plan.index == 0 or plan.sasrec_lr is not None or ctx.dist.enabled:
+        return None
+    pool = build_pool(
+        model, lambda rng: _stage_pairs(ctx, plan, tie_rng=rng), ctx.device, orders=t.state_cache_orders, shuffle=t.shuffle_ties, seed=plan.seed
+    )
+    if pool is not None:
+        info(f"{plan.stage}: {pool.describe()}")
+    return pool
 
 
 def _stage_pairs(ctx: TrainContext, plan: StagePlan, tie_rng: np.random.Generator | None = None):
@@ -308,7 +324,7 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
             where = f"cap {plan.epochs}, patience {state.patience_left} left" if plan.selects else f"of {plan.epochs}"
             task = progress.add_task(f"{plan.stage} epoch {epoch} ({where}{_best_so_far(state)})", total=min(p.steps_per_epoch, ctx.settings.train.max_steps or p.steps_per_epoch), status="")
             step = lambda loss: progress.update(task, advance=1, status=f"loss {loss:.3f}")  # noqa: E731
-            if ctx.settings.train.shuffle_ties:
+            if ctx.settings.train.shuffle_ties and p.cache is None:
                 # A fresh order of same-timestamp items every epoch (drawn from the stage's saved RNG: resumable;
                 # the same on every rank, whose shards then split it).
                 live.pairs = _stage_pairs(ctx, plan, tie_rng=live.rng)
@@ -366,6 +382,7 @@ def _finish_stage(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: S
         "path": str(files.best),
         "curve": "",
         "stopped": "early" if stopped_early else "cap",
+        "state_cache": p.cache.describe() if p.cache is not None else None,
         "steps_per_epoch": p.steps_per_epoch,
         "steps_run_per_epoch": min(p.steps_per_epoch, ctx.settings.train.max_steps or p.steps_per_epoch),
     }

@@ -78,9 +78,10 @@ def positions_per_step(pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarra
 
 
 def iterate_batches(
-    pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]], batch_size: int, rng: np.random.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Shuffled batches (users [B], inputs [B, W], targets [B, W]), left-padded to the batch's longest row.
+    pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]], batch_size: int, rng: np.random.Generator, with_rows: bool = False
+) -> Iterator[tuple]:
+    """Shuffled batches (users [B], inputs [B, W], targets [B, W]), left-padded to the batch's longest row
+    (``with_rows``: then the batch's row indices into ``pairs`` as a fourth item).
 
     Rows of similar length share a batch (lengths jittered by +-25% so batches differ between
     epochs) and batches come in random order: attention cost grows with W^2, and ML-100K
@@ -93,11 +94,12 @@ def iterate_batches(
     for c in rng.permutation(len(chunks)):
         idx = chunks[c]
         width = max(len(inputs[i]) for i in idx)
-        yield (
+        batch = (
             torch.from_numpy(users[idx]),
             torch.from_numpy(pad_left([inputs[i] for i in idx], width)),
             torch.from_numpy(pad_left([targets[i] for i in idx], width)),
         )
+        yield (*batch, idx) if with_rows else batch
 
 
 def n_batches(pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]], batch_size: int) -> int:
@@ -166,8 +168,10 @@ class SequenceLossInputs(torch.nn.Module):
         super().__init__()
         self.scorer = scorer
 
-    def forward(self, inputs: torch.Tensor, users: torch.Tensor):
-        return self.scorer.sequence_loss_inputs(inputs, users)
+    def forward(self, inputs: torch.Tensor, users: torch.Tensor, positions: torch.Tensor, states: torch.Tensor | None = None):
+        if states is not None:  # the frozen sequence model's cached states at ``positions`` (state_cache.py)
+            return self.scorer.loss_inputs_from_states(states, users[:, None].expand_as(inputs)[positions])
+        return self.scorer.sequence_loss_inputs(inputs, users, positions)
 
 
 def shard_pairs(pairs: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]], idx: np.ndarray):
