@@ -42,7 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import generate  # noqa: E402
 
-SIZES = {"100k": (100_000, 2_000), "1m": (1_000_000, 20_000), "10m": (10_000_000, 200_000)}
+# name: (interactions, items). 1m@2k holds the catalogue of 100k (time per epoch against interactions
+# alone) and the interactions of 1m (memory against catalogue size alone).
+SIZES = {"100k": (100_000, 2_000), "1m@2k": (1_000_000, 2_000), "1m": (1_000_000, 20_000), "10m": (10_000_000, 200_000)}
 FIGURES = ROOT / "docs" / "benchmarks-scale.json"
 PICTURE = ROOT / "docs" / "scale.svg"
 
@@ -77,11 +79,11 @@ def run_step(home: Path, args: list[str], env: dict[str, str], cap_gb: float | N
 
 def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, max_steps: int | None, cap_gb: float | None, batch: int | None, embedding_model: str | None = None, save=lambda row: None) -> dict:
     n_inter, n_items = SIZES[size]
-    folder = work / f"syn-{size}"
+    folder = work / f"syn-{size.replace('@', '-')}"
     t0 = time.perf_counter()
     meta = generate(folder, n_inter, n_items, seed=0)
     row = {"size": size, "interactions": meta["interactions"], "items": n_items, "users": meta["users"], "generate_s": round(time.perf_counter() - t0, 1)}
-    name = f"syn-{size}"
+    name = folder.name
     env = {"UR4REC_TRAIN__BATCH_SIZE": str(batch)} if batch else {}
     print(f"{size}: {row['interactions']:,} interactions, {n_items:,} items, {row['users']:,} users", flush=True)
     save(row)
@@ -140,7 +142,7 @@ def run_scale(sizes: list[str], device: str, figures: Path, *, home: Path | None
         saved[kind] = {
             "date": dt.date.today().isoformat(),
             "machine": machine(device),
-            "command": "python benchmarks/" + ("gpu.py --scale" if kind == "cuda" else "scale.py") + (f" --sizes {' '.join(sizes)}" if sizes != list(SIZES) else ""),
+            "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "batch_size": batch or 128,
             "note": note,
             "total_s": round(time.perf_counter() - started, 1),
@@ -155,6 +157,34 @@ def run_scale(sizes: list[str], device: str, figures: Path, *, home: Path | None
             rows.append(measure_size(size, device, home, work, size in embed, (max_steps or {}).get(size), cap_gb, batch, embedding_model, save))
             save()
             print(f"wrote {figures}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure_ml100k(figures: Path, note: str = "") -> None:
+    """ML-100K's default job alone (`train --stage all --device cpu`, seed 42), next to the run recorded in docs/benchmarks.json."""
+    work = Path(tempfile.mkdtemp(prefix="ur4rec-ml100k-"))
+    home = work / "home"
+    try:
+        steps = {}
+        for name, args in (("data", ["data"]), ("llm", ["llm", "--backend", "template"]), ("train", ["train", "--stage", "all", "--device", "cpu"]), ("evaluate", ["evaluate"])):
+            r = run_step(home, args, {}, None)
+            if r["rc"] != 0:
+                raise SystemExit(f"ML-100K {name} failed: {r.get('error')}")
+            steps[name] = r
+        train, ev = steps["train"]["result"], steps["evaluate"]["result"]
+        before = json.loads((ROOT / "docs" / "benchmarks.json").read_text("utf-8"))
+        saved = json.loads(figures.read_text("utf-8")) if figures.is_file() else {}
+        saved["ml100k"] = {
+            "date": dt.date.today().isoformat(),
+            "machine": machine("cpu"),
+            "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "note": note,
+            "before": {"date": before["date"], "wall": before["default_run"]["wall"], "stages": before["default_run"]["stages"], "ndcg10": before["default_run"]["test"]["NDCG@10"]},
+            "after": {"wall": steps["train"]["wall_s"], "stages": train["stages"], "export_s": train.get("export_s"), "ndcg10": ev["metrics"]["NDCG@10"], "evaluate_s": ev.get("seconds")},
+        }
+        figures.write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
+        print(f"ML-100K train --stage all: {steps['train']['wall_s']:.1f} s, test NDCG@10 {ev['metrics']['NDCG@10']:.4f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -180,8 +210,11 @@ def main() -> None:
     ap.add_argument("--note", default="", help="what else ran on the machine meanwhile")
     ap.add_argument("--figures", type=Path, default=FIGURES)
     ap.add_argument("--render", action="store_true", help="only redraw the picture and the page from --figures")
+    ap.add_argument("--ml100k", action="store_true", help="only ML-100K's default `train --stage all` alone, beside the recorded run")
     args = ap.parse_args()
-    if not args.render:
+    if args.ml100k:
+        measure_ml100k(args.figures, args.note)
+    elif not args.render:
         cuda = args.device.startswith("cuda")
         run_scale(
             args.sizes, args.device, args.figures, home=args.home, note=args.note, batch=args.batch_size, embedding_model=args.embedding_model,

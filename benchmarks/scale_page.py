@@ -52,6 +52,35 @@ def _row(r: dict, rate: float | None) -> str:
     )
 
 
+def _yes(ok: bool | None) -> str:
+    return "–" if ok is None else ("yes" if ok else "**no**")
+
+
+def targets(saved: dict) -> list[str]:
+    """The issue's cost targets, each read off the saved figures (CPU rows unless named)."""
+    rows = ["| target | measured | met |", "| --- | --- | --- |"]
+    ml = saved.get("ml100k")
+    if ml:
+        rows.append(f"| ML-100K `train --stage all` ≤ 300 s alone (CPU) | {ml['after']['wall']:.0f} s (was {ml['before']['wall']:.0f} s on {ml['before']['date']}) | {_yes(ml['after']['wall'] <= 300)} |")
+    cpu = {r["size"]: r for r in saved.get("cpu", {}).get("rows", []) if r.get("train", {}).get("rc") == 0}
+    if "1m" in cpu:
+        gb = cpu["1m"]["train"]["rss_mib"] / 1024
+        rows.append(f"| 1M interactions / 20k items: train peak RSS ≤ 3 GB | {gb:.2f} GB | {_yes(gb <= 3)} |")
+    if "100k" in cpu and "1m@2k" in cpu:
+        x = cpu["1m@2k"]["train"]["epoch_s"] / cpu["100k"]["train"]["epoch_s"]
+        rows.append(f"| epoch time at most linear in interactions at a fixed catalogue (10× interactions: ≤ 10×) | × {x:.1f} | {_yes(x <= 10)} |")
+    if "1m@2k" in cpu and "1m" in cpu:
+        x = cpu["1m"]["train"]["rss_mib"] / cpu["1m@2k"]["train"]["rss_mib"]
+        rows.append(f"| peak memory flat in catalogue size (10× items at 1M interactions: ≤ 1.2×) | × {x:.2f} | {_yes(x <= 1.2)} |")
+    for kind in ("cpu", "cuda"):
+        for r in saved.get(kind, {}).get("rows", []):
+            e8, e1 = r.get("evaluate_8", {}), r.get("evaluate_1", {})
+            if e8.get("rc") == 0 and e1.get("rc") == 0:
+                x = e8["seconds"] / e1["seconds"]
+                rows.append(f"| 8-order evaluate ≤ 2× one order ({LABELS[kind]}, {r['size']}) | × {x:.2f} | {_yes(x <= 2)} |")
+    return rows if len(rows) > 2 else []
+
+
 def render_section(saved: dict) -> list[str]:
     """Markdown lines of the section (empty when no scale figures are saved)."""
     if not saved:
@@ -70,6 +99,29 @@ def render_section(saved: dict) -> list[str]:
         "![seconds per epoch and peak memory against interactions, log-log](scale.svg)",
         "",
     ]
+    goals = targets(saved)
+    if goals:
+        out += ["### Cost targets", "", *goals, ""]
+    ml = saved.get("ml100k")
+    if ml:
+        out += [
+            "### ML-100K, the default job alone (`train --stage all --device cpu`, seed 42)",
+            "",
+            f"`{ml['command']}` on {ml['date']}, {ml['machine']}." + (f" {ml['note']}" if ml.get("note") else ""),
+            "Before: the default run of docs/benchmarks.json. One seed each: the test NDCG@10 shows the run is sound, not "
+            "that quality held (that takes the 3-seed benchmark).",
+            "",
+            "| stage | before s | after s |",
+            "| --- | --- | --- |",
+        ]
+        after = {s["stage"]: s["wall_s"] for s in ml["after"]["stages"]}
+        for st in ml["before"]["stages"]:
+            out.append(f"| {st['stage']} | {st['wall_s']:.1f} | {_s(after.get(st['stage']))} |")
+        out += [
+            f"| **command wall** | **{ml['before']['wall']:.1f}** | **{ml['after']['wall']:.1f}** |",
+            f"| test NDCG@10 | {ml['before']['ndcg10']:.4f} | {ml['after']['ndcg10']:.4f} |",
+            "",
+        ]
     for kind in ("cpu", "cuda"):
         run = saved.get(kind)
         if not run:
@@ -86,15 +138,28 @@ def render_section(saved: dict) -> list[str]:
             *(_row(r, rate) for r in run["rows"]),
             "",
         ]
-        growth = _growth(run["rows"])
-        if growth:
-            out += [growth, ""]
+        for line in (_growth(run["rows"]), _fixed(run["rows"])):
+            if line:
+                out += [line, ""]
     return out
+
+
+def _fixed(rows: list[dict]) -> str:
+    """The two controlled comparisons: 10x interactions at one catalogue; 10x catalogue at one interaction count."""
+    by = {r["size"]: r for r in rows if r.get("train", {}).get("rc") == 0}
+    parts = []
+    if "100k" in by and "1m@2k" in by:
+        a, b = by["100k"]["train"], by["1m@2k"]["train"]
+        parts.append(f"10× interactions at a fixed 2,000-item catalogue (100k → 1m@2k): epoch time × {b['epoch_s'] / a['epoch_s']:.1f} (linear: × 10)")
+    if "1m@2k" in by and "1m" in by:
+        a, b = by["1m@2k"]["train"], by["1m"]["train"]
+        parts.append(f"10× catalogue at 1M interactions (1m@2k → 1m): train peak RSS × {b['rss_mib'] / a['rss_mib']:.2f} (flat: × 1), epoch time × {b['epoch_s'] / a['epoch_s']:.1f}")
+    return ("Controlled comparisons: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _growth(rows: list[dict]) -> str:
     """One line: how epoch seconds and peak RSS grow per 10x interactions (log-log slopes)."""
-    ok = [r for r in rows if r.get("train", {}).get("rc") == 0]
+    ok = [r for r in rows if r.get("train", {}).get("rc") == 0 and "@" not in r["size"]]
     if len(ok) < 2:
         return ""
     parts = []
@@ -107,13 +172,18 @@ def _growth(rows: list[dict]) -> str:
 
 
 def write_picture(saved: dict, path: Path) -> None:
-    """Two log-log panels (seconds per epoch, peak train RSS GB) against interactions, one line per device kind."""
+    """Two log-log panels (seconds per epoch, peak train RSS GB) against interactions, one line per device kind
+    (the sizes whose catalogue grows with the interactions; the controlled 1m@2k row is in the table)."""
     w, h, pad = 360, 260, 50
     panels = [("seconds per epoch (stage 1)", lambda r: r["train"]["epoch_s"]), ("peak train RSS, GB", lambda r: r["train"]["rss_mib"] / 1024)]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{h}" font-family="sans-serif" font-size="11">']
     for p, (title, value) in enumerate(panels):
         x0 = p * w
-        series = {k: [(r["interactions"], value(r)) for r in run["rows"] if r.get("train", {}).get("rc") == 0] for k, run in saved.items() if k in LABELS}
+        series = {
+            k: [(r["interactions"], value(r)) for r in run["rows"] if r.get("train", {}).get("rc") == 0 and "@" not in r["size"]]
+            for k, run in saved.items()
+            if k in LABELS
+        }
         points = [pt for s in series.values() for pt in s]
         if not points:
             continue
@@ -140,6 +210,13 @@ def write_picture(saved: dict, path: Path) -> None:
             path_d = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts))
             parts.append(f'<path d="{path_d}" fill="none" stroke="{COLOURS[k]}" stroke-width="2"/>')
             parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{COLOURS[k]}"/>' for x, y in pts]
+        if p == 0:  # a slope-1 guide through the first point of the first series: linear growth
+            x1, y1 = next(pts[0] for pts in series.values() if pts)
+            x2 = 10.0**xhi
+            y2 = min(y1 * x2 / x1, 10.0**yhi)
+            x2 = x1 * y2 / y1
+            parts.append(f'<path d="M{sx(x1):.1f},{sy(y1):.1f} L{sx(x2):.1f},{sy(y2):.1f}" stroke="#999" stroke-dasharray="4 3" fill="none"/>')
+            parts.append(f'<text x="{sx(x2) - 4:.1f}" y="{sy(y2) + 12:.1f}" fill="#999" text-anchor="end">linear</text>')
         for i, k in enumerate(k for k in series if series[k]):
             parts.append(f'<text x="{x0 + pad + 8}" y="{34 + 14 * i}" fill="{COLOURS[k]}">{LABELS[k]}</text>')
     parts.append("</svg>")

@@ -44,3 +44,37 @@ def test_targets_table_follows_the_figures(tmp_path: Path) -> None:
     assert rows["SASRec (stage 1) NDCG@10 ≥ reference SASRec (same data)"].endswith("| **no** |")
     assert rows["default single run (`train --stage all`, seed 42) final NDCG@10 ≥ 0.11"].endswith("| **no** |")
     assert "| not: end_to_end | **no** |" in rows["every stage improves validation in at least one seed"]
+
+
+def _scale_page():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import scale_page
+
+    return scale_page
+
+
+def test_scale_picture_is_drawn_from_the_saved_figures(tmp_path: Path) -> None:
+    saved = json.loads((ROOT / "docs" / "benchmarks-scale.json").read_text("utf-8"))
+    _scale_page().write_picture(saved, tmp_path / "scale.svg")
+    assert (tmp_path / "scale.svg").read_text("utf-8") == (ROOT / "docs" / "scale.svg").read_text("utf-8")
+
+
+def test_scale_targets_follow_the_figures() -> None:
+    def row(size: str, epoch_s: float, rss: float, e8: float = 2.0, e1: float = 1.0) -> dict:
+        ok = {"rc": 0}
+        return {"size": size, "train": {**ok, "epoch_s": epoch_s, "rss_mib": rss}, "evaluate_8": {**ok, "seconds": e8}, "evaluate_1": {**ok, "seconds": e1}}
+
+    saved = {
+        "cpu": {"rows": [row("100k", 10, 1000), row("1m@2k", 120, 1100, e8=1.5), row("1m", 300, 3500, e8=9.0)]},
+        "ml100k": {"after": {"wall": 290.0}, "before": {"wall": 421.0, "date": "2026-12-02"}},
+    }
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in _scale_page().targets(saved)}
+    assert lines["ML-100K `train --stage all` ≤ 300 s alone (CPU)"].endswith("| yes |")
+    assert lines["1M interactions / 20k items: train peak RSS ≤ 3 GB"].endswith("| **no** |")  # 3.42 GB
+    assert lines["epoch time at most linear in interactions at a fixed catalogue (10× interactions: ≤ 10×)"].endswith("| **no** |")  # x 12
+    assert lines["peak memory flat in catalogue size (10× items at 1M interactions: ≤ 1.2×)"].endswith("| **no** |")  # x 3.18
+    assert lines["8-order evaluate ≤ 2× one order (CPU, 100k)"].endswith("| yes |")
+    assert lines["8-order evaluate ≤ 2× one order (CPU, 1m@2k)"].endswith("| yes |")
+    assert lines["8-order evaluate ≤ 2× one order (CPU, 1m)"].endswith("| **no** |")

@@ -209,9 +209,15 @@ def test_all_stages_final_and_export(isolated_home: Path) -> None:
     loaded = ck.load_stage_model(settings)
     from ur4rec_cli.data.sequences import pad_left
 
+    # Every row, though the export pads each length-sorted batch only to its longest history and
+    # takes vectors and gate weights from one pass.
+    everyone = torch.arange(1, N_USERS + 1)
+    full = torch.from_numpy(pad_left([ctx.dataset.history(int(u), "full") for u in everyone], 10))
     with torch.no_grad():
-        v = loaded.model.user_vectors(torch.from_numpy(pad_left([ctx.dataset.history(3, "full")], 10)), torch.tensor([3]))
-    assert np.allclose(users[3], v.numpy()[0], atol=1e-5)
+        v = loaded.model.user_vectors(full, everyone)
+        g, w = loaded.model.gate_weights(full, everyone)
+    assert np.allclose(users[1:], v.numpy(), atol=1e-5)
+    assert np.allclose(gates["modality"][1:], g.numpy(), atol=1e-5) and np.allclose(gates["experts"][1:], w.numpy(), atol=1e-5)
 
 
 def test_missing_model_is_artifact_missing() -> None:

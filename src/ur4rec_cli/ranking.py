@@ -101,6 +101,10 @@ class TieOrderAverage:
         """Gate weights averaged over the same orders (what ``recommend --explain`` shows)."""
         return self._by_rows(self.scorer.gate_weights, histories, users)
 
+    def user_vectors_and_gates(self, histories: "torch.Tensor", users: "torch.Tensor"):
+        """Both of the above from one encoder pass per order."""
+        return self._by_rows(self.scorer.user_vectors_and_gates, histories, users)
+
 
 def with_tie_orders(scorer, dataset: "Dataset", split: str, orders: int):
     """``scorer`` itself for one order, else its TieOrderAverage."""

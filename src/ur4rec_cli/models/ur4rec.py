@@ -176,6 +176,13 @@ class UR4RecV2(nn.Module):
         ctx, _ = self._inputs(self._states(histories), users)
         return self.moe.gates(ctx, self.present)
 
+    def user_vectors_and_gates(self, histories: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``user_vectors`` and ``gate_weights`` from one encoder pass (what the export writes)."""
+        h = self._states(histories)
+        ctx, _ = self._inputs(h, users)
+        g, w = self.moe.gates(ctx, self.present)
+        return self._fuse(h, users)[0], g, w
+
     def block_bounds(self) -> list[tuple[str, int, int]]:
         """How D splits into the SASRec block and one block per modality."""
         h, width = self.args.hidden, self.args.sub_experts * self.args.expert_dim

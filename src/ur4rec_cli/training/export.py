@@ -37,7 +37,8 @@ def export_index(
 
     Row u of user_vecs is the user vector from the user's FULL history (averaged over
     ``tie_orders`` orders of its same-timestamp items, see ranking.TieOrderAverage); row 0 of
-    both is zero.
+    both is zero. Users of similar history length share a batch padded to its longest row (the
+    states do not depend on the padding width), and vectors and gate weights come from one pass.
     """
     import torch
 
@@ -58,14 +59,20 @@ def export_index(
         sub = int(model.args.sub_experts) if has_gates else 1
         mod_w = np.zeros((n_users + 1, n_mod), dtype=np.float32)
         exp_w = np.zeros((n_users + 1, n_mod, sub), dtype=np.float32)
+        histories = [dataset.history(int(u), "full") for u in users]
+        order = np.argsort([len(h) for h in histories], kind="stable")
         for start in range(0, n_users, batch_size):
-            chunk = users[start : start + batch_size]
-            seqs = torch.from_numpy(pad_left([dataset.history(int(u), "full") for u in chunk], max_len)).to(device)
+            idx = order[start : start + batch_size]
+            chunk = users[idx]
+            width = max(1, min(max_len, max(len(histories[i]) for i in idx)))
+            seqs = torch.from_numpy(pad_left([histories[i] for i in idx], width)).to(device)
             ids = torch.from_numpy(chunk).to(device)
-            user_vecs[chunk] = scorer.user_vectors(seqs, ids).float().cpu().numpy()
             if has_gates:
-                g, w = scorer.gate_weights(seqs, ids)
+                vecs, g, w = scorer.user_vectors_and_gates(seqs, ids)
                 mod_w[chunk], exp_w[chunk] = g.float().cpu().numpy(), w.float().cpu().numpy()
+            else:
+                vecs = scorer.user_vectors(seqs, ids)
+            user_vecs[chunk] = vecs.float().cpu().numpy()
     if has_gates:
         bounds = model.block_bounds()
         active = [m for m in MODALITIES if m in model.args.modalities]
