@@ -105,6 +105,39 @@ def test_recommend_from_the_exported_index(cli, home) -> None:
     assert res["explain"]["modality"] == {}
 
 
+def test_recommend_history_of_a_known_user_is_their_recommend_user_list(cli, home) -> None:
+    """No user-text modality and no same-second items: the encoder on the user's own history gives
+    the vector the export wrote for them."""
+    from ur4rec_cli.data.dataset import Dataset
+
+    ds = Dataset.load(home / "datasets" / "ml-100k")
+    own = [str(ds.item_ids[i - 1]) for i in ds.sequence(ds.find_user("3"))]
+    known = json.loads(cli("recommend", "--user", "3", "--top", "8", "--json").stdout)
+    r = cli("recommend", "--history", ",".join(own), "--top", "8", "--json")
+    assert r.code == 0, r
+    new = json.loads(r.stdout)
+    assert [row["item_id"] for row in new["items"]] == [row["item_id"] for row in known["items"]]
+    assert [row["score"] for row in new["items"]] == pytest.approx([row["score"] for row in known["items"]], rel=1e-4, abs=1e-5)
+    assert new["history"] == len(own) and new["stage"] == known["stage"]
+    # A short history never gets its own items back.
+    short = json.loads(cli("recommend", "--history", f"{own[0]},{own[1]}", "--top", "50", "--json").stdout)
+    assert len(short["items"]) == 50 and not {own[0], own[1]} & {str(row["item_id"]) for row in short["items"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["--history", "1,999999"], 8, "unknown item id(s) in --history: 999999"),
+        (["--history", " , "], 2, "--history needs at least one item id"),
+        (["--history", "1,2", "--user", "3"], 2, "--history stands alone"),
+    ],
+)
+def test_recommend_history_bad_input_is_one_line(cli, home, args: list[str], code: int, says: str) -> None:
+    r = cli("recommend", *args)
+    assert r.code == code, r
+    assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
 def test_nan_model_is_one_line_error(cli, trained_home, isolated_home, monkeypatch) -> None:
     import shutil
 

@@ -64,6 +64,12 @@ class UnknownUserError(Ur4recError):
     exit_code = 8
 
 
+class UnknownItemError(Ur4recError):
+    """An item id that the dataset does not contain."""
+
+    exit_code = 8
+
+
 class EvaluationError(Ur4recError):
     """Evaluation met an impossible state, e.g. a NaN score."""
 

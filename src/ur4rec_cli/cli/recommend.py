@@ -13,6 +13,10 @@ from ur4rec_cli.cli._common import DatasetOpt, JsonOpt, app_context
 def command(
     ctx: typer.Context,
     user: Annotated[str | None, typer.Option("--user", help="Raw user id as in the source data (e.g. 42).", show_default=False)] = None,
+    history: Annotated[
+        str | None,
+        typer.Option("--history", help="Someone not in the data set: raw item ids, oldest first (e.g. 50,172,181); runs the trained encoder.", show_default=False),
+    ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="How many items.")] = 10,
     explain: Annotated[
         bool, typer.Option("--explain", help="Split each score into the parts that add up to it (sequence model, each modality) and show the user's gate weights.")
@@ -26,8 +30,17 @@ def command(
     from ur4rec_cli import api
     from ur4rec_cli.console import emit_json, info
 
+    from ur4rec_cli.errors import ConfigError
+
     settings = app_context(ctx).dataset_settings({"train": {"run": run}}, dataset)
-    result = {"dataset": api.dataset_name(settings), **api.recommend(settings, user=user, top=top, explain=explain, all_users=all_users, output=output)}
+    if history is not None:
+        if user is not None or all_users or explain:
+            raise ConfigError("--history stands alone: not with --user, --all or --explain")
+        from ur4rec_cli.serving.history import parse_history
+
+        result = {"dataset": api.dataset_name(settings), **api.recommend(settings, history=parse_history(history), top=top)}
+    else:
+        result = {"dataset": api.dataset_name(settings), **api.recommend(settings, user=user, top=top, explain=explain, all_users=all_users, output=output)}
     if all_users:
         info(f"wrote the top {result['top']} of {result['users']:,} users to {result['output']} ({result['seconds']:.2f} s)")
         if json_out:
@@ -77,6 +90,8 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
         cells += [f"{row['contributions'][p]:+.3f}" for p in parts]
         table.add_row(*cells)
     out.print(table)
+    if result.get("user_text"):
+        out.print(f"user text: {result['user_text']}", markup=False)
     if explain:
         if parts:
             out.print("score = the sum of its parts, each the dot product of the user's and the item's", markup=False)

@@ -138,22 +138,23 @@ class UR4RecV2(nn.Module):
         return self.sasrec.encoder(histories, last_only=True, table=self.item_table())[:, -1]
 
     # Scoring ---------------------------------------------------------------------------------
-    def _fuse(self, h: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fuse(self, h: torch.Tensor, users: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Sequence states [N, H] of users [N] -> (user vectors [N, D], aux loss)."""
         ctx, inputs = self._inputs(h, users)
         out, aux = self.moe(inputs, ctx, self.present)
         return torch.cat([self.sasrec_weight * h, out.flatten(1)], dim=1), aux
 
-    def _inputs(self, h: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-        if bool(self.present[0]):
+    def _inputs(self, h: torch.Tensor, users: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        # users None: someone outside the data set (recommend --history), who has no preference text.
+        if bool(self.present[0]) and users is not None:
             u = self.user_proj(self._prep(self.user_text)[users])
         else:
             u = torch.zeros_like(h)
         ctx = torch.cat([h, u], dim=1)
         return ctx, [ctx, h, h]
 
-    def user_vectors(self, histories: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """[B, L] left-padded histories and user ids [B] -> [B, D]."""
+    def user_vectors(self, histories: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
+        """[B, L] left-padded histories and user ids [B] -> [B, D] (users None: no user text, as for a new user)."""
         return self._fuse(self._states(histories), users)[0]
 
     def item_vectors(self, table: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,6 +27,11 @@ def top_items(index: ServingIndex, data: ServingData, users: np.ndarray, top: in
     """
     scores = index.user_vecs[users] @ index.item_vecs.T
     scores[data.seen_mask(users)] = -np.inf
+    return ranked_unseen(scores, top)
+
+
+def ranked_unseen(scores: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``top`` columns of each row of ``scores`` [B, n_items + 1] (seen items at -inf), best first."""
     n = min(top, scores.shape[1])
     part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     part_scores = np.take_along_axis(scores, part, axis=1)
@@ -51,7 +56,7 @@ def recommend(
     if top < 1:
         raise ConfigError(f"--top must be a positive integer, got {top}")
     if all_users == (user is not None):
-        raise ConfigError("give either --user ID or --all --output FILE")
+        raise ConfigError("give one of --user ID, --history ITEMS or --all --output FILE")
     if all_users and output is None:
         raise ConfigError("--all needs --output FILE (one JSON line per user)")
     data = load_serving_data(settings)
