@@ -538,3 +538,32 @@ def test_start_from_chains_the_predecessors_best_or_last_epoch(isolated_home: Pa
     sasrec = [k for k in want if k.startswith("sasrec.")]
     assert all(torch.equal(got[k], want[k]) for k in sasrec)
     assert not all(torch.equal(got[k], other[k]) for k in sasrec)
+
+
+def test_a_second_writer_of_a_run_is_refused_naming_the_holder(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `train` of one run would write the same checkpoints: the second gets one line and exit 11,
+    and the lock goes with its holder (here a child process that holds it, then exits)."""
+    import subprocess
+    import sys
+
+    from ur4rec_cli.errors import BusyError
+    from ur4rec_cli.runlock import run_lock
+
+    monkeypatch.setenv("UR4REC_DATA__SOURCE", str(_atomic_files(tmp_path / "src")))
+    folder = ck.run_dir(load_settings(None, {}))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from ur4rec_cli.runlock import run_lock\n"
+         f"with run_lock(Path({str(folder)!r}), 'ur4rec train --stage all', 'run main'):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = cli("train", "--stage", "pretrain_sasrec", "--epochs", "1", "--device", "cpu")
+        assert r.code == BusyError.exit_code == 11, r
+        line = r.stderr.strip()
+        assert len(line.splitlines()) == 1 and f"pid {holder.pid}" in line and "ur4rec train --stage all" in line and "Traceback" not in line
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(folder, "test", "run main"):  # released with its holder's death: free again
+        pass

@@ -76,6 +76,12 @@ class EvaluationError(Ur4recError):
     exit_code = 9
 
 
+class BusyError(Ur4recError):
+    """Another process is writing the same run (runlock.py): one writer at a time."""
+
+    exit_code = 11
+
+
 class ResourceError(Ur4recError):
     """The machine ran out of a resource (memory) for the size of the job as configured."""
 

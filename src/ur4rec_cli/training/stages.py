@@ -64,7 +64,13 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> 
     try:
         if not dist.is_main:
             _silence_output()
-        return _train(settings, stages, stage, resume, dist)
+            return _train(settings, stages, stage, resume, dist)
+        from ur4rec_cli.runlock import command_line, run_lock
+        from ur4rec_cli.runs import run_dir
+
+        # One writer per run folder (rank 0 speaks for a torchrun job); a second `train` of the run is refused.
+        with run_lock(run_dir(settings), command_line(), f"run {settings.train.run} ({run_dir(settings)})"):
+            return _train(settings, stages, stage, resume, dist)
     finally:
         dd.shutdown(dist)
 
