@@ -173,6 +173,15 @@ def measure_ml100k(figures: Path, note: str = "") -> None:
                 raise SystemExit(f"ML-100K {name} failed: {r.get('error')}")
             steps[name] = r
         train, ev = steps["train"]["result"], steps["evaluate"]["result"]
+        from ml100k import median_wall
+
+        # A new user's list from a cold process (the encoder, so torch is imported) against torch's import alone.
+        history = [sys.executable, "-m", "ur4rec_cli", "--home", str(home), "recommend", "--history", "50,172,181,1,100"]
+        startup = {
+            "recommend_history_s": median_wall(history),
+            "recommend_user_s": median_wall([sys.executable, "-m", "ur4rec_cli", "--home", str(home), "recommend", "--user", "42"]),
+            "import_torch_s": median_wall([sys.executable, "-c", "import torch"]),
+        }
         before = json.loads((ROOT / "docs" / "benchmarks.json").read_text("utf-8"))
         saved = json.loads(figures.read_text("utf-8")) if figures.is_file() else {}
         saved["ml100k"] = {
@@ -182,6 +191,7 @@ def measure_ml100k(figures: Path, note: str = "") -> None:
             "note": note,
             "before": {"date": before["date"], "wall": before["default_run"]["wall"], "stages": before["default_run"]["stages"], "ndcg10": before["default_run"]["test"]["NDCG@10"]},
             "after": {"wall": steps["train"]["wall_s"], "stages": train["stages"], "export_s": train.get("export_s"), "ndcg10": ev["metrics"]["NDCG@10"], "evaluate_s": ev.get("seconds")},
+            "startup": startup,
         }
         figures.write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
         print(f"ML-100K train --stage all: {steps['train']['wall_s']:.1f} s, test NDCG@10 {ev['metrics']['NDCG@10']:.4f}", flush=True)
