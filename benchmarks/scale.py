@@ -142,7 +142,7 @@ def run_scale(sizes: list[str], device: str, figures: Path, *, home: Path | None
         saved[kind] = {
             "date": dt.date.today().isoformat(),
             "machine": machine(device),
-            "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "command": command_line(),
             "batch_size": batch or 128,
             "note": note,
             "total_s": round(time.perf_counter() - started, 1),
@@ -161,42 +161,65 @@ def run_scale(sizes: list[str], device: str, figures: Path, *, home: Path | None
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure_ml100k(figures: Path, note: str = "") -> None:
-    """ML-100K's default job alone (`train --stage all --device cpu`, seed 42), next to the run recorded in docs/benchmarks.json."""
+def measure_ml100k(figures: Path, note: str = "", before_src: Path | None = None) -> None:
+    """ML-100K's default job alone (`train --stage all --device cpu`, seed 42), the code before this
+    round (``before_src``: its ``src`` folder) and now, one after the other in one run."""
+    from ml100k import median_wall
+
     work = Path(tempfile.mkdtemp(prefix="ur4rec-ml100k-"))
     home = work / "home"
     try:
-        steps = {}
-        for name, args in (("data", ["data"]), ("llm", ["llm", "--backend", "template"]), ("train", ["train", "--stage", "all", "--device", "cpu"]), ("evaluate", ["evaluate"])):
-            r = run_step(home, args, {}, None)
-            if r["rc"] != 0:
+        for name, args in (("data", ["data"]), ("llm", ["llm", "--backend", "template"])):
+            if (r := run_step(home, args, {}, None))["rc"] != 0:
                 raise SystemExit(f"ML-100K {name} failed: {r.get('error')}")
-            steps[name] = r
-        train, ev = steps["train"]["result"], steps["evaluate"]["result"]
-        from ml100k import median_wall
-
+        arms = {}
+        for arm, env in (("before", {"PYTHONPATH": str(before_src)} if before_src else None), ("after", {})):
+            if env is None:
+                continue
+            run = ["--run", arm]
+            train = run_step(home, ["train", "--stage", "all", "--device", "cpu", *run], env, None)
+            ev = run_step(home, ["evaluate", *run], env, None)
+            if train["rc"] != 0 or ev["rc"] != 0:
+                raise SystemExit(f"ML-100K {arm} failed: {train.get('error') or ev.get('error')}")
+            t, e = train["result"], ev["result"]
+            arms[arm] = {"wall": train["wall_s"], "stages": t["stages"], "export_s": t.get("export_s"), "ndcg10": e["metrics"]["NDCG@10"], "evaluate_s": e.get("seconds")}
+            print(f"ML-100K {arm}: train --stage all {train['wall_s']:.1f} s, test NDCG@10 {e['metrics']['NDCG@10']:.4f}", flush=True)
         # A new user's list from a cold process (the encoder, so torch is imported) against torch's import alone.
-        history = [sys.executable, "-m", "ur4rec_cli", "--home", str(home), "recommend", "--history", "50,172,181,1,100"]
+        cli = [sys.executable, "-m", "ur4rec_cli", "--home", str(home)]
         startup = {
-            "recommend_history_s": median_wall(history),
-            "recommend_user_s": median_wall([sys.executable, "-m", "ur4rec_cli", "--home", str(home), "recommend", "--user", "42"]),
+            "recommend_history_s": median_wall([*cli, "recommend", "--run", "after", "--history", "50,172,181,1,100"]),
+            "recommend_user_s": median_wall([*cli, "recommend", "--run", "after", "--user", "42"]),
             "import_torch_s": median_wall([sys.executable, "-c", "import torch"]),
         }
-        before = json.loads((ROOT / "docs" / "benchmarks.json").read_text("utf-8"))
+        if "before" not in arms:  # no old code given: the run recorded in docs/benchmarks.json, another day
+            old = json.loads((ROOT / "docs" / "benchmarks.json").read_text("utf-8"))
+            arms["before"] = {"date": old["date"], "wall": old["default_run"]["wall"], "stages": old["default_run"]["stages"], "ndcg10": old["default_run"]["test"]["NDCG@10"]}
         saved = json.loads(figures.read_text("utf-8")) if figures.is_file() else {}
         saved["ml100k"] = {
             "date": dt.date.today().isoformat(),
             "machine": machine("cpu"),
-            "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "command": command_line(),
             "note": note,
-            "before": {"date": before["date"], "wall": before["default_run"]["wall"], "stages": before["default_run"]["stages"], "ndcg10": before["default_run"]["test"]["NDCG@10"]},
-            "after": {"wall": steps["train"]["wall_s"], "stages": train["stages"], "export_s": train.get("export_s"), "ndcg10": ev["metrics"]["NDCG@10"], "evaluate_s": ev.get("seconds")},
+            **arms,
             "startup": startup,
         }
         figures.write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
-        print(f"ML-100K train --stage all: {steps['train']['wall_s']:.1f} s, test NDCG@10 {ev['metrics']['NDCG@10']:.4f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def command_line() -> str:
+    """This script's command as run, without --note's text (the page prints the note on its own)."""
+    args, out = sys.argv[1:], []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--note":
+            skip = True
+        elif not a.startswith("--note="):
+            out.append(a)
+    return "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *out])
 
 
 def machine(device: str) -> str:
@@ -220,10 +243,11 @@ def main() -> None:
     ap.add_argument("--note", default="", help="what else ran on the machine meanwhile")
     ap.add_argument("--figures", type=Path, default=FIGURES)
     ap.add_argument("--render", action="store_true", help="only redraw the picture and the page from --figures")
-    ap.add_argument("--ml100k", action="store_true", help="only ML-100K's default `train --stage all` alone, beside the recorded run")
+    ap.add_argument("--ml100k", action="store_true", help="only ML-100K's default `train --stage all` alone, before and after")
+    ap.add_argument("--before-src", type=Path, default=None, help="--ml100k: the src folder of the code to compare with (e.g. `git archive REF src`)")
     args = ap.parse_args()
     if args.ml100k:
-        measure_ml100k(args.figures, args.note)
+        measure_ml100k(args.figures, args.note, args.before_src)
     elif not args.render:
         cuda = args.device.startswith("cuda")
         run_scale(

@@ -138,6 +138,18 @@ def test_recommend_history_bad_input_is_one_line(cli, home, args: list[str], cod
     assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
+def test_ranking_says_where_it_is_off_a_terminal(cli, home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long evaluation prints plain progress lines on stderr (every 30 s; here every batch)."""
+    from ur4rec_cli import console
+
+    monkeypatch.setattr(console, "HEARTBEAT_S", 0.0)
+    r = cli("evaluate", "--json")
+    assert r.code == 0, r
+    lines = [line for line in r.stderr.splitlines() if line.startswith("ranking test users: ")]
+    assert lines and lines[-1].startswith("ranking test users: 120/120")
+    json.loads(r.stdout)  # stdout stays the JSON alone
+
+
 def test_nan_model_is_one_line_error(cli, trained_home, isolated_home, monkeypatch) -> None:
     import shutil
 

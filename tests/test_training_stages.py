@@ -186,7 +186,7 @@ def test_batch_size_is_honoured() -> None:
         assert torch.equal(x != 0, y != 0)  # same padding pattern: targets align with inputs
 
 
-def test_all_stages_final_and_export(isolated_home: Path) -> None:
+def test_all_stages_final_and_export(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = _settings()
     ctx = _context(settings)
     summaries = [st.run_stage(ctx, s) for s in STAGES]
@@ -195,6 +195,7 @@ def test_all_stages_final_and_export(isolated_home: Path) -> None:
     vals = {s["stage"]: s["best_val"]["NDCG@10"] for s in summaries}
     assert final["stage"] == max(vals, key=lambda k: (vals[k], -STAGES.index(k)))
     folder = Path(st.export_final(ctx, final["stage"]))
+    assert "exporting user vectors" not in capsys.readouterr().err  # a quick export: no progress line
     man = json.loads((folder / "manifest.json").read_text())
     assert man["kind"] == "index" and man["extra"]["stage"] == final["stage"]
     users = np.load(folder / "user_vecs.npy")

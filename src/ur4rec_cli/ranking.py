@@ -13,7 +13,7 @@ ranked exactly, chunk by chunk.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Callable, Literal, Protocol
 
 import numpy as np
 
@@ -188,8 +188,10 @@ def full_ranking_ranks(
     batch_size: int = 64,
     item_chunk: int = 65536,
     device: "torch.device | str" = "cpu",
+    on_batch: "Callable[[int], None] | None" = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ranks of the held-out items among all items not in the user's fed history.
+    """Ranks of the held-out items among all items not in the user's fed history
+    (``on_batch(n)`` after each batch of n users: a progress hook).
 
     Returns ``(users, targets, ranks)`` as int64 arrays. The mask uses the whole fed history, not
     only the ``max_len`` items the model reads.
@@ -214,6 +216,8 @@ def full_ranking_ranks(
             vecs = scorer.user_vectors(seqs, torch.from_numpy(users[idx]).to(device)).float()
             tgt = torch.from_numpy(targets[idx]).to(device)
             ranks[idx] = ranks_from_vectors(vecs, items, tgt, fed, item_chunk=item_chunk).cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(idx))
     return users, targets, ranks
 
 

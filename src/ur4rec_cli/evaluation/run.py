@@ -62,9 +62,13 @@ def rank_scorer(
 
     started = time.perf_counter()
     if protocol == "full":
-        users, targets, ranks = full_ranking_ranks(
-            scorer, dataset, split, max_len=max_len, batch_size=batch_size, device=device
-        )
+        from ur4rec_cli.console import make_progress
+
+        with make_progress() as progress:  # off a terminal: a line every 30 s on a long ranking
+            task = progress.add_task(f"ranking {split} users", total=len(dataset.eval_users()))
+            users, targets, ranks = full_ranking_ranks(
+                scorer, dataset, split, max_len=max_len, batch_size=batch_size, device=device, on_batch=lambda n: progress.advance(task, n)
+            )
         seconds = time.perf_counter() - started
         candidates = full_candidates(dataset, users, split)
     elif protocol == "sampled":

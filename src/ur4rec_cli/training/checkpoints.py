@@ -11,12 +11,13 @@ import json
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ur4rec_cli.runs import (  # noqa: F401 - re-exported for the training side
     FINAL,
     LoadedModel,
     build_model,
+    learned_validation,
     load_stage_model,
     model_from_checkpoint,
     read_checkpoint,
@@ -27,6 +28,10 @@ from ur4rec_cli.runs import (  # noqa: F401 - re-exported for the training side
     trained_stages,
 )
 from ur4rec_cli.store import MANIFEST, Manifest, atomic_write_bytes, atomic_write_json, sha256_file
+
+if TYPE_CHECKING:
+    from ur4rec_cli.training.context import TrainContext
+    from ur4rec_cli.training.plan import StagePlan
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -83,3 +88,30 @@ def restore_rng(state: dict[str, Any], np_rng) -> None:
 
 def args_dict(args) -> dict[str, Any]:
     return asdict(args)
+
+
+def predecessor_weights(ctx: "TrainContext", plan: "StagePlan") -> dict[str, Any]:
+    """The weights a later stage starts from: its predecessor's best (or last, ``train.start_from``) epoch, checked."""
+    from ur4rec_cli.errors import StageOrderError
+    from ur4rec_cli.training.context import FEATURE_BUFFERS
+    from ur4rec_cli.training.distributed import from_main
+
+    prev = ctx.run_dir / str(plan.predecessor) / "best.pt"
+    if not from_main(ctx.dist, lambda: stage_finished(prev.parent)):
+        raise StageOrderError(
+            f"stage {plan.stage} needs a finished {plan.predecessor} checkpoint ({prev}); run `ur4rec train --stage {plan.predecessor}` first"
+        )
+    if ctx.settings.train.start_from == "last":
+        prev = prev.parent / "last.pt"  # the predecessor's last epoch, as the fixed schedule chains stages
+    prev_ckpt = from_main(ctx.dist, lambda: read_checkpoint(prev))
+    if prev_ckpt.get("digests", {}).get("dataset") != ctx.digests["dataset"]:
+        raise StageOrderError(f"{plan.predecessor} was trained on another dataset; rerun `ur4rec train --stage all`")
+    if plan.selects and learned_validation(prev_ckpt):
+        raise StageOrderError(
+            f"{plan.predecessor} was trained on the validation items (train.learn_validation), so {plan.stage} cannot select on them; "
+            f"rerun `ur4rec train --stage all` with one learn_validation setting"
+        )
+    weights = dict(prev_ckpt["state_dict"])
+    if prev.name == "last.pt" and (prev_ckpt.get("average") or {}).get("mean"):
+        weights.update(prev_ckpt["average"]["mean"])  # the stage's model is its weight average
+    return {k: v for k, v in weights.items() if k not in FEATURE_BUFFERS}

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import torch
 
-# Logits elements (float32) one batch may hold at once: 2**27 = 512 MiB.
-LOGITS_BUDGET = 1 << 27
+# Logits elements (float32) one chunk may hold at once: 2**26 = 256 MiB. ML-100K's largest batch
+# (128 rows x 200 positions x 1,682 items = 43M) stays under it and trains on the plain loss; the
+# chunk is the loss's only large tensor (forward and backward work in its memory), so peak memory
+# no longer grows with the catalogue (docs/benchmarks.md, cost at scale).
+LOGITS_BUDGET = 1 << 26
 
 
 def describe_loss(loss: str, n_items: int, max_rows: int, negatives: int) -> str:
@@ -42,8 +45,12 @@ class _ChunkedCE(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=v.device)
         for a in range(0, v.shape[0], rows):
             logits = v[a : a + rows] @ w.T
-            lse[a : a + rows] = torch.logsumexp(logits, dim=1)
-            total += (lse[a : a + rows] - logits.gather(1, targets[a : a + rows, None]).squeeze(1)).sum()
+            target = logits.gather(1, targets[a : a + rows, None]).squeeze(1)
+            # log-sum-exp in the logits' own memory (torch.logsumexp would hold a second chunk-sized temporary)
+            top = logits.max(dim=1).values
+            chunk = top + logits.sub_(top[:, None]).exp_().sum(dim=1).log()
+            lse[a : a + rows] = chunk
+            total += (chunk - target).sum()
         ctx.save_for_backward(vecs, items, targets, lse)
         ctx.rows = rows
         return total

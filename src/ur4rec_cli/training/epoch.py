@@ -54,11 +54,14 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
         if cuda:
             users, inputs, targets = users.pin_memory(), inputs.pin_memory(), targets.pin_memory()
         users, inputs, targets = (x.to(ctx.device, non_blocking=cuda) for x in (users, inputs, targets))
-        # Supervised positions: every non-pad one, or with plan.recent only the newest (target 0: context only).
-        positions = targets != 0
+        # User vectors at every non-pad position (the MoE's load-balancing loss sees them all); the
+        # state cache holds the supervised positions only, which are the same unless plan.recent.
+        positions = inputs != 0 if cached is None else targets != 0
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             vecs, items, aux = parts.engine(inputs, users, positions, cached.rows(rows) if cached is not None else None)
             flat = targets[positions]
+            if plan.recent and cached is None:  # only the newest transitions are supervised (target 0: context only)
+                vecs, flat = vecs[flat != 0], flat[flat != 0]
             summed = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=parts.neg_gen, reduction="sum")
         # Every target position weighs the same whatever its batch: the summed loss over a constant
         # (mean positions per step). Under torchrun the constant counts the global step, times

@@ -42,6 +42,7 @@ def export_index(
     """
     import torch
 
+    from ur4rec_cli.console import make_progress
     from ur4rec_cli.ranking import with_tie_orders
     from ur4rec_cli.store import ArtifactStore
 
@@ -51,7 +52,8 @@ def export_index(
     users = np.arange(1, n_users + 1, dtype=np.int64)
     has_gates = hasattr(model, "gate_weights")
     scorer = with_tie_orders(model, dataset, "full", tie_orders)
-    with torch.inference_mode():
+    with torch.inference_mode(), make_progress() as progress:  # off a terminal: a line every 30 s
+        task = progress.add_task(f"exporting user vectors ({tie_orders} order{'s' if tie_orders > 1 else ''})", total=n_users)
         items = model.item_vectors().float().cpu().numpy().astype(np.float32)
         items[0] = 0.0
         user_vecs = np.zeros((n_users + 1, items.shape[1]), dtype=np.float32)
@@ -73,6 +75,7 @@ def export_index(
             else:
                 vecs = scorer.user_vectors(seqs, ids)
             user_vecs[chunk] = vecs.float().cpu().numpy()
+            progress.advance(task, len(idx))
     if has_gates:
         bounds = model.block_bounds()
         active = [m for m in MODALITIES if m in model.args.modalities]

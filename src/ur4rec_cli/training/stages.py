@@ -7,7 +7,8 @@ the last stage is final. With ``--select-on-validation`` each stage early-stops 
 NDCG@10, starts from its predecessor's best (or last, ``train.start_from``) checkpoint, and the
 stage with the best validation NDCG@10 becomes final.json. The final stage is exported as the
 serving index (``final.py``). After each stage's first epoch a whole-job estimate is printed (``estimate.py``).
-Test data is never read here.
+``train`` holds the run folder's writer lock (``runlock.py``) throughout; stage 2 may reuse its frozen
+SASRec's states (``state_cache.py``, off by default). Test data is never read here.
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ import numpy as np
 
 from ur4rec_cli import __version__
 from ur4rec_cli.errors import ConfigError, StageOrderError
-from ur4rec_cli.runs import learned_validation
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.training.averaging import WeightAverage
+from ur4rec_cli.training.checkpoints import predecessor_weights
 from ur4rec_cli.training.chunked_loss import describe_loss
-from ur4rec_cli.training.context import FEATURE_BUFFERS, TrainContext, model_args, new_model, prepare_context
+from ur4rec_cli.training.context import TrainContext, model_args, new_model, prepare_context
 from ur4rec_cli.training.distributed import DistContext, from_main
 from ur4rec_cli.training.epoch import EpochParts, train_epoch
 from ur4rec_cli.training.estimate import JobEstimate
 from ur4rec_cli.training.final import choose_final, export_final
 from ur4rec_cli.training.plan import StagePlan, configure_stage, lr_schedule, stage_plan
 from ur4rec_cli.training.state import METRIC, EarlyStopping, StageFiles, check_resume_settings, resume_command
+from ur4rec_cli.training.state_cache import stage_pool
 
 if TYPE_CHECKING:
     from ur4rec_cli.settings import Settings
@@ -197,7 +199,7 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     rng = np.random.default_rng(plan.seed)
     model = new_model(ctx)
     if plan.predecessor is not None:
-        model.load_state_dict(_predecessor_weights(ctx, plan), strict=False)
+        model.load_state_dict(predecessor_weights(ctx, plan), strict=False)
     model.to(ctx.device)
     optimizer = configure_stage(model, plan, t.weight_decay)
     pairs = _stage_pairs(ctx, plan)
@@ -209,25 +211,9 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     scorer = model.sasrec if plan.index == 0 else model
     neg_gen = torch.Generator().manual_seed(plan.seed)
     engine = _wrap(SequenceLossInputs(scorer), ctx)
-    parts = EpochParts(model, engine, optimizer, scheduler, neg_gen, positions_per_step(pairs, steps), steps, _state_cache(ctx, plan, model))
+    parts = EpochParts(model, engine, optimizer, scheduler, neg_gen, positions_per_step(pairs, steps), steps, stage_pool(ctx, plan, model, lambda rng: _stage_pairs(ctx, plan, tie_rng=rng)))
     average = WeightAverage(plan.average_from) if plan.average_from is not None else None
     return StageRun(model, scorer, parts, pairs, rng, average)
-
-
-def _state_cache(ctx: TrainContext, plan: StagePlan, model):
-    """A frozen-SASRec stage's cached sequence states (state_cache.py), or None (computed per step)."""
-    from ur4rec_cli.console import info
-    from ur4rec_cli.training.state_cache import build_pool
-
-    t = ctx.settings.train
-    if plan.index == 0 or plan.sasrec_lr is not None or ctx.dist.enabled:
-        return None
-    pool = build_pool(
-        model, lambda rng: _stage_pairs(ctx, plan, tie_rng=rng), ctx.device, orders=t.state_cache_orders, shuffle=t.shuffle_ties, seed=plan.seed
-    )
-    if pool is not None:
-        info(f"{plan.stage}: {pool.describe()}")
-    return pool
 
 
 def _stage_pairs(ctx: TrainContext, plan: StagePlan, tie_rng: np.random.Generator | None = None):
@@ -242,30 +228,6 @@ def _wrap(engine, ctx: TrainContext):
     from ur4rec_cli.training.distributed import wrap_for_ddp
 
     return wrap_for_ddp(engine, ctx.device, ctx.dist)
-
-
-def _predecessor_weights(ctx: TrainContext, plan: StagePlan) -> dict[str, Any]:
-    from ur4rec_cli.training import checkpoints as ck
-
-    prev = ctx.run_dir / str(plan.predecessor) / "best.pt"
-    if not from_main(ctx.dist, lambda: ck.stage_finished(prev.parent)):
-        raise StageOrderError(
-            f"stage {plan.stage} needs a finished {plan.predecessor} checkpoint ({prev}); run `ur4rec train --stage {plan.predecessor}` first"
-        )
-    if ctx.settings.train.start_from == "last":
-        prev = prev.parent / "last.pt"  # the predecessor's last epoch, as the fixed schedule chains stages
-    prev_ckpt = from_main(ctx.dist, lambda: ck.read_checkpoint(prev))
-    if prev_ckpt.get("digests", {}).get("dataset") != ctx.digests["dataset"]:
-        raise StageOrderError(f"{plan.predecessor} was trained on another dataset; rerun `ur4rec train --stage all`")
-    if plan.selects and learned_validation(prev_ckpt):
-        raise StageOrderError(
-            f"{plan.predecessor} was trained on the validation items (train.learn_validation), so {plan.stage} cannot select on them; "
-            f"rerun `ur4rec train --stage all` with one learn_validation setting"
-        )
-    weights = dict(prev_ckpt["state_dict"])
-    if prev.name == "last.pt" and (prev_ckpt.get("average") or {}).get("mean"):
-        weights.update(prev_ckpt["average"]["mean"])  # the stage's model is its weight average
-    return {k: v for k, v in weights.items() if k not in FEATURE_BUFFERS}
 
 
 def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, resume: bool) -> EarlyStopping:

@@ -31,6 +31,9 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from ur4rec_cli.training.context import TrainContext
+    from ur4rec_cli.training.plan import StagePlan
+
 STATE_CACHE_BYTES = 1 << 30  # 1 GiB of cached states at most
 BUILD_ROWS = 256  # rows per inference batch while building
 
@@ -126,3 +129,16 @@ def build_pool(
     for k in range(1, fit):
         pool.append(build_order(model, make_pairs(np.random.default_rng([seed, k])), device))
     return StatePool(pool)
+
+
+def stage_pool(ctx: "TrainContext", plan: "StagePlan", model: Any, make_pairs: Callable) -> StatePool | None:
+    """A frozen-SASRec stage's pool as the settings ask (None for a stage that trains SASRec, under torchrun, or off)."""
+    from ur4rec_cli.console import info
+
+    t = ctx.settings.train
+    if plan.index == 0 or plan.sasrec_lr is not None or ctx.dist.enabled:
+        return None
+    pool = build_pool(model, make_pairs, ctx.device, orders=t.state_cache_orders, shuffle=t.shuffle_ties, seed=plan.seed)
+    if pool is not None:
+        info(f"{plan.stage}: {pool.describe()}")
+    return pool
