@@ -77,6 +77,11 @@ def run_step(home: Path, args: list[str], env: dict[str, str], cap_gb: float | N
     return row
 
 
+def _kept(step: dict) -> dict:
+    """What the figures keep of one step: its wall, peak RSS, exit code and error line."""
+    return {k: step[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in step}
+
+
 def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, max_steps: int | None, cap_gb: float | None, batch: int | None, embedding_model: str | None = None, save=lambda row: None) -> dict:
     n_inter, n_items = SIZES[size]
     folder = work / f"syn-{size.replace('@', '-')}"
@@ -88,21 +93,21 @@ def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, ma
     print(f"{size}: {row['interactions']:,} interactions, {n_items:,} items, {row['users']:,} users", flush=True)
     save(row)
     data = run_step(home, ["data", "--source", str(folder), "--name", name], env, cap_gb)
-    row["data"] = {k: data[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in data}
+    row["data"] = _kept(data)
     save(row)
     if data["rc"] != 0:
         return row
     if embed:
         model = ["--embedding-model", embedding_model] if embedding_model else []
         emb = run_step(home, ["llm", "--backend", "template", "--dataset", name, *model], {**env, "UR4REC_LLM__DEVICE": device}, cap_gb)
-        row["embed"] = {k: emb[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in emb}
+        row["embed"] = _kept(emb)
         row["embed"]["texts"] = n_items + row["users"]
         save(row)
     train_args = ["train", "--stage", "pretrain_sasrec", "--epochs", "1", "--modalities", "", "--device", device, "--dataset", name]
     if max_steps:
         train_args += ["--max-steps", str(max_steps)]
     tr = run_step(home, train_args, env, cap_gb)
-    row["train"] = {k: tr[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in tr}
+    row["train"] = _kept(tr)
     if tr["rc"] == 0:
         stage = tr["result"]["stages"][0]
         steps, run_steps = stage["steps_per_epoch"], stage["steps_run_per_epoch"]
@@ -119,7 +124,7 @@ def measure_size(size: str, device: str, home: Path, work: Path, embed: bool, ma
         for orders in (8, 1):
             ev = run_step(home, ["evaluate", "--dataset", name, "--device", device], {**env, "UR4REC_MODEL__TIE_ORDERS": str(orders)}, cap_gb)
             key = f"evaluate_{orders}"
-            row[key] = {k: ev[k] for k in ("wall_s", "rss_mib", "rc", "error") if k in ev}
+            row[key] = _kept(ev)
             if ev["rc"] == 0:
                 row[key]["seconds"] = round(float(ev["result"].get("seconds", float("nan"))), 2)
                 row[key]["ndcg10"] = ev["result"].get("metrics", {}).get("NDCG@10")

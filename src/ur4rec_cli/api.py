@@ -84,7 +84,8 @@ def evaluate(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
 
 def recommend(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
     """Top-N items for a user from the exported index (numpy only), or for a history of item ids
-    (``history=[...]``: a user outside the data set, through the trained encoder; imports torch)."""
+    (``history``: raw item ids, a list or "50,172,181", of a user outside the data set, through the
+    trained encoder; imports torch)."""
     history = kwargs.pop("history", None)
     if history is not None:
         from ur4rec_cli.serving.history import recommend_history

@@ -29,16 +29,13 @@ def command(
 ) -> None:
     from ur4rec_cli import api
     from ur4rec_cli.console import emit_json, info
-
     from ur4rec_cli.errors import ConfigError
 
     settings = app_context(ctx).dataset_settings({"train": {"run": run}}, dataset)
     if history is not None:
         if user is not None or all_users or explain:
             raise ConfigError("--history stands alone: not with --user, --all or --explain")
-        from ur4rec_cli.serving.history import parse_history
-
-        result = {"dataset": api.dataset_name(settings), **api.recommend(settings, history=parse_history(history), top=top)}
+        result = {"dataset": api.dataset_name(settings), **api.recommend(settings, history=history, top=top)}
     else:
         result = {"dataset": api.dataset_name(settings), **api.recommend(settings, user=user, top=top, explain=explain, all_users=all_users, output=output)}
     if all_users:

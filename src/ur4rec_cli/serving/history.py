@@ -31,14 +31,16 @@ def parse_history(raw: str) -> list[str]:
     return items
 
 
-def recommend_history(settings: "Settings", history: list[str], top: int = 10) -> dict[str, Any]:
-    """Top-N unseen items for a history of raw item ids (oldest first)."""
+def recommend_history(settings: "Settings", history: str | list[str], top: int = 10) -> dict[str, Any]:
+    """Top-N unseen items for a history of raw item ids, oldest first (a list, or the comma-separated text of --history)."""
     import torch
 
     from ur4rec_cli.data.sequences import pad_left
     from ur4rec_cli.runs import load_stage_model
-    from ur4rec_cli.serving.recommend import _item_fields, ranked_unseen
+    from ur4rec_cli.serving.recommend import item_rows, ranked_unseen
 
+    if isinstance(history, str):
+        history = parse_history(history)
     if top < 1:
         raise ConfigError(f"--top must be a positive integer, got {top}")
     data = load_serving_data(settings)
@@ -60,11 +62,7 @@ def recommend_history(settings: "Settings", history: list[str], top: int = 10) -
     scores[0, 0] = -np.inf
     scores[0, internal] = -np.inf
     items, best = ranked_unseen(scores, top)
-    rows = [
-        {"rank": rank, **_item_fields(data, i), "score": float(s)}
-        for rank, (i, s) in enumerate(zip(items[0].tolist(), best[0].tolist()), start=1)
-        if i != 0
-    ]
+    rows = item_rows(data, items[0], best[0])
     for row in rows:
         row.pop("_item")
     return {

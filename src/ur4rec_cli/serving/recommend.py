@@ -70,11 +70,7 @@ def recommend(
             f"(ids {id_range(data.user_ids)})"
         )
     items, scores = top_items(index, data, np.array([u]), top)
-    rows = []
-    for rank, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist()), start=1):
-        if i == 0:
-            break
-        rows.append({"rank": rank, **_item_fields(data, i), "score": float(s)})
+    rows = item_rows(data, items[0], scores[0])
     result: dict[str, Any] = {
         "user": display_id(data.user_ids[u - 1]),
         "items": rows,
@@ -92,6 +88,17 @@ def recommend(
     for row in rows:
         row.pop("_item")
     return result
+
+
+def item_rows(data: ServingData, items: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+    """One ranked row per item of a ``ranked_unseen`` row (rank, ids, title, year, genres, score;
+    ``_item``, the internal id, for the caller to drop), up to the first padding item."""
+    rows = []
+    for rank, (i, s) in enumerate(zip(items.tolist(), scores.tolist()), start=1):
+        if i == 0:
+            break
+        rows.append({"rank": rank, **_item_fields(data, i), "score": float(s)})
+    return rows
 
 
 def _item_fields(data: ServingData, item: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Stage checkpoints, the writing side: atomic saves, the stage manifest, RNG states for resume.
+"""Stage checkpoints, the writing side: atomic saves, the stage manifest, RNG states for resume,
+and the checked predecessor weights a later stage starts from.
 
 Reading (run folders, ``best.pt``, ``final.json``, rebuilding a model) lives in ``ur4rec_cli.runs``,
 which evaluation and serving use without importing training; its names are re-exported here.
