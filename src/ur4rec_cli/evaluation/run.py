@@ -1,5 +1,6 @@
 """`ur4rec evaluate`: metrics of a trained stage (or a baseline: popularity, content-KNN) under one
-protocol, overall and per slice (target-item popularity, history length: ``slices.py``).
+protocol, overall and per slice (target-item popularity, history length: ``slices.py``); on a
+cold-item variant also over its cold test cases (``cold_cases.py``).
 
 Evaluation never trains and never selects anything: it reads the checkpoint validation chose and
 ranks the held-out item of every evaluable user once.
@@ -39,6 +40,7 @@ class Ranked:
     ranks: np.ndarray
     candidates: np.ndarray
     seconds: float
+    cold: "Ranked | None" = None  # the cold test cases of a cold-item variant (users: case numbers)
 
     def metrics(self, ks: list[int]) -> dict[str, float]:
         return metrics_from_ranks(self.ranks, ks)
@@ -146,6 +148,13 @@ def evaluate(
         )  # fmt: skip
         row = {"stage": info["stage"], "checkpoint": info["checkpoint"], "metrics": ranked.metrics(ks),
                "seconds": ranked.seconds}  # fmt: skip
+        if dataset.cold is not None and split == "test" and protocol == "full":
+            from ur4rec_cli.evaluation.cold_cases import cold_block, rank_cold_cases
+
+            orders = 1 if info["stage"] in BASELINES else settings.model.tie_orders
+            cold = rank_cold_cases(info["raw"], dataset, tie_orders=orders, max_len=info["max_len"], batch_size=cfg.batch_size, device=device)
+            row["cold"] = cold_block(dataset, cold, ks, orders)
+            ranked.cold = cold
         return row, ranked
 
     main_row, main_ranked = run(stage)
@@ -165,6 +174,8 @@ def evaluate(
         "seed": cfg.seed if protocol == "sampled" else None,
         "seconds": main_row["seconds"],
     }
+    if "cold" in main_row:
+        result["cold"] = main_row["cold"]
     from ur4rec_cli.evaluation.slices import slice_metrics
 
     result["slices"] = slice_metrics(
@@ -173,6 +184,10 @@ def evaluate(
     if output is not None:
         write_ranks(Path(output), dataset, main_ranked)
         result["output"] = str(output)
+        if main_ranked.cold is not None:  # the cold cases' ranks beside it: <name>.cold<suffix>
+            cold_path = Path(output).with_name(f"{Path(output).stem}.cold{Path(output).suffix}")
+            write_ranks(cold_path, dataset, main_ranked.cold, owners=dataset.cold.users)
+            result["cold"]["output"] = str(cold_path)
     if compare:
         result["compare"] = _compare(settings, run, main_row, main_ranked, ks, with_knn=item_text() is not None)
     return result
@@ -216,7 +231,8 @@ def _load_scorer(
     if stage == POPULARITY:
         from ur4rec_cli.evaluation.popularity import PopularityScorer
 
-        return PopularityScorer(dataset, split), {"stage": POPULARITY, "checkpoint": None, "max_len": 1}  # type: ignore[arg-type]
+        pop = PopularityScorer(dataset, split)
+        return pop, {"stage": POPULARITY, "checkpoint": None, "max_len": 1, "raw": pop}  # type: ignore[return-value]
     if stage == CONTENT_KNN:
         from ur4rec_cli.evaluation.content_knn import ContentKNNScorer
 
@@ -226,7 +242,7 @@ def _load_scorer(
 
             raise ArtifactMissingError(f"{CONTENT_KNN} needs the item-text embeddings: run `ur4rec llm` first")
         scorer = ContentKNNScorer(vectors)
-        return scorer, {"stage": CONTENT_KNN, "checkpoint": None, "max_len": scorer.max_len}  # type: ignore[return-value]
+        return scorer, {"stage": CONTENT_KNN, "checkpoint": None, "max_len": scorer.max_len, "raw": scorer}  # type: ignore[return-value]
     from ur4rec_cli.runs import learned_validation, load_stage_model
 
     loaded = load_stage_model(settings, stage, device=str(device))
@@ -238,7 +254,7 @@ def _load_scorer(
     from ur4rec_cli.ranking import with_tie_orders
 
     scorer = with_tie_orders(loaded.model, dataset, split, settings.model.tie_orders)
-    return scorer, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len)}
+    return scorer, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len), "raw": loaded.model}
 
 
 def _item_text(settings: "Settings", dman: Any) -> np.ndarray | None:
@@ -249,16 +265,19 @@ def _item_text(settings: "Settings", dman: Any) -> np.ndarray | None:
     return None if loaded is None else loaded[0]
 
 
-def write_ranks(path: Path, dataset: "Dataset", ranked: Ranked) -> None:
-    """One JSON line per user: user (raw id), target (raw item id), 0-based rank, candidates; atomic."""
+def write_ranks(path: Path, dataset: "Dataset", ranked: Ranked, owners: np.ndarray | None = None) -> None:
+    """One JSON line per user: user (raw id), target (raw item id), 0-based rank, candidates; atomic.
+    With ``owners`` (cold cases): one line per case, ``case`` (1-based) and its user."""
     from ur4rec_cli.serving.index import display_id
 
     user_ids = np.array([display_id(u) for u in dataset.user_ids], dtype=object)
     item_ids = np.array([display_id(i) for i in dataset.item_ids], dtype=object)
+    users = ranked.users if owners is None else owners[ranked.users - 1]
     lines = [
-        json.dumps({"user": u, "target": t, "rank": r, "candidates": c})
-        for u, t, r, c in zip(
-            user_ids[ranked.users - 1].tolist(),
+        json.dumps({**({"case": int(k)} if owners is not None else {}), "user": u, "target": t, "rank": r, "candidates": c})
+        for k, u, t, r, c in zip(
+            ranked.users.tolist(),
+            user_ids[users - 1].tolist(),
             item_ids[ranked.targets - 1].tolist(),
             ranked.ranks.tolist(),
             ranked.candidates.tolist(),

@@ -3,6 +3,12 @@
 user_vec = [a * h_t, g_m * w_mj * q_mj for each modality m and sub-expert j]
 item_vec = [E_i,      k_mj(i)                                          ]
 so the score is a * <h_t, E_i> (SASRec) + sum_mj g_m w_mj <q_mj, k_mj(i)> (retriever).
+
+An item the model never trained on (``known`` False: no training interaction, e.g. a cold item
+of ``data --cold-items``) has no ID embedding worth reading: its E_i is zero, so its vector is
+content alone (the item adaptor's offset from its text and image, and the retriever keys). ID
+dropout (``id_dropout``, set by training from stage 2 on) zeroes a random share of known items'
+E_i at every training step, so that content alone learns to place an item where its ID would.
 """
 
 from __future__ import annotations
@@ -66,6 +72,10 @@ class UR4RecV2(nn.Module):
         self.register_buffer("user_text", torch.zeros(args.n_users + 1, args.text_dim))
         self.register_buffer("image", torch.zeros(args.n_items + 1, args.image_dim))
         self.register_buffer("present", torch.tensor([m in args.modalities for m in MODALITIES]))
+        # Items with a training interaction (set by training; checkpoints older than it: all known).
+        self.register_buffer("known", torch.ones(args.n_items + 1, dtype=torch.bool))
+        self._register_load_state_dict_pre_hook(_default_known)
+        self.id_dropout = 0.0  # share of known items read as unknown at each training step (stages 2-4)
         self.user_proj = nn.Linear(args.text_dim, h)
         # Queries: user_text sees [h_t ; user text], the item-side modalities see h_t.
         self.moe = HierarchicalMoE([2 * h, h, h], gate_dim=2 * h, sub_experts=s, expert_dim=e, dropout=args.dropout)
@@ -116,9 +126,23 @@ class UR4RecV2(nn.Module):
         return list(MODALITIES)
 
     # Item tokens -----------------------------------------------------------------------------
+    def set_known(self, known: torch.Tensor) -> None:
+        """Which items have a training interaction ([n_items + 1] bool; row 0, padding, counts as known)."""
+        self.known.copy_(known.to(torch.bool))
+        self.known[0] = True
+
+    def _reads_ids_only(self) -> bool:
+        """True when every item token is its plain ID embedding (the SASRec encoder's own table serves)."""
+        return self.item_adaptor is None and not (self.training and self.id_dropout > 0) and bool(self.known.all())
+
     def item_table(self) -> torch.Tensor:
-        """[n_items + 1, H]: the ID embedding, plus the content adaptor's offset when there is one."""
+        """[n_items + 1, H]: the ID embedding (zero for unknown and ID-dropped items), plus the content adaptor's offset when there is one."""
         emb = self.sasrec.item_vectors()
+        keep = self.known
+        if self.training and self.id_dropout > 0:
+            keep = keep & (torch.rand(keep.shape[0], device=keep.device) >= self.id_dropout)
+        if not bool(keep.all()):
+            emb = emb * keep[:, None].to(emb.dtype)
         if self.item_adaptor is None:
             return emb
         offset = self.item_adaptor(
@@ -133,7 +157,7 @@ class UR4RecV2(nn.Module):
 
     def _states(self, histories: torch.Tensor) -> torch.Tensor:
         """[B, L] histories -> [B, H] newest states, read with the content-aware item tokens."""
-        if self.item_adaptor is None:
+        if self._reads_ids_only():
             return self.sasrec.user_vectors(histories)
         return self.sasrec.encoder(histories, last_only=True, table=self.item_table())[:, -1]
 
@@ -196,21 +220,21 @@ class UR4RecV2(nn.Module):
         self, seqs: torch.Tensor, users: torch.Tensor, positions: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """User vectors at the ``positions`` [B, L] (default: every non-pad one) [N, D], the item matrix, the MoE aux loss."""
-        table = self.item_table() if self.item_adaptor is not None else None
+        table = None if self._reads_ids_only() else self.item_table()
         h = self.sasrec.encoder(seqs, table=table)
         keep = seqs != 0 if positions is None else positions
         return self.loss_inputs_from_states(h[keep], users[:, None].expand_as(seqs)[keep], table)
 
     def sequence_states(self, seqs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """The sequence model's states [N, H] at ``positions``: what a frozen-SASRec stage caches (training/state_cache.py)."""
-        table = self.item_table() if self.item_adaptor is not None else None
+        table = None if self._reads_ids_only() else self.item_table()
         return self.sasrec.encoder(seqs, table=table)[positions]
 
     def loss_inputs_from_states(
         self, h: torch.Tensor, users: torch.Tensor, table: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(user vectors [N, D], item matrix, aux loss) from sequence states [N, H] of users [N]."""
-        if table is None and self.item_adaptor is not None:
+        if table is None and not self._reads_ids_only():
             table = self.item_table()
         vecs, aux = self._fuse(h, users)
         return vecs, self.item_vectors(table), aux
@@ -229,3 +253,12 @@ class UR4RecV2(nn.Module):
         keys = item[..., self.args.hidden :].reshape(b, items.shape[1], len(MODALITIES), s, e)
         sasrec = self.sasrec_weight * torch.einsum("bh,bkh->bk", h, item[..., : self.args.hidden])
         return sasrec + torch.einsum("bm,bms,bmse,bkmse->bk", g, w, q, keys)
+
+
+def _default_known(state_dict, prefix, *args) -> None:
+    """A checkpoint written before ``known`` existed: every item counts as known (as it was then)."""
+    key = prefix + "known"
+    if key not in state_dict:
+        n = state_dict[prefix + "item_text"].shape[0] if prefix + "item_text" in state_dict else None
+        if n is not None:
+            state_dict[key] = torch.ones(n, dtype=torch.bool)

@@ -21,15 +21,17 @@ import torch
 LOGITS_BUDGET = 1 << 26
 
 
-def describe_loss(loss: str, n_items: int, max_rows: int, negatives: int) -> str:
-    """Which loss a run trains with and why (the run summary's ``loss`` line)."""
+def describe_loss(loss: str, n_items: int, max_rows: int, negatives: int, catalogue: int | None = None) -> str:
+    """Which loss a run trains with and why (the run summary's ``loss`` line); ``n_items`` are the
+    items the softmax runs over (those with a training interaction) of ``catalogue``."""
+    over = f"{n_items:,} items" if catalogue in (None, n_items) else f"the {n_items:,} of {catalogue:,} items with a training interaction"
     if loss == "sampled":
-        return f"sampled softmax, {negatives} negatives shared per batch (train.loss = sampled)"
+        return f"sampled softmax, {negatives} negatives shared per batch (train.loss = sampled) from {over}"
     mib = LOGITS_BUDGET * 4 / 2**20
     if max_rows * n_items > LOGITS_BUDGET:
-        return (f"full softmax over {n_items:,} items, in chunks of {chunk_rows(n_items):,} positions where a batch's logits "
+        return (f"full softmax over {over}, in chunks of {chunk_rows(n_items):,} positions where a batch's logits "
                 f"would pass {mib:.0f} MiB (same loss and gradients, bounded memory)")  # fmt: skip
-    return f"full softmax over {n_items:,} items (a batch's logits stay under {mib:.0f} MiB: no chunking)"
+    return f"full softmax over {over} (a batch's logits stay under {mib:.0f} MiB: no chunking)"
 
 
 def chunk_rows(n_items: int, budget: int | None = None) -> int:

@@ -36,6 +36,15 @@ class TrainContext:
     run_dir: Path = Path(".")
     dist: DistContext = field(default_factory=DistContext)
     estimate: Any = None  # estimate.JobEstimate of the whole call, set by stages.train
+    _known: Any = None
+
+    def known(self) -> np.ndarray:
+        """[n_items + 1] bool: the items training sees (``trainer.known_items``), computed once."""
+        if self._known is None:
+            from ur4rec_cli.training.trainer import known_items
+
+            self._known = known_items(self.dataset, self.settings.train.learn_validation)
+        return self._known
 
 
 def prepare_context(settings: "Settings", dist: DistContext | None = None) -> TrainContext:
@@ -134,4 +143,5 @@ def new_model(ctx: TrainContext):
 
     model = build_model(model_args(ctx))
     model.set_features(**{k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in ctx.features.items()})
+    model.set_known(torch.from_numpy(ctx.known()))
     return model

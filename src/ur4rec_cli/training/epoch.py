@@ -25,6 +25,7 @@ class EpochParts:
     per_step: float  # mean target positions per step: the loss divisor that weighs every position alike
     steps_per_epoch: int
     cache: Any = None  # state_cache.StatePool of a frozen-SASRec stage, or None (states computed per step)
+    catalogue: Any = None  # the known items' ids (the softmax runs over them only), or None when every item is known
 
 
 def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs: Any, epoch: int, rng: "np.random.Generator", on_step=None) -> tuple[float, float]:
@@ -62,7 +63,8 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
             flat = targets[positions]
             if plan.recent and cached is None:  # only the newest transitions are supervised (target 0: context only)
                 vecs, flat = vecs[flat != 0], flat[flat != 0]
-            summed = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=parts.neg_gen, reduction="sum")
+            summed = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=parts.neg_gen, reduction="sum",
+                                  catalogue=parts.catalogue)  # fmt: skip
         # Every target position weighs the same whatever its batch: the summed loss over a constant
         # (mean positions per step). Under torchrun the constant counts the global step, times
         # world size: DDP's gradient averaging then gives the same update.

@@ -125,7 +125,8 @@ def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, di
         "index": index,
         "export_s": round(export_s, 2),
         "notes": ctx.notes,
-        "loss": describe_loss(settings.train.loss, ctx.dataset.n_items, settings.train.batch_size * settings.model.max_len, settings.train.negatives),
+        "loss": describe_loss(settings.train.loss, int(ctx.known()[1:].sum()), settings.train.batch_size * settings.model.max_len, settings.train.negatives,
+                             catalogue=ctx.dataset.n_items),  # fmt: skip
         "protocol": (
             "leave-one-out; validation items are training targets (train.learn_validation), fixed epoch counts, nothing validated; test is never read in training"
             if settings.train.learn_validation
@@ -211,7 +212,12 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     scorer = model.sasrec if plan.index == 0 else model
     neg_gen = torch.Generator().manual_seed(plan.seed)
     engine = _wrap(SequenceLossInputs(scorer), ctx)
-    parts = EpochParts(model, engine, optimizer, scheduler, neg_gen, positions_per_step(pairs, steps), steps, stage_pool(ctx, plan, model, lambda rng: _stage_pairs(ctx, plan, tie_rng=rng)))
+    known = ctx.known()
+    catalogue = None if known.all() else torch.from_numpy(np.nonzero(known[1:])[0] + 1).to(ctx.device)
+    if plan.index >= 1:
+        model.id_dropout = float(t.id_dropout)  # stages 2-4: content learns to stand in for a missing ID
+    parts = EpochParts(model, engine, optimizer, scheduler, neg_gen, positions_per_step(pairs, steps), steps,
+                       stage_pool(ctx, plan, model, lambda rng: _stage_pairs(ctx, plan, tie_rng=rng)), catalogue)  # fmt: skip
     average = WeightAverage(plan.average_from) if plan.average_from is not None else None
     return StageRun(model, scorer, parts, pairs, rng, average)
 

@@ -115,14 +115,22 @@ def softmax_loss(
     negatives: int = 256,
     generator: torch.Generator | None = None,
     reduction: str = "mean",
+    catalogue: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of targets [N] given user vectors [N, D] and the item matrix [n_items + 1, D].
 
     Full softmax over every item (padding excluded), or a sampled softmax against ``negatives``
     items shared by the whole batch (accidental hits masked). ``reduction``: "mean" or "sum".
     A full softmax whose logits would pass ``chunked_loss.LOGITS_BUDGET`` elements is computed
-    in row chunks (the same loss and gradients, bounded memory).
+    in row chunks (the same loss and gradients, bounded memory). ``catalogue`` (sorted item ids,
+    every target among them): the softmax runs over these items only (the items with a training
+    interaction: an item training never saw is not a negative either).
     """
+    if catalogue is not None:
+        column = torch.full((items.shape[0],), -1, dtype=torch.long, device=targets.device)
+        column[catalogue] = torch.arange(catalogue.shape[0], device=targets.device)
+        targets = column[targets] + 1  # 1-based into the subset, as into the catalogue
+        items = torch.cat([items[:1], items[catalogue]])
     if not sampled:
         from ur4rec_cli.training.chunked_loss import LOGITS_BUDGET, chunk_rows, chunked_cross_entropy
 
@@ -139,6 +147,15 @@ def softmax_loss(
     return F.cross_entropy(logits, torch.zeros_like(targets), reduction=reduction)
 
 
+def known_items(dataset: "Dataset", learn_validation: bool) -> np.ndarray:
+    """[n_items + 1] bool: items in some trained history (train part, + validation items when learned); row 0 True."""
+    known = np.zeros(dataset.n_items + 1, dtype=bool)
+    for u in range(1, dataset.n_users + 1):
+        known[dataset.history(u, "test" if learn_validation else "train")] = True
+    known[0] = True
+    return known
+
+
 def validation_metrics(
     model: torch.nn.Module, dataset: "Dataset", max_len: int, device: torch.device, batch_size: int = 64, dist=None
 ) -> dict[str, float]:
@@ -152,7 +169,9 @@ def validation_metrics(
     was_training = model.training
     model.eval()
     try:
-        _, _, ranks = full_ranking_ranks(model, dataset, "valid", max_len=max_len, users=users, batch_size=batch_size, device=device)
+        # A cold item of a cold-item variant does not exist yet while training: not a candidate.
+        absent = dataset.cold.items if getattr(dataset, "cold", None) is not None else None
+        _, _, ranks = full_ranking_ranks(model, dataset, "valid", max_len=max_len, users=users, batch_size=batch_size, device=device, exclude=absent)
     finally:
         model.train(was_training)
     if dist is not None and dist.enabled:

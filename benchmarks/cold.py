@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""The cold-item benchmark: ML-100K with a seeded share of items held out of training, every model on both test sets.
+
+    python benchmarks/cold.py [--seeds 0 1 2] [--share 0.2] [--id-dropout 0.3]   # run, write docs/, re-render the page
+    python benchmarks/cold.py --render                                         # the page from docs/benchmarks-cold.json
+
+One home: `ur4rec data --cold-items SHARE` (cold seed 0; docs/evaluation.md, "cold-item protocol")
+and template texts. Per seed, the default job twice (`train --stage all --seed S`): once as is
+(the content path never trained to stand alone: `train.id_dropout = 0`) and once with ID dropout
+(`train.id_dropout = P`). Both share stage 1 (ID dropout starts at stage 2), so SASRec (stage 1) is
+evaluated once per seed. Popularity and content-KNN learn nothing and are evaluated once. Every
+`ur4rec evaluate --output` ranks both test sets of the variant: the warm leave-one-out test (one
+case per user) and the cold cases (one per interaction with a cold item).
+
+Per case, NDCG@10 is averaged over seeds; differences get a paired bootstrap 95% CI (10,000
+resamples of cases), as in benchmarks/ml100k.py. The figures go to docs/benchmarks-cold.json and
+the "Cold items" section of docs/benchmarks.md (re-rendered by benchmarks/ml100k.py --render).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "docs" / "benchmarks-cold.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ml100k import ndcg10, paired_bootstrap  # noqa: E402
+
+
+def ur4rec(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict, float]:
+    cmd = [sys.executable, "-m", "ur4rec_cli", "--home", str(home), *args, "--json"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
+
+
+def ranks_of(path: Path) -> np.ndarray:
+    return np.array([json.loads(line)["rank"] for line in path.read_text().splitlines()], dtype=np.int64)
+
+
+def evaluate(home: Path, name: str, *args: str) -> dict:
+    """Warm and cold ranks (file order: users, cases) and metrics of one model."""
+    out = home / f"{name}.jsonl"
+    ev, wall = ur4rec(home, "evaluate", *args, "--output", str(out))
+    cold = Path(ev["cold"]["output"])
+    print(f"  {name}: warm NDCG@10 {ev['metrics']['NDCG@10']:.4f}, cold NDCG@10 {ev['cold']['metrics']['NDCG@10']:.4f} ({wall:.0f} s)", flush=True)
+    return {"warm": ranks_of(out), "cold": ranks_of(cold), "warm_metrics": ev["metrics"], "cold_metrics": ev["cold"]["metrics"],
+            "eval_s": round(ev["seconds"] + ev["cold"]["seconds"], 1), "description": ev["description"], "cold_description": ev["cold"]["description"]}  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="ur4rec-cold-"))
+    t0 = time.perf_counter()
+    data, _ = ur4rec(home, "data", "--cold-items", str(args.share))
+    ur4rec(home, "llm", "--backend", "template")
+    print(f"data: {data['cold_items']} cold items, {data['cold_cases']} cold cases; {data['interactions']} warm interactions", flush=True)
+    models: dict[str, list[dict]] = {"popularity": [], "content-KNN": [], "SASRec (stage 1)": [], "UR4Rec V2, id_dropout 0": [], f"UR4Rec V2, id_dropout {args.id_dropout:g}": []}
+    models["popularity"].append(evaluate(home, "popularity", "--stage", "popularity"))
+    models["content-KNN"].append(evaluate(home, "content-knn", "--stage", "content_knn"))
+    walls: dict[str, list[float]] = {"id_dropout 0": [], f"id_dropout {args.id_dropout:g}": []}
+    for seed in args.seeds:
+        for p in (0.0, args.id_dropout):
+            name = f"d{p:g}-s{seed}"
+            train, wall = ur4rec(home, "train", "--stage", "all", "--seed", str(seed), "--run", name, env={"UR4REC_TRAIN__ID_DROPOUT": str(p)})
+            walls[f"id_dropout {p:g}"].append(round(wall, 1))
+            print(f"seed {seed}, id_dropout {p:g}: trained in {wall:.0f} s", flush=True)
+            if p == 0.0:
+                models["SASRec (stage 1)"].append(evaluate(home, f"sasrec-s{seed}", "--run", name, "--stage", "pretrain_sasrec"))
+            models[f"UR4Rec V2, id_dropout {p:g}"].append(evaluate(home, name, "--run", name))
+    return {"home": str(home), "data": data, "models": models, "train_wall_s": walls, "total_s": round(time.perf_counter() - t0)}
+
+
+def summarise(raw: dict, args: argparse.Namespace) -> dict:
+    models = raw["models"]
+    mean_case = {m: {part: np.mean([ndcg10(r[part]) for r in rs], axis=0) for part in ("warm", "cold")} for m, rs in models.items()}
+    ours, plain, knn = f"UR4Rec V2, id_dropout {args.id_dropout:g}", "UR4Rec V2, id_dropout 0", "content-KNN"
+
+    def ci(a: str, b: str, part: str) -> dict:
+        d, lo, hi = paired_bootstrap(mean_case[a][part] - mean_case[b][part])
+        return {"a": a, "b": b, "part": part, "mean": d, "ci95": [lo, hi]}
+
+    pairs = [ci(ours, knn, "cold"), ci(ours, plain, "cold"), ci(ours, "SASRec (stage 1)", "cold"), ci(ours, plain, "warm"), ci(plain, "SASRec (stage 1)", "warm")]
+    table = {m: {part: {k: [r[f"{part}_metrics"][k] for r in rs] for k in ("NDCG@10", "HR@10", "MRR")} for part in ("warm", "cold")} | {"eval_s": [r["eval_s"] for r in rs]}
+             for m, rs in models.items()}  # fmt: skip
+    cold_ours, cold_knn = float(np.mean(mean_case[ours]["cold"])), float(np.mean(mean_case[knn]["cold"]))
+    warm_gap = pairs[3]["mean"]
+    targets = [
+        {"target": "cold NDCG@10 >= 2x content-KNN's, CI of the difference above zero",
+         "measured": f"{cold_ours:.4f} vs {cold_knn:.4f} (x{cold_ours / max(cold_knn, 1e-12):.2f}); difference CI [{pairs[0]['ci95'][0]:+.4f}, {pairs[0]['ci95'][1]:+.4f}]",
+         "met": bool(cold_ours >= 2 * cold_knn and pairs[0]["ci95"][0] > 0)},
+        {"target": "warm NDCG@10 within 0.003 of the same model without ID dropout",
+         "measured": f"{warm_gap:+.4f} [{pairs[3]['ci95'][0]:+.4f}, {pairs[3]['ci95'][1]:+.4f}]", "met": bool(warm_gap >= -0.003)},
+    ]  # fmt: skip
+    return {
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores), Python {platform.python_version()}",
+        "command": "python benchmarks/cold.py " + " ".join(sys.argv[1:]), "seeds": args.seeds, "share": args.share, "id_dropout": args.id_dropout,
+        "data": {k: raw["data"][k] for k in ("name", "items", "interactions", "cold_items", "cold_cases", "cold_cases_dropped", "valid_users")},
+        "description": models[ours][0]["description"], "cold_description": models[ours][0]["cold_description"],
+        "table": table, "pairs": pairs, "targets": targets, "train_wall_s": raw["train_wall_s"], "total_s": raw["total_s"],
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--share", type=float, default=0.2, help="share of interacted items made cold (data --cold-items)")
+    ap.add_argument("--id-dropout", type=float, default=0.3, help="train.id_dropout of the arm that trains the content path to stand alone")
+    ap.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from docs/benchmarks-cold.json")
+    args = ap.parse_args()
+    if not args.render:
+        figures = summarise(run(args), args)
+        tmp = FIGURES.with_suffix(".tmp")
+        tmp.write_text(json.dumps(figures, indent=1) + "\n", "utf-8")
+        tmp.replace(FIGURES)
+        for t in figures["targets"]:
+            print(f"{'MET' if t['met'] else 'NOT MET'}: {t['target']}: {t['measured']}")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ml100k.py"), "--render", str(ROOT / "docs" / "benchmarks.json")], check=True)
+
+
+if __name__ == "__main__":
+    main()
