@@ -82,6 +82,13 @@ def evaluate(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
     return impl(settings, **kwargs)
 
 
+def add_items(settings: "Settings", path: Any) -> dict[str, Any]:
+    """`items add`: the items of a u.item or CSV file, scored by the run's content path, appended to its index."""
+    from ur4rec_cli.serving.new_items import add_items as add
+
+    return add(settings, path)
+
+
 def recommend(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
     """Top-N items for a user from the exported index (numpy only), or for a history of item ids
     (``history``: raw item ids, a list or "50,172,181", of a user outside the data set, through the

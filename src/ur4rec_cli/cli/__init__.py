@@ -18,6 +18,7 @@ from ur4rec_cli.cli import clip as clip_cmd
 from ur4rec_cli.cli import config as config_cmd
 from ur4rec_cli.cli import data as data_cmd
 from ur4rec_cli.cli import evaluate as evaluate_cmd
+from ur4rec_cli.cli import items as items_cmd
 from ur4rec_cli.cli import llm as llm_cmd
 from ur4rec_cli.cli import recommend as recommend_cmd
 from ur4rec_cli.cli import train as train_cmd
@@ -89,6 +90,8 @@ for _name, _module, _short, _help in _COMMANDS:
     # evaluate: `--k 5 10 20` leaves 10 and 20 as extra arguments, which the command reads itself.
     _extra = {"context_settings": {"allow_extra_args": True}} if _name == "evaluate" else {}
     app.command(_name, help=_help, short_help=_short, **_extra)(_module.command)
+    if _name == "recommend":
+        app.add_typer(items_cmd.app, name="items", short_help="Add items that arrived after training (scored from their content).")
 
 
 # Typer ships its own copy of click; its exception classes are reached through the public

@@ -99,8 +99,12 @@ def item_prompt(dataset: "Dataset", item: int) -> Prompt:
 
 def template_item_text(dataset: "Dataset", item: int) -> str:
     """Offline item description from title, year and genres."""
-    meta = dataset.items[item - 1]
-    title = (meta.get("title") or "").strip() or f"Unknown movie {dataset.item_ids[item - 1]}"
+    return template_item_text_of(dataset.items[item - 1], dataset.item_ids[item - 1])
+
+
+def template_item_text_of(meta: dict[str, Any], raw_id: str) -> str:
+    """The template description of one item's metadata (also what `items add` writes for new items)."""
+    title = (meta.get("title") or "").strip() or f"Unknown movie {raw_id}"
     genres = _genres(meta)
     year = meta.get("year")
     kind = f"{_join([g.lower() for g in genres])} movie" if genres else "movie"

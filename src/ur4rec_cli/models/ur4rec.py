@@ -184,17 +184,40 @@ class UR4RecV2(nn.Module):
     def item_vectors(self, table: torch.Tensor | None = None) -> torch.Tensor:
         """[n_items + 1, D]; row 0 (padding) is zero."""
         emb = self.item_table() if table is None else table
+        item_text = self._prep(self.item_text) if bool(self.present[0] | self.present[1]) else None
+        image = self._prep(self.image) if bool(self.present[2]) else None
+        vecs = self._vectors_from(emb, item_text, image)
+        return vecs * (torch.arange(emb.shape[0], device=vecs.device) != 0)[:, None]
+
+    def _vectors_from(self, emb: torch.Tensor, item_text: torch.Tensor | None, image: torch.Tensor | None) -> torch.Tensor:
+        """[n, D] item vectors from item tokens [n, H] and prepared features: [token, retriever keys]."""
         n = emb.shape[0]
         s, e = self.args.sub_experts, self.args.expert_dim
         zeros = emb.new_zeros(n, s, e)
-        item_text = self._prep(self.item_text) if bool(self.present[0] | self.present[1]) else None
         keys = [
             self.user_keys(item_text) if bool(self.present[0]) else zeros,
             self.text_keys(item_text) if bool(self.present[1]) else zeros,
-            self.image_keys(self._prep(self.image)) if bool(self.present[2]) else zeros,
+            self.image_keys(image) if bool(self.present[2]) else zeros,
         ]
-        vecs = torch.cat([emb, torch.stack(keys, dim=1).flatten(1)], dim=1)
-        return vecs * (torch.arange(n, device=vecs.device) != 0)[:, None]
+        return torch.cat([emb, torch.stack(keys, dim=1).flatten(1)], dim=1)
+
+    def new_item_vectors(self, item_text: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors [M, D] of items outside the catalogue (`items add`) from their features [M, d]:
+        content alone, exactly as an unknown item of the catalogue is scored (features centred by
+        the catalogue's mean, so the catalogue's own vectors do not move)."""
+        scale = feature_scale
+        text = (item_text.to(self.item_text.dtype) - self.item_text[1:].mean(0)) * scale(self.item_text.shape[1])
+        img = None
+        if bool(self.present[2]):
+            if image is None:
+                raise ValueError("the model reads images: new items need their image features")
+            img = (image.to(self.image.dtype) - self.image[1:].mean(0)) * scale(self.image.shape[1])
+        emb = text.new_zeros(text.shape[0], self.args.hidden)
+        if self.item_adaptor is not None:
+            offset = self.item_adaptor([text if bool(self.present[1]) else None, img])
+            if offset is not None:
+                emb = offset
+        return self._vectors_from(emb, text if bool(self.present[0] | self.present[1]) else None, img)
 
     def gate_weights(self, histories: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(modality weights [B, M], sub-expert weights [B, M, S]) for ``recommend --explain``."""

@@ -2,7 +2,8 @@
 
 Training writes ``<home>/runs/<name>/<run>/index/``: ``user_vecs.npy`` [n_users + 1, D] (row u =
 the user's vector from the full history), ``item_vecs.npy`` [n_items + 1, D], ``blocks.json``
-(which columns of D each modality owns) and ``gates.npz`` (per-user gate weights). Nothing here
+(which columns of D each modality owns), ``gates.npz`` (per-user gate weights) and, once `items add`
+ran, ``added_items.json`` (the items appended after the catalogue's rows). Nothing here
 imports torch, so a recommendation starts in a fraction of torch's import time.
 """
 
@@ -161,11 +162,20 @@ def load_index(settings: "Settings", data: ServingData | None = None) -> Serving
         raise DataError(f"cannot read the index {folder}: {exc}") from None
     if user_vecs.ndim != 2 or item_vecs.ndim != 2 or user_vecs.shape[1] != item_vecs.shape[1]:
         raise DataError(f"index {folder}: user_vecs {user_vecs.shape} and item_vecs {item_vecs.shape} do not match")
-    if data is not None and (user_vecs.shape[0] != data.n_users + 1 or item_vecs.shape[0] != data.n_items + 1):
+    added: list[dict[str, Any]] = []
+    if (folder / "added_items.json").exists():  # items added after training (`items add`, serving/new_items.py)
+        try:
+            added = json.loads((folder / "added_items.json").read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read the index {folder}: {exc}") from None
+    if data is not None and (user_vecs.shape[0] != data.n_users + 1 or item_vecs.shape[0] != data.n_items + 1 + len(added)):
         raise DataError(
             f"index {folder}: {user_vecs.shape[0] - 1} users x {item_vecs.shape[0] - 1} items, "
-            f"but the dataset has {data.n_users} x {data.n_items}: rerun `ur4rec train`"
+            f"but the dataset has {data.n_users} x {data.n_items}" + (f" (+ {len(added)} added)" if added else "") + ": rerun `ur4rec train`"
         )
+    if data is not None and added:  # served like catalogue items from here on
+        data.item_ids = [*data.item_ids, *(str(a["id"]) for a in added)]
+        data.items = [*data.items, *({k: v for k, v in a.items()} for a in added)]
     modalities = [str(m) for m in gates["modalities"].tolist()] if "modalities" in gates else []
     active = [str(m) for m in gates["active"].tolist()] if "active" in gates else None
     return ServingIndex(
@@ -178,5 +188,5 @@ def load_index(settings: "Settings", data: ServingData | None = None) -> Serving
         modality_gates=gates.get("modality"),
         expert_gates=gates.get("experts"),
         active=active,
-        extra=dict(man.extra),
+        extra={**man.extra, "_added": added},
     )

@@ -1,0 +1,206 @@
+"""`ur4rec items add FILE`: items that arrived after training, scored by the trained model's content path.
+
+FILE is either the data set's item format (ML-100K ``u.item``: ``id|Title (year)|date|video|url|``
+then 19 genre flags) or a CSV with a header: ``title`` (required), ``item_id`` (or ``id``;
+default: the next free integer), ``year``, ``genres`` (separated by ``|`` or ``;``). Every row is
+checked first; a bad row is one line naming the file, line and problem, and then nothing is
+written. Each new item's description is the offline template text (title, year, genres), encoded
+with the run's text-embedding model; its vector is ``UR4RecV2.new_item_vectors``: content alone,
+exactly as a catalogue item the model never trained on is scored (models/ur4rec.py).
+
+The vectors are appended to the run's exported index (``item_vecs.npy`` grows by one row per new
+item, ``added_items.json`` holds their metadata, the manifest records each file and its sha256).
+The new index is written aside and renamed in (readers see the old index or the new one), under
+the run's writer lock. Adding a file twice adds nothing the second time: an item whose id (or,
+without an id, whose title and year) is already added is skipped. `recommend` serves added items
+like any other; they cannot be part of a `--history` (the sequence model has no token for them).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ur4rec_cli.errors import ArtifactMissingError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from ur4rec_cli.settings import Settings
+
+ADDED = "added_items.json"
+
+
+def read_item_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, problems): rows {"id" (or None), "title", "year", "genres", "line"}; one problem line per bad row."""
+    from ur4rec_cli.data.parsers import ML100K_GENRES, split_title
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        text = path.read_bytes().decode("latin-1")  # u.item is ISO-8859-1
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    lines = text.splitlines()
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    first = next((ln for ln in lines if ln.strip()), "")
+    if "|" in first and "title" not in first.lower():
+        n_cols = 5 + len(ML100K_GENRES)
+        for no, ln in enumerate(lines, start=1):
+            if not ln.strip():
+                continue
+            parts = ln.split("|")
+            if len(parts) != n_cols:
+                problems.append(f"{path.name} line {no}: {len(parts)} '|'-separated fields, the u.item format has {n_cols}")
+                continue
+            flags = [f.strip() for f in parts[5:]]
+            if any(f not in ("0", "1") for f in flags):
+                problems.append(f"{path.name} line {no}: genre flags must be 0 or 1")
+                continue
+            title, year = split_title(parts[1])
+            rows.append({"id": parts[0].strip() or None, "title": title, "year": year, "line": no,
+                         "genres": [g for g, f in zip(ML100K_GENRES, flags) if f == "1"]})  # fmt: skip
+    else:
+        reader = csv.DictReader(lines)
+        fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
+        if "title" not in fields:
+            raise DataError(f"{path}: neither the u.item format nor a CSV with a 'title' column (columns: item_id, title, year, genres)")
+        id_col = fields.get("item_id") or fields.get("id")
+        for no, rec in enumerate(reader, start=2):
+            title = (rec.get(fields["title"]) or "").strip()
+            raw_year = (rec.get(fields["year"]) or "").strip() if "year" in fields else ""
+            if not title:
+                problems.append(f"{path.name} line {no}: empty title")
+                continue
+            if raw_year and not re.fullmatch(r"\d{4}", raw_year):
+                problems.append(f"{path.name} line {no}: year {raw_year!r} is not a four-digit year")
+                continue
+            genres = [g.strip() for g in re.split(r"[|;]", rec.get(fields["genres"]) or "") if g.strip()] if "genres" in fields else []
+            rows.append({"id": ((rec.get(id_col) or "").strip() or None) if id_col else None, "title": title,
+                         "year": int(raw_year) if raw_year else None, "genres": genres, "line": no})  # fmt: skip
+    if not rows and not problems:
+        problems.append(f"{path.name}: no item rows")
+    return rows, problems
+
+
+def _plan(rows: list[dict[str, Any]], catalogue: list[str], added: list[dict[str, Any]], path: Path) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """(new items with their ids, how many were already added, problems)."""
+    in_data = set(catalogue)
+    by_id = {a["id"]: a for a in added}
+    by_title = {(a["title"], a["year"]) for a in added}
+    numeric = [int(i) for i in [*catalogue, *by_id] if i.isdigit()]
+    next_id = max(numeric, default=0) + 1
+    new, skipped, problems, seen = [], 0, [], set()
+    for r in rows:
+        meta = {"title": r["title"], "year": r["year"], "genres": r["genres"]}
+        if r["id"] is None and (r["title"], r["year"]) in by_title:
+            skipped += 1
+            continue
+        if r["id"] is not None:
+            if r["id"] in in_data:
+                problems.append(f"{path.name} line {r['line']}: item id {r['id']} is already in the data set's catalogue")
+                continue
+            if r["id"] in by_id:
+                old = {k: by_id[r["id"]][k] for k in meta}
+                if old == meta:
+                    skipped += 1
+                else:
+                    problems.append(f"{path.name} line {r['line']}: item id {r['id']} was added before as {old['title']!r}")
+                continue
+            iid = r["id"]
+        else:
+            while str(next_id) in in_data or str(next_id) in by_id or str(next_id) in seen:
+                next_id += 1
+            iid = str(next_id)
+        if iid in seen:
+            problems.append(f"{path.name} line {r['line']}: item id {iid} appears twice in the file")
+            continue
+        seen.add(iid)
+        new.append({"id": iid, **meta})
+    return new, skipped, problems
+
+
+def add_items(settings: "Settings", path: Path) -> dict[str, Any]:
+    """Append the items of ``path`` to the run's exported index; returns what was added and skipped."""
+    from ur4rec_cli.console import warn
+    from ur4rec_cli.runlock import command_line, run_lock
+    from ur4rec_cli.serving.index import index_folder, load_index, load_serving_data
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"no such file: {path}")
+    rows, problems = read_item_file(path)
+    folder = index_folder(settings)
+    with run_lock(folder.parent, command_line(), f"run {settings.train.run} ({folder.parent})"):
+        data = load_serving_data(settings)
+        index = load_index(settings, data)
+        added = list(index.extra.get("_added", []))
+        catalogue = data.item_ids[: len(data.item_ids) - len(added)]
+        new, skipped, more = _plan(rows, catalogue, added, path)
+        problems += more
+        if problems:
+            for line in problems:
+                warn(line)
+            raise DataError(f"{path}: {len(problems)} bad row{'s' if len(problems) > 1 else ''} (listed above); nothing was added")
+        result = {"file": str(path), "added": [a["id"] for a in new], "skipped": skipped, "index": str(folder),
+                  "items_in_index": len(data.item_ids) + len(new)}  # fmt: skip
+        if not new:
+            return result
+        vecs, how = _vectors(settings, index, new)
+        _write(settings, folder, index, vecs, added + new, {"file": path.name, "sha256": _sha(path), "items": len(new)})
+        return {**result, "text": how}
+
+
+def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]]) -> tuple[np.ndarray, str]:
+    """Content-only vectors [M, D] of the new items from the run's model and text encoder."""
+    import torch
+
+    from ur4rec_cli.features import embeddings as E
+    from ur4rec_cli.features.prompts import template_item_text_of
+    from ur4rec_cli.runs import load_stage_model
+
+    loaded = load_stage_model(settings, index.stage)
+    model = loaded.model
+    if not hasattr(model, "new_item_vectors"):
+        raise ConfigError(f"the run's final stage {loaded.stage} is SASRec alone (IDs only): it has no content path to score new items; train the later stages")
+    if bool(model.present[2]):
+        raise ConfigError("this run's model reads CLIP image features; items add computes text features only so far: train a run without the image modality to add items")
+    texts = [template_item_text_of(n, n["id"]) for n in new]
+    encoder, _ = E.load_encoder(settings.llm.embedding_model, settings.llm.device)
+    feats = torch.from_numpy(E.encode(encoder, texts, settings.llm.embedding_batch_size).astype(np.float32))
+    if feats.shape[1] != model.item_text.shape[1]:
+        raise ConfigError(f"the text encoder {settings.llm.embedding_model} gives {feats.shape[1]}-d vectors; the model was trained on {model.item_text.shape[1]}-d ones")
+    with torch.inference_mode():
+        vecs = model.new_item_vectors(feats).float().numpy()
+    if vecs.shape[1] != index.item_vecs.shape[1]:
+        raise ConfigError(f"the index in {index.folder} does not match stage {loaded.stage} of run {settings.train.run}; rerun `ur4rec train`")
+    return vecs, f"template descriptions (title, year, genres) encoded with {settings.llm.embedding_model}"
+
+
+def _write(settings: "Settings", folder: Path, index: Any, vecs: np.ndarray, added: list[dict[str, Any]], record: dict[str, Any]) -> None:
+    """The index with the new rows, written aside and renamed in (store.write)."""
+    import shutil
+
+    from ur4rec_cli.store import ArtifactStore
+
+    store = ArtifactStore(settings.home)
+    man = store.load(folder, kind="index")
+    if man is None:  # pragma: no cover - load_index just read it
+        raise ArtifactMissingError(f"the index at {folder} changed while adding items; run the command again")
+    extra = {k: v for k, v in man.extra.items() if not k.startswith("_")}
+    extra["added_files"] = [*extra.get("added_files", []), record]
+    with store.write(folder, kind="index", inputs=man.inputs, settings=man.settings, extra=extra) as tmp:
+        for name in man.files:
+            if name not in ("item_vecs.npy", ADDED):
+                shutil.copy2(folder / name, tmp / name)
+        np.save(tmp / "item_vecs.npy", np.concatenate([index.item_vecs, vecs.astype(np.float32)]))
+        (tmp / ADDED).write_text(json.dumps(added, ensure_ascii=False), "utf-8")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
