@@ -1,20 +1,24 @@
 #!/usr/bin/env python
 """The cold-item benchmark: ML-100K with a seeded share of items held out of training, every model on both test sets.
 
-    python benchmarks/cold.py [--seeds 0 1 2] [--share 0.2] [--id-dropout 0.3]   # run, write docs/, re-render the page
+    python benchmarks/cold.py [--seeds 0 1 2] [--share 0.2] [--id-dropout 0.6]   # run, write docs/, re-render the page
     python benchmarks/cold.py --render                                         # the page from docs/benchmarks-cold.json
+    python benchmarks/cold.py --items-add HOME RUN                             # only time `items add` (100 items) into the figures
 
 One home: `ur4rec data --cold-items SHARE` (cold seed 0; docs/evaluation.md, "cold-item protocol")
 and template texts. Per seed, the default job twice (`train --stage all --seed S`): once as is
 (the content path never trained to stand alone: `train.id_dropout = 0`) and once with ID dropout
-(`train.id_dropout = P`). Both share stage 1 (ID dropout starts at stage 2), so SASRec (stage 1) is
-evaluated once per seed. Popularity and content-KNN learn nothing and are evaluated once. Every
+(`train.id_dropout = P`). Both share stage 1 (ID dropout starts at stage 2: the second arm copies
+the first arm's stage-1 checkpoint and trains stages 2-4), so SASRec (stage 1) is evaluated once
+per seed and the second arm's wall is stages 2-4 only. Popularity and content-KNN learn nothing and are evaluated once. Every
 `ur4rec evaluate --output` ranks both test sets of the variant: the warm leave-one-out test (one
 case per user) and the cold cases (one per interaction with a cold item).
 
 Per case, NDCG@10 is averaged over seeds; differences get a paired bootstrap 95% CI (10,000
 resamples of cases), as in benchmarks/ml100k.py. The figures go to docs/benchmarks-cold.json and
 the "Cold items" section of docs/benchmarks.md (re-rendered by benchmarks/ml100k.py --render).
+At the end, `ur4rec items add` of 100 new items into a copy of the last ID-dropout run is timed
+from a cold process, beside `python -c "import torch"`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,13 +78,42 @@ def run(args: argparse.Namespace) -> dict:
     for seed in args.seeds:
         for p in (0.0, args.id_dropout):
             name = f"d{p:g}-s{seed}"
-            train, wall = ur4rec(home, "train", "--stage", "all", "--seed", str(seed), "--run", name, env={"UR4REC_TRAIN__ID_DROPOUT": str(p)})
+            resume = []
+            if p:  # the same stage 1 (ID dropout starts at stage 2): copied from the first arm, stages 2-4 trained
+                runs = next(home.glob("runs/*"))
+                shutil.copytree(runs / f"d0-s{seed}" / "pretrain_sasrec", runs / name / "pretrain_sasrec")
+                resume = ["--resume"]
+            train, wall = ur4rec(home, "train", "--stage", "all", *resume, "--seed", str(seed), "--run", name, env={"UR4REC_TRAIN__ID_DROPOUT": str(p)})
             walls[f"id_dropout {p:g}"].append(round(wall, 1))
             print(f"seed {seed}, id_dropout {p:g}: trained in {wall:.0f} s", flush=True)
             if p == 0.0:
                 models["SASRec (stage 1)"].append(evaluate(home, f"sasrec-s{seed}", "--run", name, "--stage", "pretrain_sasrec"))
             models[f"UR4Rec V2, id_dropout {p:g}"].append(evaluate(home, name, "--run", name))
-    return {"home": str(home), "data": data, "models": models, "train_wall_s": walls, "total_s": round(time.perf_counter() - t0)}
+    items_add = time_items_add(home, f"d{args.id_dropout:g}-s{args.seeds[-1]}")
+    return {"home": str(home), "data": data, "models": models, "train_wall_s": walls, "total_s": round(time.perf_counter() - t0), "items_add": items_add}
+
+
+def time_items_add(home: Path, run_name: str, n: int = 100) -> dict:
+    """`items add` of ``n`` new items into a copy of a trained run, from a cold process, beside `import torch`."""
+    runs = next(home.glob("runs/*"))
+    copy = f"{run_name}-items"
+    shutil.copytree(runs / run_name, runs / copy, dirs_exist_ok=True)
+    genres = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Children's", "Musical", "Western"]
+    rows = [f"New Movie Number {i},{1990 + i % 10},{genres[i % 10]}|{genres[(i * 3 + 1) % 10]}" for i in range(n)]
+    path = home / "new-items.csv"
+    path.write_text("title,year,genres\n" + "\n".join(rows) + "\n", "utf-8")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    torch_s = time.perf_counter() - t0
+    added, wall = ur4rec(home, "items", "add", str(path), "--run", copy)
+    assert len(added["added"]) == n, added
+    print(f"items add of {n} items: {wall:.1f} s (import torch {torch_s:.1f} s)", flush=True)
+    return {"items": n, "wall_s": round(wall, 2), "import_torch_s": round(torch_s, 2)}
+
+
+def items_add_target(add: dict) -> dict:
+    return {"target": f"items add of {add['items']} items <= 10 s (from a cold process)",
+            "measured": f"{add['wall_s']:.1f} s (import torch alone: {add['import_torch_s']:.1f} s)", "met": bool(add["wall_s"] <= 10)}  # fmt: skip
 
 
 def summarise(raw: dict, args: argparse.Namespace) -> dict:
@@ -96,12 +130,14 @@ def summarise(raw: dict, args: argparse.Namespace) -> dict:
              for m, rs in models.items()}  # fmt: skip
     cold_ours, cold_knn = float(np.mean(mean_case[ours]["cold"])), float(np.mean(mean_case[knn]["cold"]))
     warm_gap = pairs[3]["mean"]
+    add = raw["items_add"]
     targets = [
         {"target": "cold NDCG@10 >= 2x content-KNN's, CI of the difference above zero",
          "measured": f"{cold_ours:.4f} vs {cold_knn:.4f} (x{cold_ours / max(cold_knn, 1e-12):.2f}); difference CI [{pairs[0]['ci95'][0]:+.4f}, {pairs[0]['ci95'][1]:+.4f}]",
          "met": bool(cold_ours >= 2 * cold_knn and pairs[0]["ci95"][0] > 0)},
         {"target": "warm NDCG@10 within 0.003 of the same model without ID dropout",
          "measured": f"{warm_gap:+.4f} [{pairs[3]['ci95'][0]:+.4f}, {pairs[3]['ci95'][1]:+.4f}]", "met": bool(warm_gap >= -0.003)},
+        items_add_target(add),
     ]  # fmt: skip
     return {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores), Python {platform.python_version()}",
@@ -109,6 +145,7 @@ def summarise(raw: dict, args: argparse.Namespace) -> dict:
         "data": {k: raw["data"][k] for k in ("name", "items", "interactions", "cold_items", "cold_cases", "cold_cases_dropped", "valid_users")},
         "description": models[ours][0]["description"], "cold_description": models[ours][0]["cold_description"],
         "table": table, "pairs": pairs, "targets": targets, "train_wall_s": raw["train_wall_s"], "total_s": raw["total_s"],
+        "items_add": raw["items_add"],
     }  # fmt: skip
 
 
@@ -116,10 +153,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--share", type=float, default=0.2, help="share of interacted items made cold (data --cold-items)")
-    ap.add_argument("--id-dropout", type=float, default=0.3, help="train.id_dropout of the arm that trains the content path to stand alone")
+    ap.add_argument("--id-dropout", type=float, default=0.6, help="train.id_dropout of the arm that trains the content path to stand alone")
     ap.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from docs/benchmarks-cold.json")
+    ap.add_argument("--items-add", nargs=2, metavar=("HOME", "RUN"), help="only time `items add` in a benchmark home's run and add it to the saved figures")
     args = ap.parse_args()
-    if not args.render:
+    if args.items_add:
+        figures = json.loads(FIGURES.read_text("utf-8"))
+        add = time_items_add(Path(args.items_add[0]), args.items_add[1])
+        figures["items_add"] = add
+        figures["targets"] = [t for t in figures["targets"] if not t["target"].startswith("items add")] + [items_add_target(add)]
+        FIGURES.write_text(json.dumps(figures, indent=1) + "\n", "utf-8")
+    elif not args.render:
         figures = summarise(run(args), args)
         tmp = FIGURES.with_suffix(".tmp")
         tmp.write_text(json.dumps(figures, indent=1) + "\n", "utf-8")

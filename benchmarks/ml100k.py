@@ -448,6 +448,7 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         *(f"| {name} | {fmt(vals)} |" for name, vals in eval_seconds.items()),
         "",
         *_scale_section(),
+        *_cold_section(),
     ]
     return "\n".join(out)
 
@@ -458,6 +459,15 @@ def _scale_section() -> list[str]:
     from scale_page import render_section
 
     figures = ROOT / "docs" / "benchmarks-scale.json"
+    return render_section(json.loads(figures.read_text("utf-8"))) if figures.is_file() else []
+
+
+def _cold_section() -> list[str]:
+    """The cold-items section, from the figures benchmarks/cold.py saved (none: no section)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from cold_page import render_section
+
+    figures = ROOT / "docs" / "benchmarks-cold.json"
     return render_section(json.loads(figures.read_text("utf-8"))) if figures.is_file() else []
 
 

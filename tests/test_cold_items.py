@@ -109,9 +109,13 @@ def test_an_unknown_item_is_scored_from_its_content_alone() -> None:
     assert float(after[5].abs().sum()) > 0  # content: the adaptor's offset and the retriever keys
     # ID dropout draws only in training; a checkpoint without `known` loads with every item known.
     model.id_dropout = 0.5
-    assert torch.equal(model.item_table(), model.item_table())
+    table = model.item_table().detach()
+    assert torch.equal(model._drop_ids(table), table)  # only in training
     model.train()
-    assert not torch.equal(model.item_table(), model.item_table())
+    dropped = model._drop_ids(table)
+    assert not torch.equal(dropped, model._drop_ids(table)) and torch.equal(dropped[5], table[5])  # unknown: nothing to drop
+    swapped = (dropped != table).any(dim=1)
+    assert 2 <= int(swapped.sum()) <= 10 and torch.allclose(dropped[swapped] - table[swapped], (model.unknown_id - model.sasrec.item_vectors())[swapped])
     state = {k: v for k, v in model.state_dict().items() if k != "known"}
     fresh = _model()
     fresh.load_state_dict(state)
@@ -197,3 +201,4 @@ def test_evaluate_a_cold_variant_ranks_both_test_sets(cli, cold_home: Path, isol
     assert sum(row["cases"] for row in res["slices"]["target_popularity"]) == res["users"]  # the slices add up
     human = cli("evaluate", "--k", "10")
     assert f"cold items, {res['cold']['cases']:,} cases" in human.stdout and "absent from training and validation" in human.stdout
+

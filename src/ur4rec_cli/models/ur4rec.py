@@ -5,10 +5,12 @@ item_vec = [E_i,      k_mj(i)                                          ]
 so the score is a * <h_t, E_i> (SASRec) + sum_mj g_m w_mj <q_mj, k_mj(i)> (retriever).
 
 An item the model never trained on (``known`` False: no training interaction, e.g. a cold item
-of ``data --cold-items``) has no ID embedding worth reading: its E_i is zero, so its vector is
-content alone (the item adaptor's offset from its text and image, and the retriever keys). ID
-dropout (``id_dropout``, set by training from stage 2 on) zeroes a random share of known items'
-E_i at every training step, so that content alone learns to place an item where its ID would.
+of ``data --cold-items``) has no ID embedding worth reading: its E_i is ``unknown_id``, one learned
+token shared by every such item (zero until ID dropout trains it), so its vector is content alone
+(that shared token plus the item adaptor's offset from its text and image, and the retriever keys). ID
+dropout (``id_dropout``, set by training from stage 2 on) scores a random share of the known items
+that way at every training step (output vectors only; input tokens keep their IDs), so that
+content alone learns to place an item where its ID would.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class UR4RecV2(nn.Module):
         self.register_buffer("present", torch.tensor([m in args.modalities for m in MODALITIES]))
         # Items with a training interaction (set by training; checkpoints older than it: all known).
         self.register_buffer("known", torch.ones(args.n_items + 1, dtype=torch.bool))
-        self._register_load_state_dict_pre_hook(_default_known)
+        self._register_load_state_dict_pre_hook(_default_known, with_module=True)
         self.id_dropout = 0.0  # share of known items read as unknown at each training step (stages 2-4)
         self.user_proj = nn.Linear(args.text_dim, h)
         # Queries: user_text sees [h_t ; user text], the item-side modalities see h_t.
@@ -86,6 +88,9 @@ class UR4RecV2(nn.Module):
         self.text_keys = KeyTower(args.text_dim, e, s, e, args.dropout)
         self.image_keys = KeyTower(args.image_dim, e, s, e, args.dropout)
         self.sasrec_weight = nn.Parameter(torch.ones(()))
+        # The ID token of an item without one (unknown, or ID-dropped in training): one learned
+        # vector shared by all such items, zero until ID dropout trains it.
+        self.unknown_id = nn.Parameter(torch.zeros(h))
         # Content-aware item tokens (item text and image), trained from stage 2 on.
         self.item_adaptor = ItemAdaptor([args.text_dim, args.image_dim], s, h, args.dropout) if args.item_adaptor else None
         init_weights(self, args.init_std)
@@ -136,13 +141,11 @@ class UR4RecV2(nn.Module):
         return self.item_adaptor is None and not (self.training and self.id_dropout > 0) and bool(self.known.all())
 
     def item_table(self) -> torch.Tensor:
-        """[n_items + 1, H]: the ID embedding (zero for unknown and ID-dropped items), plus the content adaptor's offset when there is one."""
+        """[n_items + 1, H]: the ID embedding (zero for unknown items), plus the content adaptor's offset when there is one."""
         emb = self.sasrec.item_vectors()
-        keep = self.known
-        if self.training and self.id_dropout > 0:
-            keep = keep & (torch.rand(keep.shape[0], device=keep.device) >= self.id_dropout)
-        if not bool(keep.all()):
-            emb = emb * keep[:, None].to(emb.dtype)
+        if not bool(self.known.all()):
+            unknown = (~self.known)[:, None].to(emb.dtype)
+            emb = emb * (1 - unknown) + self.unknown_id * unknown
         if self.item_adaptor is None:
             return emb
         offset = self.item_adaptor(
@@ -212,11 +215,11 @@ class UR4RecV2(nn.Module):
             if image is None:
                 raise ValueError("the model reads images: new items need their image features")
             img = (image.to(self.image.dtype) - self.image[1:].mean(0)) * scale(self.image.shape[1])
-        emb = text.new_zeros(text.shape[0], self.args.hidden)
+        emb = self.unknown_id.to(text.dtype).expand(text.shape[0], -1)
         if self.item_adaptor is not None:
             offset = self.item_adaptor([text if bool(self.present[1]) else None, img])
             if offset is not None:
-                emb = offset
+                emb = emb + offset
         return self._vectors_from(emb, text if bool(self.present[0] | self.present[1]) else None, img)
 
     def gate_weights(self, histories: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,7 +263,17 @@ class UR4RecV2(nn.Module):
         if table is None and not self._reads_ids_only():
             table = self.item_table()
         vecs, aux = self._fuse(h, users)
-        return vecs, self.item_vectors(table), aux
+        return vecs, self.item_vectors(self._drop_ids(table)), aux
+
+    def _drop_ids(self, table: torch.Tensor | None) -> torch.Tensor | None:
+        """ID dropout on the output side (training only): a random ``id_dropout`` share of the known
+        items is scored as an unknown item is, by its content alone. Input tokens keep their IDs
+        (a history holds known items only; `items add` items never enter one)."""
+        if table is None or not (self.training and self.id_dropout > 0):
+            return table
+        drop = (torch.rand(table.shape[0], device=table.device) < self.id_dropout) & self.known
+        drop[0] = False
+        return table + (self.unknown_id - self.sasrec.item_vectors()) * drop[:, None].to(table.dtype)
 
     def score(self, histories: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Direct score of items [B, K], written as the fusion formula (not as one dot product)."""
@@ -278,10 +291,11 @@ class UR4RecV2(nn.Module):
         return sasrec + torch.einsum("bm,bms,bmse,bkmse->bk", g, w, q, keys)
 
 
-def _default_known(state_dict, prefix, *args) -> None:
-    """A checkpoint written before ``known`` existed: every item counts as known (as it was then)."""
+def _default_known(module, state_dict, prefix, *args) -> None:
+    """A checkpoint written before ``known`` and ``unknown_id`` existed: every item counts as known
+    (as it was then), and the shared unknown-item token is zero."""
     key = prefix + "known"
-    if key not in state_dict:
-        n = state_dict[prefix + "item_text"].shape[0] if prefix + "item_text" in state_dict else None
-        if n is not None:
-            state_dict[key] = torch.ones(n, dtype=torch.bool)
+    if key not in state_dict and prefix + "item_text" in state_dict:
+        state_dict[key] = torch.ones(state_dict[prefix + "item_text"].shape[0], dtype=torch.bool)
+    if prefix + "unknown_id" not in state_dict and prefix + "sasrec_weight" in state_dict:
+        state_dict[prefix + "unknown_id"] = torch.zeros_like(module.unknown_id)

@@ -61,13 +61,16 @@ def stage_plan(settings: "Settings", stage: str) -> StagePlan:
     )
 
 
-def configure_stage(model, plan: StagePlan, weight_decay: float = 0.0) -> "torch.optim.Optimizer":
+def configure_stage(model, plan: StagePlan, weight_decay: float = 0.0, id_dropout: float = 0.0) -> "torch.optim.Optimizer":
     """Freeze/unfreeze per the plan and build the optimizer's parameter groups."""
     import torch
 
-    # The content adaptor makes the sequence model's item tokens: it trains (and freezes) with SASRec.
+    # The content adaptor makes the sequence model's item tokens: it trains (and freezes) with
+    # SASRec. With ID dropout it is also the content path that must stand in for a missing ID, so it
+    # trains with the retriever instead (from stage 2 on, at the retriever's learning rate).
     adaptor = getattr(model, "item_adaptor", None)
-    sasrec_params = list(model.sasrec.parameters()) + (list(adaptor.parameters()) if adaptor is not None else [])
+    with_sasrec = adaptor is not None and not id_dropout
+    sasrec_params = list(model.sasrec.parameters()) + (list(adaptor.parameters()) if with_sasrec else [])
     ids = {id(p) for p in sasrec_params}
     other = [p for p in model.parameters() if id(p) not in ids]
     groups = []

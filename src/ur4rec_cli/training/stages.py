@@ -202,7 +202,7 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     if plan.predecessor is not None:
         model.load_state_dict(predecessor_weights(ctx, plan), strict=False)
     model.to(ctx.device)
-    optimizer = configure_stage(model, plan, t.weight_decay)
+    optimizer = configure_stage(model, plan, t.weight_decay, t.id_dropout if plan.index >= 1 else 0.0)
     pairs = _stage_pairs(ctx, plan)
     # Under torchrun every rank takes ceil(n / world) users per epoch (DistributedSampler), so
     # train.batch_size is the per-rank batch and every rank runs the same number of steps.

@@ -132,11 +132,16 @@ def build_pool(
 
 
 def stage_pool(ctx: "TrainContext", plan: "StagePlan", model: Any, make_pairs: Callable) -> StatePool | None:
-    """A frozen-SASRec stage's pool as the settings ask (None for a stage that trains SASRec, under torchrun, or off)."""
+    """A frozen-SASRec stage's pool as the settings ask (None for a stage that trains SASRec, under torchrun,
+    with ID dropout (the adaptor then trains and the states move), or off)."""
     from ur4rec_cli.console import info
 
     t = ctx.settings.train
     if plan.index == 0 or plan.sasrec_lr is not None or ctx.dist.enabled:
+        return None
+    if t.id_dropout and getattr(model, "item_adaptor", None) is not None:
+        if t.state_cache_orders:
+            info(f"{plan.stage}: no state cache (train.id_dropout trains the item adaptor, so the sequence states move)")
         return None
     pool = build_pool(model, make_pairs, ctx.device, orders=t.state_cache_orders, shuffle=t.shuffle_ties, seed=plan.seed)
     if pool is not None:

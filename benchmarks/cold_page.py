@@ -1,0 +1,48 @@
+"""The "Cold items" section of docs/benchmarks.md, from the figures benchmarks/cold.py saved."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+
+def _fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def render_section(f: dict[str, Any]) -> list[str]:
+    d = f["data"]
+    seeds = " ".join(str(s) for s in f["seeds"])
+    out = [
+        "## Cold items (items that did not exist at training time)",
+        "",
+        f"`{f['command']}` ({f['date']}, {f['machine']}; {f.get('note', 'nothing else heavy ran')}). "
+        f"Data set `{d['name']}`: {d['cold_items']:,} of {d['items']:,} items cold (share {f['share']:g}, cold seed 0), "
+        f"{d['interactions']:,} warm interactions, {d['valid_users']:,} warm test users, {d['cold_cases']:,} cold test cases "
+        f"({d['cold_cases_dropped']:,} interactions without an earlier warm item left out). Protocol: docs/evaluation.md, "
+        "\"cold-item protocol\".",
+        "",
+        f"- warm: {f['description']}",
+        f"- cold: {f['cold_description']}",
+        "",
+        f"Seeds {seeds} (the default job per seed; popularity and content-KNN learn nothing and ran once). "
+        f"Both UR4Rec V2 rows are the default job; the second trains its content path to stand alone "
+        f"(`train.id_dropout = {f['id_dropout']:g}`: at every step of stages 2-4 that share of the items is read without its ID embedding).",
+        "",
+        "| model | warm NDCG@10 | warm HR@10 | cold NDCG@10 | cold HR@10 | cold MRR |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in f["table"].items():
+        w, c = row["warm"], row["cold"]
+        out.append(f"| {name} | {_fmt(w['NDCG@10'])} | {_fmt(w['HR@10'])} | {_fmt(c['NDCG@10'])} | {_fmt(c['HR@10'])} | {_fmt(c['MRR'])} |")
+    out += ["", "Paired differences (NDCG@10 per test case, averaged over seeds; bootstrap 95% CI over cases):", "",
+            "| difference | test set | mean [95% CI] |", "| --- | --- | --- |"]  # fmt: skip
+    for p in f["pairs"]:
+        out.append(f"| {p['a']} − {p['b']} | {p['part']} | {p['mean']:+.4f} [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}] |")
+    out += ["", "| target (issue 22) | measured | met |", "| --- | --- | --- |"]
+    out += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |" for t in f["targets"]]
+    walls = "; ".join(f"{arm}: {_fmt(v).replace('.0000', '')} s" for arm, v in f["train_wall_s"].items())
+    out += ["", f"Cost: `train --stage all` wall per seed ({walls}); the whole benchmark {f['total_s'] / 60:.0f} min.", ""]
+    return out
