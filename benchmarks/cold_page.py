@@ -43,6 +43,8 @@ def render_section(f: dict[str, Any]) -> list[str]:
         out.append(f"| {p['a']} − {p['b']} | {p['part']} | {p['mean']:+.4f} [{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}] |")
     out += ["", "| target (issue 22) | measured | met |", "| --- | --- | --- |"]
     out += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |" for t in f["targets"]]
-    walls = "; ".join(f"{arm}: {_fmt(v).replace('.0000', '')} s" for arm, v in f["train_wall_s"].items())
-    out += ["", f"Cost: `train --stage all` wall per seed ({walls}); the whole benchmark {f['total_s'] / 60:.0f} min.", ""]
+    walls = "; ".join(f"{arm}: " + ", ".join(f"{w:.0f}" for w in v) + " s" for arm, v in f["train_wall_s"].items())
+    out += ["", f"Cost: `train` wall per seed, seeds {seeds} ({walls}; the second arm trains stages 2-4 only, from the first arm's "
+            f"stage 1); `evaluate` of one model, warm and cold test sets, "
+            f"{statistics.mean(f['table']['UR4Rec V2, id_dropout 0']['eval_s']):.0f} s of compute; the whole benchmark {f['total_s'] / 60:.0f} min.", ""]
     return out
