@@ -5,29 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from ur4rec_cli.data.dataset import build_dataset
+from test_evaluate_protocols import clustered_dataset
 from ur4rec_cli.settings import load_settings
 from ur4rec_cli.store import ArtifactStore
 
 
-def two_genre_dataset(n_users: int = 120, n_items: int = 60, length: int = 15, seed: int = 0):
+def two_genre_dataset(n_users: int = 120, n_items: int = 60, length: int = 15):
     """Odd users watch horror films only (items 1..30), even users children's musicals only (31..60)."""
-    rng = np.random.default_rng(seed)
-    users, items, times = [], [], []
+    ds = clustered_dataset(n_users=n_users, n_items=n_items, length=length)  # the same two halves, new titles
     half = n_items // 2
-    for u in range(1, n_users + 1):
-        pool = np.arange(1, half + 1) if u % 2 else np.arange(half + 1, n_items + 1)
-        for t, i in enumerate(rng.permutation(pool)[:length]):
-            users.append(str(u)), items.append(str(i)), times.append(t)
-    meta = {}
-    for i in range(1, n_items + 1):
-        horror = i <= half
-        meta[str(i)] = {"title": f"{'Night of the Ghoul' if horror else 'The Happy Singing Puppies'} {i}",
-                        "year": 1980 + i % 15, "genres": ["Horror", "Thriller"] if horror else ["Children's", "Musical"]}  # fmt: skip
-    return build_dataset("two-genres", "test", np.array(users), np.array(items), np.ones(len(items)), np.array(times), meta, {})
+    ds.items = [
+        {"title": f"{'Night of the Ghoul' if i <= half else 'The Happy Singing Puppies'} {i}", "year": 1980 + i % 15,
+         "genres": ["Horror", "Thriller"] if i <= half else ["Children's", "Musical"]}
+        for i in range(1, n_items + 1)
+    ]  # fmt: skip
+    return ds
 
 
 @pytest.fixture(scope="module")
