@@ -141,7 +141,7 @@ class UR4RecV2(nn.Module):
         return self.item_adaptor is None and not (self.training and self.id_dropout > 0) and bool(self.known.all())
 
     def item_table(self) -> torch.Tensor:
-        """[n_items + 1, H]: the ID embedding (zero for unknown items), plus the content adaptor's offset when there is one."""
+        """[n_items + 1, H]: the ID embedding (``unknown_id`` for unknown items), plus the content adaptor's offset when there is one."""
         emb = self.sasrec.item_vectors()
         if not bool(self.known.all()):
             unknown = (~self.known)[:, None].to(emb.dtype)
