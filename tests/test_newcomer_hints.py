@@ -157,3 +157,19 @@ def test_out_of_memory_is_recognised_in_each_form_torch_raises() -> None:
     assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_out_of_memory(MemoryError())
     assert not is_out_of_memory(RuntimeError("shape mismatch")) and not is_out_of_memory(ValueError("out of memory"))
+
+
+@pytest.mark.parametrize(
+    "var, value, example",
+    [("UR4REC_MODEL__MODALITIES", "item_text,user_text", '["item_text", "user_text"]'), ("UR4REC_EVAL__K", "5,10", "[5, 10]")],
+)
+def test_a_list_setting_in_the_environment_names_the_variable(cli, monkeypatch: pytest.MonkeyPatch, var: str, value: str, example: str) -> None:
+    """pydantic-settings reads list settings from the environment as JSON; plain text used to be
+    reported as an unreadable config file. The line names the variable and the form it takes."""
+    monkeypatch.setenv("UR4REC_EVAL__PROTOCOL", "full")  # a plain-text setting of the same section is not blamed
+    monkeypatch.setenv(var, value)
+    r = cli("config")
+    assert r.code == 2 and f"invalid environment variable {var}='{value}'" in r.stderr and example in r.stderr, r
+    assert "config file" not in r.stderr
+    monkeypatch.setenv(var, example)
+    assert cli("config").code == 0

@@ -368,6 +368,31 @@ def _describe_error(err: Any, config_path: Path | None, overrides: dict[str, Any
     return f"invalid setting {dotted}: {err.get('msg', 'invalid')}{where}"
 
 
+def _env_parse_error(message: str) -> str | None:
+    """pydantic-settings could not decode an environment variable (a list setting given as plain
+    text): the line names the variable and the form it takes, not the config file."""
+    import json
+    import re
+
+    m = re.search(r'field "(\w+)" from source "EnvSettingsSource"', message)
+    if m is None:
+        return None
+    prefix = f"UR4REC_{m.group(1).upper()}__"
+    section = Settings.model_fields.get(m.group(1))
+    fields = getattr(section.annotation, "model_fields", {}) if section is not None else {}
+    for var, value in sorted(os.environ.items()):
+        field = fields.get(var[len(prefix) :].lower()) if var.startswith(prefix) else None
+        if field is None or getattr(field.annotation, "__origin__", None) is not list:
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            items = [int(p) if p.strip().lstrip("-").isdigit() else p.strip() for p in value.split(",") if p.strip()]
+            if items:
+                return f"invalid environment variable {var}={value!r}: a list setting is written as JSON, e.g. {var}='{json.dumps(items)}'"
+    return f"invalid environment variable under {prefix}*: {message}"
+
+
 def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Resolve settings from flags (``overrides``; ``None`` values mean "not set"), env, TOML, defaults."""
     explicit = config_file is not None
@@ -381,6 +406,7 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
     except ValidationError as exc:
         raise ConfigError(_describe_error(exc.errors()[0], path if path.is_file() else None, overrides or {})) from None
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        env = _env_parse_error(str(exc))
+        raise ConfigError(env or f"cannot read config file {path}: {exc}") from None
     finally:
         _config_file.reset(token)
