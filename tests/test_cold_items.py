@@ -179,7 +179,7 @@ def cold_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ds.save(tmp)
     overrides = {
         "home": home,
-        "train": {"epochs": 2, "device": "cpu", "batch_size": 32, "id_dropout": 0.2},
+        "train": {"epochs": 2, "device": "cpu", "batch_size": 32, "id_dropout": 0.2, "learn_validation": False},
         "model": {"modalities": [], "max_len": 20, "hidden": 16, "expert_dim": 8, "layers": 1, "tie_orders": 2},
     }
     result = api.train(load_settings(None, overrides))
@@ -199,6 +199,10 @@ def test_evaluate_a_cold_variant_ranks_both_test_sets(cli, cold_home: Path, isol
     lines = [json.loads(x) for x in (tmp_path / "r.cold.jsonl").read_text().splitlines()]
     assert len(lines) == res["cold"]["cases"] and {str(x["target"]) for x in lines} <= {ds.item_ids[i - 1] for i in ds.cold.items}
     assert sum(row["cases"] for row in res["slices"]["target_popularity"]) == res["users"]  # the slices add up
+    # Validation leaves the cold items out, in training and in `evaluate --split valid` alike.
+    valid = json.loads(cli("evaluate", "--split", "valid", "--k", "10", "--json").stdout)
+    assert valid["metrics"]["NDCG@10"] == pytest.approx(train["final"]["val_ndcg10"], abs=1e-9) and "cold" not in valid
+    assert valid["candidates"]["max"] <= ds.n_items - len(ds.cold.items) < res["candidates"]["max"]
     human = cli("evaluate", "--k", "10")
     assert f"cold items, {res['cold']['cases']:,} cases" in human.stdout and "absent from training and validation" in human.stdout
 
