@@ -77,6 +77,9 @@ def test_length_sorted_batches_equal_one_full_width_batch() -> None:
         def targets(self, users, split):
             return np.array([self.seqs[u - 1][-1 if split == "test" else -2] for u in users])
 
+        def absent_items(self, split):
+            return None
+
     torch.manual_seed(0)
     model = SASRec(40, 16, 16, 2, 1, 0.0, 0.02).eval()
     ds = Toy()

@@ -189,11 +189,10 @@ def full_ranking_ranks(
     item_chunk: int = 65536,
     device: "torch.device | str" = "cpu",
     on_batch: "Callable[[int], None] | None" = None,
-    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ranks of the held-out items among all items not in the user's fed history
-    (``on_batch(n)`` after each batch of n users: a progress hook; ``exclude``: items that are
-    nobody's candidates, e.g. the cold items while training validates).
+    """Ranks of the held-out items among all items not in the user's fed history nor in
+    ``dataset.absent_items(split)`` (a cold-item variant's cold items while validating);
+    ``on_batch(n)`` after each batch of n users: a progress hook.
 
     Returns ``(users, targets, ranks)`` as int64 arrays. The mask uses the whole fed history, not
     only the ``max_len`` items the model reads.
@@ -204,6 +203,7 @@ def full_ranking_ranks(
     targets = dataset.targets(users, split)
     ranks = np.empty(len(users), dtype=np.int64)
     fed_all = [dataset.history(int(u), split) for u in users]
+    absent = dataset.absent_items(split)
     # Users of similar history length share a batch, padded only to its longest row (at most
     # max_len): positions count from the newest item, so the states are those of full padding,
     # and attention cost falls with the square of the width (ML-100K: median 65 of 200).
@@ -217,7 +217,7 @@ def full_ranking_ranks(
             seqs = torch.from_numpy(pad_left(fed, width)).to(device)
             vecs = scorer.user_vectors(seqs, torch.from_numpy(users[idx]).to(device)).float()
             tgt = torch.from_numpy(targets[idx]).to(device)
-            masked = fed if exclude is None else [np.concatenate([h, exclude]) for h in fed]
+            masked = fed if absent is None else [np.concatenate([h, absent]) for h in fed]
             ranks[idx] = ranks_from_vectors(vecs, items, tgt, masked, item_chunk=item_chunk).cpu().numpy()
             if on_batch is not None:
                 on_batch(len(idx))

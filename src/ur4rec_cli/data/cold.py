@@ -17,7 +17,7 @@ fed history, pessimistic ties (docs/evaluation.md).
 
 Training never sees a cold item: not in a history, not as a target, not as a negative of the
 softmax (the loss runs over the items with a training interaction only); training's validation
-ranks without them. ``ColdView`` presents the cases to the ranking code as pseudo-users
+ranks without them (``Dataset.absent_items``). ``ColdView`` presents the cases to the ranking code as pseudo-users
 ``1..n_cases`` whose test history and target are the case's.
 """
 
@@ -144,6 +144,9 @@ class ColdView:
     def item_popularity(self, split: str = "train") -> np.ndarray:
         return self.base.item_popularity(split)
 
+    def absent_items(self, split: str = "test") -> None:
+        return None  # at test time every item exists
+
 
 class OwnerScorer:
     """A scorer called with pseudo-users (cold cases) that hands the real users to ``scorer``."""
@@ -158,9 +161,6 @@ class OwnerScorer:
         import torch
 
         return torch.from_numpy(self.owners[users.cpu().numpy() - 1]).to(users.device)
-
-    def item_vectors(self) -> Any:
-        return self.scorer.item_vectors()
 
     def user_vectors(self, histories: Any, users: Any) -> Any:
         return self.scorer.user_vectors(histories, self._real(users))

@@ -102,6 +102,11 @@ class Dataset:
         pos = self.offsets[users] - (2 if split == "valid" else 1)
         return self.seq_items[pos].astype(np.int64)
 
+    def absent_items(self, split: Split) -> np.ndarray | None:
+        """Items that are nobody's candidates under ``split``: a cold-item variant's cold items while
+        validating (they do not exist yet at training time); None otherwise."""
+        return self.cold.items if self.cold is not None and split == "valid" else None
+
     def train_sequences(self) -> list[np.ndarray]:
         """Train part of every user's sequence, index u-1 (all items for non-evaluable users)."""
         return [self.history(u, "train") for u in range(1, self.n_users + 1)]

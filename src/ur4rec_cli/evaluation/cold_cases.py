@@ -23,6 +23,7 @@ def rank_cold_cases(raw_scorer: Any, dataset: "Dataset", *, tie_orders: int, max
     """Ranks of every cold case's target (``raw_scorer``: the model or baseline without tie-order averaging)."""
     from ur4rec_cli.console import make_progress
     from ur4rec_cli.data.cold import ColdView, OwnerScorer
+    from ur4rec_cli.evaluation.protocols import full_candidates
     from ur4rec_cli.evaluation.run import Ranked
     from ur4rec_cli.ranking import full_ranking_ranks, with_tie_orders
 
@@ -35,9 +36,7 @@ def rank_cold_cases(raw_scorer: Any, dataset: "Dataset", *, tie_orders: int, max
             scorer, view, "test", max_len=max_len, batch_size=batch_size, device=device, on_batch=lambda n: progress.advance(task, n)  # type: ignore[arg-type]
         )
     seconds = time.perf_counter() - started
-    # Candidates: every item but the history's (cold targets are never in it).
-    lengths = np.array([len(np.unique(view.history(int(c)))) for c in cases], dtype=np.int64)
-    return Ranked(cases, targets, ranks, dataset.n_items - lengths, seconds)
+    return Ranked(cases, targets, ranks, full_candidates(view, cases, "test"), seconds)  # type: ignore[arg-type]
 
 
 def describe_cold(dataset: "Dataset", ranked: "Ranked", tie_orders: int) -> str:

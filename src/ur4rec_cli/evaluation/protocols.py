@@ -93,13 +93,17 @@ def sampled_ranks(
 
 
 def full_candidates(dataset: "Dataset", users: np.ndarray, split: Literal["valid", "test"]) -> np.ndarray:
-    """Candidates per user under full ranking: every item not in the fed history, plus the target."""
+    """Candidates per user under full ranking: every item not in the fed history nor absent
+    (``dataset.absent_items``), plus the target."""
     users = np.asarray(users, dtype=np.int64)
     targets = dataset.targets(users, split)
+    absent = dataset.absent_items(split)
     out = np.empty(len(users), dtype=np.int64)
     for start in range(0, len(users), 1024):
         chunk = users[start : start + 1024]
         fed = [dataset.history(int(u), split) for u in chunk]
+        if absent is not None:
+            fed = [np.concatenate([h, absent]) for h in fed]
         mask = history_mask(pad_left(fed, max(1, max(len(h) for h in fed))), dataset.n_items)
         rows = np.arange(len(chunk))
         # The target is always a candidate, even if the user interacted with it before.

@@ -68,14 +68,11 @@ def rank_scorer(
 
         with make_progress() as progress:  # off a terminal: a line every 30 s on a long ranking
             task = progress.add_task(f"ranking {split} users", total=len(dataset.eval_users()))
-            # Validating a cold-item variant: its cold items do not exist yet (as in training's validation).
-            absent = dataset.cold.items if split == "valid" and getattr(dataset, "cold", None) is not None else None
             users, targets, ranks = full_ranking_ranks(
-                scorer, dataset, split, max_len=max_len, batch_size=batch_size, device=device, on_batch=lambda n: progress.advance(task, n),
-                exclude=absent,
-            )  # fmt: skip
+                scorer, dataset, split, max_len=max_len, batch_size=batch_size, device=device, on_batch=lambda n: progress.advance(task, n)
+            )
         seconds = time.perf_counter() - started
-        candidates = full_candidates(dataset, users, split) - (len(absent) if absent is not None else 0)
+        candidates = full_candidates(dataset, users, split)
     elif protocol == "sampled":
         users, targets, ranks, candidates = sampled_ranks(
             scorer, dataset, split, negatives=negatives, seed=seed, max_len=max_len, batch_size=batch_size, device=device

@@ -50,7 +50,7 @@ def recommend_history(settings: "Settings", history: str | list[str], top: int =
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise UnknownItemError(f"unknown item id(s) in --history: {shown} (the dataset {data.folder} has {data.n_items} items)")
-    late = [raw for raw in history if lookup[raw] > index.item_vecs.shape[0] - 1 - len(index.extra.get("_added", []))]
+    late = [raw for raw in history if lookup[raw] > index.n_trained]
     if late:
         raise UnknownItemError(f"item(s) {', '.join(late[:5])} were added after training (items add): the sequence model has no token for them; leave them out of --history")
     internal = np.array([lookup[raw] for raw in history], dtype=np.int64)

@@ -45,6 +45,12 @@ class ServingIndex:
     expert_gates: np.ndarray | None = None  # [n_users + 1, M, S]
     active: list[str] | None = None  # modalities the model used (None: all in gate_modalities)
     extra: dict[str, Any] = field(default_factory=dict)
+    added: list[dict[str, Any]] = field(default_factory=list)  # items appended after training (`items add`)
+
+    @property
+    def n_trained(self) -> int:
+        """Items of the catalogue the model was trained with (rows 1..n_trained); added items follow."""
+        return self.item_vecs.shape[0] - 1 - len(self.added)
 
     @property
     def stage(self) -> str | None:
@@ -175,7 +181,7 @@ def load_index(settings: "Settings", data: ServingData | None = None) -> Serving
         )
     if data is not None and added:  # served like catalogue items from here on
         data.item_ids = [*data.item_ids, *(str(a["id"]) for a in added)]
-        data.items = [*data.items, *({k: v for k, v in a.items()} for a in added)]
+        data.items = [*data.items, *(dict(a) for a in added)]
     modalities = [str(m) for m in gates["modalities"].tolist()] if "modalities" in gates else []
     active = [str(m) for m in gates["active"].tolist()] if "active" in gates else None
     return ServingIndex(
@@ -188,5 +194,6 @@ def load_index(settings: "Settings", data: ServingData | None = None) -> Serving
         modality_gates=gates.get("modality"),
         expert_gates=gates.get("experts"),
         active=active,
-        extra={**man.extra, "_added": added},
+        extra=dict(man.extra),
+        added=added,
     )

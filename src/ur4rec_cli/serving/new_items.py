@@ -19,7 +19,6 @@ like any other; they cannot be part of a `--history` (the sequence model has no 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ur4rec_cli.errors import ArtifactMissingError, ConfigError, DataError
+from ur4rec_cli.store import sha256_file
 
 if TYPE_CHECKING:
     from ur4rec_cli.settings import Settings
@@ -40,11 +40,13 @@ def read_item_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     from ur4rec_cli.data.parsers import ML100K_GENRES, split_title
 
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        text = path.read_bytes().decode("latin-1")  # u.item is ISO-8859-1
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")  # u.item is ISO-8859-1
     lines = text.splitlines()
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -139,9 +141,7 @@ def add_items(settings: "Settings", path: Path) -> dict[str, Any]:
     with run_lock(folder.parent, command_line(), f"run {settings.train.run} ({folder.parent})"):
         data = load_serving_data(settings)
         index = load_index(settings, data)
-        added = list(index.extra.get("_added", []))
-        catalogue = data.item_ids[: len(data.item_ids) - len(added)]
-        new, skipped, more = _plan(rows, catalogue, added, path)
+        new, skipped, more = _plan(rows, data.item_ids[: index.n_trained], index.added, path)
         problems += more
         if problems:
             for line in problems:
@@ -152,7 +152,7 @@ def add_items(settings: "Settings", path: Path) -> dict[str, Any]:
         if not new:
             return result
         vecs, how = _vectors(settings, index, new)
-        _write(settings, folder, index, vecs, added + new, {"file": path.name, "sha256": _sha(path), "items": len(new)})
+        _write(settings, folder, index, vecs, index.added + new, {"file": path.name, "sha256": sha256_file(path), "items": len(new)})
         return {**result, "text": how}
 
 
@@ -192,8 +192,7 @@ def _write(settings: "Settings", folder: Path, index: Any, vecs: np.ndarray, add
     man = store.load(folder, kind="index")
     if man is None:  # pragma: no cover - load_index just read it
         raise ArtifactMissingError(f"the index at {folder} changed while adding items; run the command again")
-    extra = {k: v for k, v in man.extra.items() if not k.startswith("_")}
-    extra["added_files"] = [*extra.get("added_files", []), record]
+    extra = {**man.extra, "added_files": [*man.extra.get("added_files", []), record]}
     with store.write(folder, kind="index", inputs=man.inputs, settings=man.settings, extra=extra) as tmp:
         for name in man.files:
             if name not in ("item_vecs.npy", ADDED):
@@ -201,6 +200,3 @@ def _write(settings: "Settings", folder: Path, index: Any, vecs: np.ndarray, add
         np.save(tmp / "item_vecs.npy", np.concatenate([index.item_vecs, vecs.astype(np.float32)]))
         (tmp / ADDED).write_text(json.dumps(added, ensure_ascii=False), "utf-8")
 
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -46,6 +46,13 @@ class TrainContext:
             self._known = known_items(self.dataset, self.settings.train.learn_validation)
         return self._known
 
+    def catalogue(self) -> "torch.Tensor | None":
+        """The known items' ids on the device (the softmax runs over them only), or None when every item is known."""
+        import torch
+
+        known = self.known()
+        return None if known.all() else torch.from_numpy(np.nonzero(known[1:])[0] + 1).to(self.device)
+
 
 def prepare_context(settings: "Settings", dist: DistContext | None = None) -> TrainContext:
     """Dataset and features, prepared with the configured defaults when missing (rank 0 first under torchrun)."""

@@ -42,6 +42,14 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def stage_curve(hist_path: Path, png: Path, title: str) -> str:
+    """A stage's curve.png (loss and val NDCG@10 per epoch, when matplotlib is installed) from its
+    history.jsonl; returns the val NDCG@10 sparkline."""
+    rows = read_history(hist_path)
+    write_curve(rows, png, title)
+    return sparkline([r.get("val_ndcg10") for r in rows])
+
+
 def _pyplot():
     try:
         import matplotlib

@@ -20,7 +20,6 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -32,6 +31,7 @@ from ur4rec_cli.training.averaging import WeightAverage
 from ur4rec_cli.training.checkpoints import predecessor_weights
 from ur4rec_cli.training.chunked_loss import describe_loss
 from ur4rec_cli.training.context import TrainContext, model_args, new_model, prepare_context
+from ur4rec_cli.training.curves import stage_curve
 from ur4rec_cli.training.distributed import DistContext, from_main
 from ur4rec_cli.training.epoch import EpochParts, train_epoch
 from ur4rec_cli.training.estimate import JobEstimate
@@ -212,12 +212,10 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     scorer = model.sasrec if plan.index == 0 else model
     neg_gen = torch.Generator().manual_seed(plan.seed)
     engine = _wrap(SequenceLossInputs(scorer), ctx)
-    known = ctx.known()
-    catalogue = None if known.all() else torch.from_numpy(np.nonzero(known[1:])[0] + 1).to(ctx.device)
     if plan.index >= 1:
         model.id_dropout = float(t.id_dropout)  # stages 2-4: content learns to stand in for a missing ID
     parts = EpochParts(model, engine, optimizer, scheduler, neg_gen, positions_per_step(pairs, steps), steps,
-                       stage_pool(ctx, plan, model, lambda rng: _stage_pairs(ctx, plan, tie_rng=rng)), catalogue)  # fmt: skip
+                       stage_pool(ctx, plan, model, lambda rng: _stage_pairs(ctx, plan, tie_rng=rng)), ctx.catalogue())  # fmt: skip
     average = WeightAverage(plan.average_from) if plan.average_from is not None else None
     return StageRun(model, scorer, parts, pairs, rng, average)
 
@@ -361,7 +359,7 @@ def _finish_stage(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: S
         "steps_run_per_epoch": min(p.steps_per_epoch, ctx.settings.train.max_steps or p.steps_per_epoch),
     }
     if files.write:
-        summary["curve"] = _write_curves(files.history, files.folder / "curve.png", f"{ctx.settings.train.run} · {plan.stage}")
+        summary["curve"] = stage_curve(files.history, files.folder / "curve.png", f"{ctx.settings.train.run} · {plan.stage}")
         best = ck.read_checkpoint(files.best)
         best["summary"] = summary
         ck.save_checkpoint(files.best, best)
@@ -373,15 +371,6 @@ def _finish_stage(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: S
             info(f"{plan.stage} done after {state.epoch} epochs ({why}); best epoch {state.best_epoch}, val NDCG@10 {state.best:.4f}")
     barrier(ctx.dist)
     return summary
-
-
-def _write_curves(hist_path: Path, png: Path, title: str) -> str:
-    """curve.png (loss and val NDCG@10 per epoch) when matplotlib is installed; the NDCG@10 sparkline."""
-    from ur4rec_cli.training.curves import read_history, sparkline, write_curve
-
-    rows = read_history(hist_path)
-    write_curve(rows, png, title)
-    return sparkline([r.get("val_ndcg10") for r in rows])
 
 
 def _best_so_far(state: EarlyStopping) -> str:

@@ -149,9 +149,8 @@ def softmax_loss(
 
 def known_items(dataset: "Dataset", learn_validation: bool) -> np.ndarray:
     """[n_items + 1] bool: items in some trained history (train part, + validation items when learned); row 0 True."""
-    known = np.zeros(dataset.n_items + 1, dtype=bool)
-    for u in range(1, dataset.n_users + 1):
-        known[dataset.history(u, "test" if learn_validation else "train")] = True
+    # The fed histories of "test" are train + validation: what a final fit (learn_validation) trains on.
+    known = dataset.item_popularity("test" if learn_validation else "train") > 0
     known[0] = True
     return known
 
@@ -169,9 +168,7 @@ def validation_metrics(
     was_training = model.training
     model.eval()
     try:
-        # A cold item of a cold-item variant does not exist yet while training: not a candidate.
-        absent = dataset.cold.items if getattr(dataset, "cold", None) is not None else None
-        _, _, ranks = full_ranking_ranks(model, dataset, "valid", max_len=max_len, users=users, batch_size=batch_size, device=device, exclude=absent)
+        _, _, ranks = full_ranking_ranks(model, dataset, "valid", max_len=max_len, users=users, batch_size=batch_size, device=device)
     finally:
         model.train(was_training)
     if dist is not None and dist.enabled:
