@@ -41,10 +41,11 @@ def env_of(assignments: list[str]) -> dict[str, str]:
     return out
 
 
-def ur4rec(home: Path, *args: str, env: dict[str, str]) -> tuple[dict, float]:
+def ur4rec(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict, float]:
+    """``ur4rec --home HOME ARGS --json`` in its own process: (its JSON result, wall seconds); a failure ends the benchmark."""
     cmd = [sys.executable, "-m", "ur4rec_cli", "--home", str(home), *args, "--json"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - t0

@@ -39,16 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "benchmarks-cold.json"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ab import ur4rec  # noqa: E402
 from ml100k import ndcg10, paired_bootstrap  # noqa: E402
-
-
-def ur4rec(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict, float]:
-    cmd = [sys.executable, "-m", "ur4rec_cli", "--home", str(home), *args, "--json"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
 
 
 def ranks_of(path: Path) -> np.ndarray:
