@@ -68,3 +68,24 @@ def test_peak_logits_stay_within_one_chunk() -> None:
         loss.backward()
     assert max(sizes) <= max(20 * 500, items.numel(), vecs.numel())
     assert max(sizes) < 400 * 500
+
+
+def test_fused_loss_equals_cross_entropy_and_is_the_cpu_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fused loss (the softmax kept for backward) equals F.cross_entropy, value and
+    gradients, and is what softmax_loss runs for float32 on the CPU under the budget."""
+    vecs, items, targets = _case()
+    full = F.cross_entropy(vecs @ items[1:].T, targets - 1, reduction="sum")
+    gv, gi = torch.autograd.grad(full * 3.0, (vecs, items))  # a non-unit upstream gradient
+    fused = chunked_loss.fused_cross_entropy(vecs, items[1:], targets - 1)
+    fv, fi = torch.autograd.grad(fused * 3.0, (vecs, items))
+    assert fused.item() == pytest.approx(full.item(), rel=1e-12)
+    assert torch.allclose(fv, gv, atol=1e-12) and torch.allclose(fi, gi, atol=1e-12) and fi[0].abs().max() == 0
+    mean = chunked_loss.fused_cross_entropy(vecs, items[1:], targets - 1, reduction="mean")
+    assert mean.item() == pytest.approx(full.item() / len(targets), rel=1e-12)
+    calls = []
+    real = chunked_loss.fused_cross_entropy
+    monkeypatch.setattr(chunked_loss, "fused_cross_entropy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    v32, i32 = vecs.detach().float(), items.detach().float()
+    assert softmax_loss(v32, i32, targets, reduction="sum").item() == pytest.approx(full.item(), rel=1e-5) and calls == [1]
+    softmax_loss(vecs, items, targets, reduction="sum")  # float64: the plain path
+    assert calls == [1]

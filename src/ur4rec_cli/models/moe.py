@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ur4rec_cli.models import fast_dropout
+
 
 class ExpertBank(nn.Module):
     """``S`` linear experts over one input, computed in one einsum: [N, i] -> [N, S, e]."""
@@ -53,7 +55,7 @@ class HierarchicalMoE(nn.Module):
         self.experts = nn.ModuleList(ExpertBank(d, sub_experts, expert_dim) for d in in_dims)
         self.modality_gate = nn.Linear(gate_dim, self.n_modalities)
         self.expert_gate = nn.Linear(gate_dim, self.n_modalities * sub_experts)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = fast_dropout.Dropout(dropout)
 
     def reset(self, std: float) -> None:
         for bank in self.experts:
@@ -116,7 +118,7 @@ class ItemAdaptor(nn.Module):
         super().__init__()
         self.experts = nn.ModuleList(ExpertBank(d, experts, out_dim) for d in in_dims)
         self.gates = nn.ModuleList(nn.Linear(d, experts) for d in in_dims)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = fast_dropout.Dropout(dropout)
 
     def reset(self, std: float) -> None:
         for bank, gate in zip(self.experts, self.gates):

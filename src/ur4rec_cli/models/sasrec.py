@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ur4rec_cli.models import fast_dropout
+
 
 def init_weights(module: nn.Module, std: float) -> None:
     """Small normal init (std ~0.02) of embeddings and linears, as reference SASRecs do."""
@@ -48,7 +50,7 @@ class SelfAttentionBlock(nn.Module):
         self.ln2 = nn.LayerNorm(hidden)
         self.ff1 = nn.Linear(hidden, hidden)
         self.ff2 = nn.Linear(hidden, hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = fast_dropout.Dropout(dropout)
         self.p = dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False, sink: bool = False) -> torch.Tensor:
@@ -68,13 +70,15 @@ class SelfAttentionBlock(nn.Module):
             k = torch.cat([k0.expand(b, 1, h), k], dim=1)
             v = torch.cat([v0.expand(b, 1, h), v], dim=1)
             n = l + 1
-        att = F.scaled_dot_product_attention(
-            split(self.q(queries), lq),
-            split(k, n),
-            split(v, n),
-            attn_mask=mask[..., -lq:, :],
-            dropout_p=self.p if self.training else 0.0,
-        )
+        q, k, v, m = split(self.q(queries), lq), split(k, n), split(v, n), mask[..., -lq:, :]
+        if self.training and self.p > 0 and x.device.type == "cpu":
+            # Written out so that the attention dropout draws its mask cheaply (fast_dropout.py);
+            # SDPA's CPU path with dropout computes the same steps with a slow Bernoulli mask.
+            scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+            scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m
+            att = fast_dropout.dropout(torch.softmax(scores, dim=-1), self.p, True) @ v
+        else:
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=self.p if self.training else 0.0)
         x = self.ln2(queries + self.dropout(self.proj(att.transpose(1, 2).reshape(b, lq, h))))
         return x + self.dropout(self.ff2(self.dropout(F.relu(self.ff1(x)))))
 
@@ -89,7 +93,7 @@ class SASRecEncoder(nn.Module):
         self.scale = hidden**0.5
         self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = fast_dropout.Dropout(dropout)
         self.blocks = nn.ModuleList(SelfAttentionBlock(hidden, heads, dropout) for _ in range(layers))
         self.ln = nn.LayerNorm(hidden)
 

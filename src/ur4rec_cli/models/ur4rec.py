@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ur4rec_cli.models import fast_dropout
 from ur4rec_cli.models.moe import ExpertBank, HierarchicalMoE, ItemAdaptor, feature_scale
 from ur4rec_cli.models.sasrec import SASRec, init_weights
 
@@ -55,7 +56,7 @@ class KeyTower(nn.Module):
         super().__init__()
         self.inp = nn.Linear(in_dim, hidden)
         self.heads = ExpertBank(hidden, experts, out_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = fast_dropout.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.dropout(F.gelu(self.inp(x))))

@@ -73,11 +73,46 @@ class _ChunkedCE(torch.autograd.Function):
         return grad_v.to(vecs.dtype), grad_w.to(items.dtype), None, None
 
 
-def chunked_cross_entropy(vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *, rows: int, reduction: str = "sum") -> torch.Tensor:
-    """Cross-entropy of ``targets`` [N] (0-based into ``items`` [M, D]) given ``vecs`` [N, D], ``rows`` at a time."""
-    total = _ChunkedCE.apply(vecs, items, targets, rows)
+class _FusedCE(torch.autograd.Function):
+    """One chunk: forward keeps the softmax itself (in the logits' memory) for backward, which
+    then needs no recomputation, no zero-filled one-hot and no log-softmax backward: about half
+    the time of ``F.cross_entropy`` on a CPU, the same memory (autograd keeps a logits-sized tensor
+    either way)."""
+
+    @staticmethod
+    def forward(ctx, vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        logits = vecs @ items.T
+        target = logits.gather(1, targets[:, None]).squeeze(1)
+        top = logits.max(dim=1).values
+        probs = logits.sub_(top[:, None]).exp_()
+        sums = probs.sum(dim=1)
+        probs.div_(sums[:, None])
+        ctx.save_for_backward(vecs, items, targets, probs)
+        return (top + sums.log() - target).sum()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        vecs, items, targets, probs = ctx.saved_tensors
+        probs[torch.arange(probs.shape[0], device=probs.device), targets] -= 1.0  # d loss / d logits
+        probs *= grad
+        return probs @ items, probs.T @ vecs, None
+
+
+def fused_cross_entropy(vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *, reduction: str = "sum") -> torch.Tensor:
+    """``F.cross_entropy(vecs @ items.T, targets)`` (float32 inputs) with a cheaper backward (:class:`_FusedCE`).
+
+    Backward runs once per forward (it overwrites the kept softmax)."""
+    return _reduce(_FusedCE.apply(vecs, items, targets), targets, reduction)
+
+
+def _reduce(total: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "sum":
         return total
     if reduction == "mean":
         return total / max(1, targets.numel())
     raise ValueError(f"reduction must be sum or mean, not {reduction!r}")
+
+
+def chunked_cross_entropy(vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *, rows: int, reduction: str = "sum") -> torch.Tensor:
+    """Cross-entropy of ``targets`` [N] (0-based into ``items`` [M, D]) given ``vecs`` [N, D], ``rows`` at a time."""
+    return _reduce(_ChunkedCE.apply(vecs, items, targets, rows), targets, reduction)

@@ -285,7 +285,7 @@ def _validate(ctx: TrainContext, live: StageRun) -> dict[str, float]:
 
 
 def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, state: EarlyStopping) -> None:
-    """Epochs until the cap or until patience runs out; best.pt, last.pt and history after each."""
+    """Epochs until the cap or until patience runs out; last.pt and history after each, best.pt after each new best (fixed schedule: after the final epoch)."""
     from ur4rec_cli.console import info, make_progress
 
     p = live.parts
@@ -310,7 +310,7 @@ def _fit(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, 
                 val = _validate(ctx, live) if plan.selects else None
                 seconds = time.perf_counter() - started
                 improved = state.observe(val, epoch) if val is not None else state.take(epoch)
-                if improved:
+                if improved and (plan.selects or epoch >= plan.epochs):  # fixed schedule: best.pt is the final epoch's
                     files.save_best(live.model, epoch, state)
             state.end_epoch(epoch, seconds, improved)
             progress.remove_task(task)

@@ -132,11 +132,13 @@ def softmax_loss(
         targets = column[targets] + 1  # 1-based into the subset, as into the catalogue
         items = torch.cat([items[:1], items[catalogue]])
     if not sampled:
-        from ur4rec_cli.training.chunked_loss import LOGITS_BUDGET, chunk_rows, chunked_cross_entropy
+        from ur4rec_cli.training.chunked_loss import LOGITS_BUDGET, chunk_rows, chunked_cross_entropy, fused_cross_entropy
 
         n_items = items.shape[0] - 1
         if vecs.shape[0] * n_items > LOGITS_BUDGET:
             return chunked_cross_entropy(vecs, items[1:], targets - 1, rows=chunk_rows(n_items), reduction=reduction)
+        if vecs.device.type == "cpu" and vecs.dtype == items.dtype == torch.float32:
+            return fused_cross_entropy(vecs, items[1:], targets - 1, reduction=reduction)  # the same loss, half the CPU time
         logits = vecs @ items[1:].T  # drop padding column: it is never a target
         return F.cross_entropy(logits, targets - 1, reduction=reduction)
     n_items = items.shape[0] - 1
