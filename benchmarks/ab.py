@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,8 @@ def main() -> None:
     mean_user = {arm: np.mean([ndcg10(np.array([r["ranks"][u] for u in users])) for r in rs], axis=0) for arm, rs in per.items()}
     diff, lo, hi = paired_bootstrap(mean_user["B"] - mean_user["A"])
     out = {
+        "command": "python benchmarks/ab.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores), Python {platform.python_version()}",
         "a": args.a, "b": args.b, "a_src": str(args.a_src or ""), "b_src": str(args.b_src or ""), "seeds": args.seeds, "jobs": args.jobs,
         "ndcg10": {arm: [r["ndcg10"] for r in rs] for arm, rs in per.items()},
         "wall_s": {arm: [r["wall_s"] for r in rs] for arm, rs in per.items()},

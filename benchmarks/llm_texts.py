@@ -45,7 +45,7 @@ def generation(home: Path) -> dict:
     cache = AnswerCache(home / "cache" / "llm" / f"{L._dataset_name(settings)}.jsonl")
     recs = [r for r in cache.entries.values() if r.get("model") == spec["model"]]
     plan = A._Plan(dataset, settings.llm, ["items", "users"])
-    params = A._send_params(spec)
+    params = A.send_params(spec)
     for strict, version in ((False, P.PROMPT_VERSION), (True, P.STRICT_VERSION)):
         for group in ("items", "users"):
             built = P.build_prompts(dataset, A.KINDS[group], settings.llm.history_items, strict=strict)

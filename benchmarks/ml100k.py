@@ -447,28 +447,21 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         "| --- | --- |",
         *(f"| {name} | {fmt(vals)} |" for name, vals in eval_seconds.items()),
         "",
-        *_scale_section(),
-        *_cold_section(),
+        *_section("scale_page", "benchmarks-scale.json"),
+        *_section("cold_page", "benchmarks-cold.json"),
+        *_section("attribution_page", "benchmarks-attribution.json"),
     ]
     return "\n".join(out)
 
 
-def _scale_section() -> list[str]:
-    """The cost-at-scale section, from the figures benchmarks/scale.py saved (none: no section)."""
+def _section(module: str, figures: str) -> list[str]:
+    """A section another benchmark script renders (scale_page, cold_page, attribution_page) from the
+    figures it saved in docs/ (none saved: no section)."""
+    import importlib
+
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from scale_page import render_section
-
-    figures = ROOT / "docs" / "benchmarks-scale.json"
-    return render_section(json.loads(figures.read_text("utf-8"))) if figures.is_file() else []
-
-
-def _cold_section() -> list[str]:
-    """The cold-items section, from the figures benchmarks/cold.py saved (none: no section)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from cold_page import render_section
-
-    figures = ROOT / "docs" / "benchmarks-cold.json"
-    return render_section(json.loads(figures.read_text("utf-8"))) if figures.is_file() else []
+    path = ROOT / "docs" / figures
+    return importlib.import_module(module).render_section(json.loads(path.read_text("utf-8"))) if path.is_file() else []
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
     python benchmarks/scale.py [--sizes 100k 1m 10m] [--device cpu] [--home DIR]
     python benchmarks/scale.py --render          # redraw docs/scale.svg and the page from saved figures
+    python benchmarks/scale.py --from-ab AB.json  # the ML-100K before/after rows from a 3-seed code A/B (benchmarks/ab.py)
 
 Per size (catalogues 2k, 20k, 200k items; users = interactions / 100; benchmarks/synthetic.py,
 seed 0) each step is one `ur4rec` process, timed from outside, its peak RSS read from the kernel
@@ -37,6 +38,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -213,6 +216,36 @@ def measure_ml100k(figures: Path, note: str = "", before_src: Path | None = None
         shutil.rmtree(work, ignore_errors=True)
 
 
+def ml100k_from_ab(figures: Path, ab_file: Path, note: str = "") -> None:
+    """The ML-100K before/after figures from a code A/B (benchmarks/ab.py --a-src OLD --b-src NEW):
+    the default job per seed under each code, alone, one after the other, with the paired CI of the
+    test NDCG@10. The `recommend` start-up figures of an earlier ``--ml100k`` run are kept, with their date."""
+    ab = json.loads(ab_file.read_text("utf-8"))
+    saved = json.loads(figures.read_text("utf-8")) if figures.is_file() else {}
+    old = saved.get("ml100k") or {}
+
+    def arm(key: str) -> dict:
+        stages = ab["stage_wall_s"][key]
+        return {
+            "wall": float(np.mean(ab["wall_s"][key])), "walls": ab["wall_s"][key], "ndcg10": float(np.mean(ab["ndcg10"][key])),
+            "stages": [{"stage": st, "wall_s": float(np.mean([s[st] for s in stages]))} for st in stages[0]],
+        }  # fmt: skip
+
+    startup = old.get("startup")
+    saved["ml100k"] = {
+        "date": ab.get("date") or dt.date.fromtimestamp(ab_file.stat().st_mtime).isoformat(),
+        "machine": ab.get("machine") or machine("cpu"),
+        "command": ab.get("command") or f"python benchmarks/ab.py --a-src {ab['a_src']} --b-src {ab['b_src']} --seeds {' '.join(map(str, ab['seeds']))}",
+        "note": note,
+        "seeds": ab["seeds"],
+        "before": arm("A"),
+        "after": arm("B"),
+        "quality": ab["b_minus_a"],
+        **({"startup": startup, "startup_date": old.get("startup_date") or old.get("date")} if startup else {}),
+    }
+    figures.write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
+
+
 def command_line() -> str:
     """This script's command as run, without --note's text (the page prints the note on its own)."""
     args, out = sys.argv[1:], []
@@ -250,8 +283,11 @@ def main() -> None:
     ap.add_argument("--render", action="store_true", help="only redraw the picture and the page from --figures")
     ap.add_argument("--ml100k", action="store_true", help="only ML-100K's default `train --stage all` alone, before and after")
     ap.add_argument("--before-src", type=Path, default=None, help="--ml100k: the src folder of the code to compare with (e.g. `git archive REF src`)")
+    ap.add_argument("--from-ab", type=Path, default=None, help="the ML-100K before/after rows from a code A/B's figures (benchmarks/ab.py --a-src --b-src --out FILE)")
     args = ap.parse_args()
-    if args.ml100k:
+    if args.from_ab:
+        ml100k_from_ab(args.figures, args.from_ab, args.note)
+    elif args.ml100k:
         measure_ml100k(args.figures, args.note, args.before_src)
     elif not args.render:
         cuda = args.device.startswith("cuda")

@@ -60,15 +60,24 @@ def targets(saved: dict) -> list[str]:
     """The issue's cost targets, each read off the saved figures (CPU rows unless named)."""
     rows = ["| target | measured | met |", "| --- | --- | --- |"]
     ml = saved.get("ml100k")
-    if ml:
+    if ml and ml.get("quality"):  # a 3-seed code A/B (scale.py --from-ab)
+        q, walls = ml["quality"], ", ".join(f"{w:.0f}" for w in ml["after"]["walls"])
+        held = q["ci95"][1] >= 0
+        rows.append(
+            f"| ML-100K `train --stage all` ≤ 300 s alone (CPU), test NDCG@10 not lower (paired CI of new − old includes or exceeds 0) | "
+            f"{ml['after']['wall']:.0f} s, mean of seeds {' '.join(map(str, ml['seeds']))} ({walls} s; before: {ml['before']['wall']:.0f} s in the same run); "
+            f"new − old NDCG@10 {q['mean']:+.4f} [{q['ci95'][0]:+.4f}, {q['ci95'][1]:+.4f}] | {_yes(ml['after']['wall'] <= 300 and held)} |"
+        )
+    elif ml:
         when = f"on {ml['before']['date']}" if ml["before"].get("date") else "in the same run"
         rows.append(f"| ML-100K `train --stage all` ≤ 300 s alone (CPU) | {ml['after']['wall']:.0f} s (before: {ml['before']['wall']:.0f} s {when}) | {_yes(ml['after']['wall'] <= 300)} |")
     start = (ml or {}).get("startup")
     if start:
         x = start["recommend_history_s"] / start["import_torch_s"]
+        when = f" ({ml['startup_date']})" if ml.get("startup_date") and ml["startup_date"] != ml["date"] else ""
         rows.append(
             f"| `recommend --history` from a cold process ≤ 1.5× `python -c \"import torch\"` (issue 22) | {start['recommend_history_s']:.2f} s vs "
-            f"{start['import_torch_s']:.2f} s: × {x:.2f} (`--user`, numpy only: {start['recommend_user_s']:.2f} s) | {_yes(x <= 1.5)} |"
+            f"{start['import_torch_s']:.2f} s: × {x:.2f} (`--user`, numpy only: {start['recommend_user_s']:.2f} s){when} | {_yes(x <= 1.5)} |"
         )
     cpu = {r["size"]: r for r in saved.get("cpu", {}).get("rows", []) if r.get("train", {}).get("rc") == 0}
     if "1m" in cpu:
@@ -111,7 +120,9 @@ def render_section(saved: dict) -> list[str]:
     if goals:
         out += ["### Cost targets", "", *goals, ""]
     ml = saved.get("ml100k")
-    if ml:
+    if ml and ml.get("quality"):
+        out += _ab_section(ml)
+    elif ml:
         out += [
             "### ML-100K, the default job alone (`train --stage all --device cpu`, seed 42)",
             "",
@@ -230,3 +241,31 @@ def write_picture(saved: dict, path: Path) -> None:
             parts.append(f'<text x="{x0 + pad + 8}" y="{34 + 14 * i}" fill="{COLOURS[k]}">{LABELS[k]}</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n", "utf-8")
+
+
+def _ab_section(ml: dict) -> list[str]:
+    """The ML-100K before/after table of a 3-seed code A/B (scale.py --from-ab)."""
+    seeds = " ".join(map(str, ml["seeds"]))
+    q = ml["quality"]
+    out = [
+        f"### ML-100K, the default job alone (`train --stage all --device cpu`, seeds {seeds})",
+        "",
+        f"`{ml['command']}` on {ml['date']}, {ml['machine']}." + (f" {ml['note']}" if ml.get("note") else ""),
+        "Before and after are two versions of the code (`--a-src`, `--b-src`), each running the default job per seed, one job at a "
+        "time in one run (before seed 0, after seed 0, before seed 1, ...); wall seconds are means over the seeds. Test NDCG@10: "
+        "per user averaged over the seeds, new − old with a paired bootstrap 95% CI over users.",
+        "",
+        "| stage | before s | after s |",
+        "| --- | --- | --- |",
+    ]
+    after = {s["stage"]: s["wall_s"] for s in ml["after"]["stages"]}
+    for st in ml["before"]["stages"]:
+        out.append(f"| {st['stage']} | {st['wall_s']:.1f} | {_s(after.get(st['stage']))} |")
+    walls = lambda arm: ", ".join(f"{w:.0f}" for w in ml[arm]["walls"])  # noqa: E731
+    out += [
+        f"| **command wall** (per seed: before {walls('before')}; after {walls('after')}) | **{ml['before']['wall']:.1f}** | **{ml['after']['wall']:.1f}** |",
+        f"| test NDCG@10, mean over seeds | {ml['before']['ndcg10']:.4f} | {ml['after']['ndcg10']:.4f} |",
+        f"| new − old test NDCG@10 [95% CI] | | {q['mean']:+.4f} [{q['ci95'][0]:+.4f}, {q['ci95'][1]:+.4f}] |",
+        "",
+    ]
+    return out

@@ -78,3 +78,43 @@ def test_scale_targets_follow_the_figures() -> None:
     assert lines["8-order evaluate ≤ 2× one order (CPU, 100k)"].endswith("| yes |")
     assert lines["8-order evaluate ≤ 2× one order (CPU, 1m@2k)"].endswith("| yes |")
     assert lines["8-order evaluate ≤ 2× one order (CPU, 1m)"].endswith("| **no** |")
+
+
+def test_ml100k_cost_target_from_a_code_ab_needs_both_time_and_quality() -> None:
+    """From a 3-seed code A/B (scale.py --from-ab) the ≤ 300 s row is met only when the new code is
+    fast enough on average and its test NDCG@10 did not drop (the CI of new − old reaches zero)."""
+    def saved(walls: list[float], ci: list[float]) -> dict:
+        arm = lambda w: {"wall": sum(w) / len(w), "walls": w, "ndcg10": 0.12, "stages": [{"stage": "pretrain_sasrec", "wall_s": 1.0}]}  # noqa: E731
+        ml = {"date": "d", "machine": "m", "command": "c", "seeds": [0, 1, 2], "before": arm([400.0] * 3), "after": arm(walls),
+              "quality": {"mean": sum(ci) / 2, "ci95": ci}}  # fmt: skip
+        return {"ml100k": ml}
+
+    def row(s: dict) -> str:
+        return next(line for line in _scale_page().targets(s) if "ML-100K" in line)
+
+    assert row(saved([290.0, 300.0, 305.0], [-0.004, 0.006])).endswith("| yes |")  # mean 298 s
+    assert row(saved([290.0, 300.0, 305.0], [-0.009, -0.001])).endswith("| **no** |")  # quality dropped
+    assert row(saved([290.0, 310.0, 320.0], [-0.004, 0.006])).endswith("| **no** |")  # mean 307 s
+    assert "(290, 300, 305 s; before: 400 s in the same run)" in row(saved([290.0, 300.0, 305.0], [-0.004, 0.006]))
+
+
+def test_attribution_targets_follow_the_figures() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import attribution_page as A
+
+    def figures(tail_lo: float, head_hi: float, all_lo: float, final: float) -> dict:
+        cases = {"all": 943, "tail (1-50)": 229, "torso (51-200)": 446, "head (>200)": 265}
+        ci = {"all": [all_lo, 0.02], "tail (1-50)": [tail_lo, 0.04], "torso (51-200)": [-0.01, 0.02], "head (>200)": [-0.05, head_hi]}
+        pairs = [{"a": A.FINAL, "b": A.S1, "slice": s, "mean": (lo + hi) / 2, "ci95": [lo, hi]} for s, (lo, hi) in ci.items()]
+        table = {m: {s: {"mean": final, "per_seed": [final] * 3} for s in cases} for m in (A.S1, A.FINAL)}
+        return {"command": "c", "date": "d", "machine": "m", "note": "n", "seeds": [0, 1, 2], "cuts": [50, 200], "cases": cases,
+                "models": [A.S1, A.FINAL], "table": table, "pairs": pairs, "train_wall_s": {}, "total_s": 60.0}  # fmt: skip
+
+    met = [t["met"] for t in A.targets(figures(0.01, 0.0, 0.001, 0.1196), 0.1196)]
+    assert met == [True, True, True, True]
+    met = [t["met"] for t in A.targets(figures(-0.01, -0.001, -0.001, 0.1195), 0.1196)]
+    assert met == [False, False, False, False]
+    page = "\n".join(A.render_section(figures(0.01, 0.0, 0.001, 0.1196)))
+    assert "| UR4Rec V2 (final) − SASRec (stage 1) = stages 2-4 off | " in page and "229" in page

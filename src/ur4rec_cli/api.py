@@ -82,11 +82,12 @@ def evaluate(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
     return impl(settings, **kwargs)
 
 
-def add_items(settings: "Settings", path: Any) -> dict[str, Any]:
-    """`items add`: the items of a u.item or CSV file, scored by the run's content path, appended to its index."""
+def add_items(settings: "Settings", path: Any, text: str = "auto") -> dict[str, Any]:
+    """`items add`: the items of a u.item or CSV file, scored by the run's content path, appended to its index
+    (``text``: "auto", descriptions made as the run's own item texts were, or "template")."""
     from ur4rec_cli.serving.new_items import add_items as add
 
-    return add(settings, path)
+    return add(settings, path, text)
 
 
 def recommend(settings: "Settings", **kwargs: Any) -> dict[str, Any]:

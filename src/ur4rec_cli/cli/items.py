@@ -17,6 +17,7 @@ def add(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="The data set's item format (u.item) or a CSV with title, year, genres (item_id optional).", show_default=False)],
     run: Annotated[str | None, typer.Option("--run", help="Run folder [default: main].", show_default=False)] = None,
+    text: Annotated[str, typer.Option("--text", help="New items' descriptions: auto (as the run's own item texts were made: template or the same LLM) or template.")] = "auto",
     dataset: DatasetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -25,7 +26,7 @@ def add(
     from ur4rec_cli.console import emit_json, info
 
     settings = app_context(ctx).dataset_settings({"train": {"run": run}}, dataset)
-    result = api.add_items(settings, file)
+    result = api.add_items(settings, file, text)
     if json_out:
         emit_json(result)
         return

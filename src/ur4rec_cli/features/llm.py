@@ -129,7 +129,7 @@ def _choose_backend(settings: "Settings", dry_run: bool = False) -> tuple[str, s
     return backend, "requested"
 
 
-def _spec(settings: "Settings", backend: str) -> dict[str, Any]:
+def text_spec(settings: "Settings", backend: str) -> dict[str, Any]:
     """Everything that shapes the texts: recorded in the artifact and compared on reuse."""
     cfg = settings.llm
     if backend == "template":
@@ -182,7 +182,7 @@ def _generate(settings, dataset, dman, *, what, limit, dry_run, force, embed) ->
     if limit is not None and limit < 0:
         raise ConfigError("--limit must be >= 0")
     backend, reason = _choose_backend(settings, dry_run)
-    spec = _spec(settings, backend)
+    spec = text_spec(settings, backend)
     texts_dir = store.features_dir(name, "texts")
     summary: dict[str, Any] = {
         "dataset": name,

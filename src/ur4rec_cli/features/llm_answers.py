@@ -29,7 +29,7 @@ def llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summ
     if not dry_run:
         cache.repair()
     # What is sent: max_chars only shapes the parsing of an answer (re-done on reuse), not the key.
-    params = _send_params(spec)
+    params = send_params(spec)
     model_id = spec["model"]
     plan = _Plan(dataset, cfg, wanted)
     for strict, version in ((False, P.PROMPT_VERSION), (True, P.STRICT_VERSION)):
@@ -61,7 +61,7 @@ def llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summ
         console.info(line + "; nothing sent" + (" (rejected answers may add second tries)" if first else ""))
         return None
 
-    send = _sender(settings, spec, cache, record_extra)
+    send = make_sender(settings, spec, cache, record_extra)
     budget = limit
     stats_all = []
     try:
@@ -75,7 +75,7 @@ def llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summ
                 stats_all.append(send(pending, strict))
     finally:
         cache.close()
-    stats = _merge(stats_all)
+    stats = merge_stats(stats_all)
     sent_keys = {k for st in stats_all for k in st.sent_keys}
     failed = {k for st in stats_all for k in st.failed_keys}
     for g in wanted:
@@ -130,7 +130,7 @@ class _Plan:
         rec = cache.get(self.keys[strict][g][i])
         if rec is None:
             return None, None
-        text = _answer_text(rec, self.cfg.max_chars, self.prompts[strict][g][i].user)
+        text = answer_text(rec, self.cfg.max_chars, self.prompts[strict][g][i].user)
         forbidden = []
         if g == "users":
             if i not in self._forbidden:
@@ -181,14 +181,14 @@ def _count_sources(settled: list) -> dict[str, int]:
     return counts
 
 
-def _send_params(spec: dict[str, Any]) -> dict[str, Any]:
+def send_params(spec: dict[str, Any]) -> dict[str, Any]:
     params = spec["params"]
     if spec["backend"] == "local":
         return {"temperature": params["temperature"], "max_tokens": params["max_tokens"], "seed": params["seed"]}
     return {"temperature": params["temperature"], "max_tokens": params["max_tokens"]}
 
 
-def _sender(settings, spec, cache, record_extra):
+def make_sender(settings, spec, cache, record_extra):
     """A function that sends prompts to the chosen backend and returns its RunStats (with ``sent_keys``)."""
     cfg = settings.llm
     n_cached = len(cache.entries)
@@ -229,7 +229,7 @@ def _sender(settings, spec, cache, record_extra):
     return send
 
 
-def _merge(all_stats: list):
+def merge_stats(all_stats: list):
     from ur4rec_cli.features.backends import RunStats
 
     total = RunStats()
@@ -284,7 +284,7 @@ def _local_estimate(settings, cache, model_id: str, pending: list) -> dict[str, 
     return out
 
 
-def _answer_text(record: dict[str, Any] | None, max_chars: int, prompt: str = "") -> str:
+def answer_text(record: dict[str, Any] | None, max_chars: int, prompt: str = "") -> str:
     """The text of a cached answer, parsed from the raw reply with the current ``max_chars``;
     leading lines that copy the prompt's own lines (``Movie: ...``, ``Genres: ...``) are dropped."""
     from ur4rec_cli.features.backends import parse_answer

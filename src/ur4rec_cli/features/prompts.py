@@ -87,14 +87,18 @@ def _join(words: list[str]) -> str:
 # Items -------------------------------------------------------------------------------------
 def item_prompt(dataset: "Dataset", item: int) -> Prompt:
     """The request for one item's description."""
-    meta = dataset.items[item - 1]
+    return item_prompt_of(dataset.items[item - 1], dataset.item_ids[item - 1], item)
+
+
+def item_prompt_of(meta: dict[str, Any], raw_id: str, index: int) -> Prompt:
+    """The request for the description of an item's metadata (also what `items add` asks for new items)."""
     genres = _genres(meta)
     text = (
-        f"Movie: {title_of(meta, dataset.item_ids[item - 1])}\n"
+        f"Movie: {title_of(meta, raw_id)}\n"
         f"Genres: {', '.join(genres) if genres else 'unknown'}\n"
         "Describe this movie in two sentences: its story, its tone and who would enjoy it."
     )
-    return Prompt("item", item, dataset.item_ids[item - 1], text)
+    return Prompt("item", index, raw_id, text)
 
 
 def template_item_text(dataset: "Dataset", item: int) -> str:
@@ -205,10 +209,12 @@ def template_user_text(dataset: "Dataset", user: int, history_items: int) -> str
 
 def strict_item_prompt(dataset: "Dataset", item: int) -> Prompt:
     """The second try for an item whose first answer was rejected: one line, one task."""
-    meta = dataset.items[item - 1]
+    return strict_item_prompt_of(dataset.items[item - 1], dataset.item_ids[item - 1], item)
+
+
+def strict_item_prompt_of(meta: dict[str, Any], raw_id: str, index: int) -> Prompt:
     genres = _join([g.lower() for g in _genres(meta)]) or "unknown genre"
-    text = f"In two sentences, describe the {genres} movie {title_of(meta, dataset.item_ids[item - 1])}."
-    return Prompt("item", item, dataset.item_ids[item - 1], text, STRICT_SYSTEM)
+    return Prompt("item", index, raw_id, f"In two sentences, describe the {genres} movie {title_of(meta, raw_id)}.", STRICT_SYSTEM)
 
 
 def strict_user_prompt(dataset: "Dataset", user: int, history_items: int) -> Prompt:

@@ -4,12 +4,14 @@ FILE is either the data set's item format (ML-100K ``u.item``: ``id|Title (year)
 then 19 genre flags) or a CSV with a header: ``title`` (required), ``item_id`` (or ``id``;
 default: the next free integer), ``year``, ``genres`` (separated by ``|`` or ``;``). Every row is
 checked first; a bad row is one line naming the file, line and problem, and then nothing is
-written. Each new item's description is the offline template text (title, year, genres), encoded
-with the run's text-embedding model; its vector is ``UR4RecV2.new_item_vectors``: content alone,
-exactly as a catalogue item the model never trained on is scored (models/ur4rec.py).
+written. Each new item's description is made as the run's own item texts were
+(features/new_item_texts.py: the template text from title, year and genres, or the same LLM
+backend and prompt; ``--text template`` forces the template), encoded with the run's
+text-embedding model; its vector is ``UR4RecV2.new_item_vectors``: content alone, exactly as a
+catalogue item the model never trained on is scored (models/ur4rec.py).
 
 The vectors are appended to the run's exported index (``item_vecs.npy`` grows by one row per new
-item, ``added_items.json`` holds their metadata, the manifest records each file and its sha256).
+item, ``added_items.json`` holds their metadata and the text each was scored from, the manifest records each file and its sha256).
 The new index is written aside and renamed in (readers see the old index or the new one), under
 the run's writer lock. Adding a file twice adds nothing the second time: an item whose id (or,
 without an id, whose title and year) is already added is skipped. `recommend` serves added items
@@ -127,12 +129,14 @@ def _plan(rows: list[dict[str, Any]], catalogue: list[str], added: list[dict[str
     return new, skipped, problems
 
 
-def add_items(settings: "Settings", path: Path) -> dict[str, Any]:
+def add_items(settings: "Settings", path: Path, text: str = "auto") -> dict[str, Any]:
     """Append the items of ``path`` to the run's exported index; returns what was added and skipped."""
     from ur4rec_cli.console import warn
     from ur4rec_cli.runlock import command_line, run_lock
     from ur4rec_cli.serving.index import index_folder, load_index, load_serving_data
 
+    if text not in ("auto", "template"):
+        raise ConfigError(f"--text must be auto or template, not {text!r}")
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"no such file: {path}")
@@ -151,17 +155,18 @@ def add_items(settings: "Settings", path: Path) -> dict[str, Any]:
                   "items_in_index": len(data.item_ids) + len(new)}  # fmt: skip
         if not new:
             return result
-        vecs, how = _vectors(settings, index, new)
+        vecs, how = _vectors(settings, index, new, text)
         _write(settings, folder, index, vecs, index.added + new, {"file": path.name, "sha256": sha256_file(path), "items": len(new)})
         return {**result, "text": how}
 
 
-def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]]) -> tuple[np.ndarray, str]:
+def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: str = "auto") -> tuple[np.ndarray, str]:
     """Content-only vectors [M, D] of the new items from the run's model and text encoder."""
     import torch
 
+    from ur4rec_cli.data.prepare import dataset_name
     from ur4rec_cli.features import embeddings as E
-    from ur4rec_cli.features.prompts import template_item_text_of
+    from ur4rec_cli.features.new_item_texts import describe_new_items, run_text_spec
     from ur4rec_cli.runs import load_stage_model
 
     loaded = load_stage_model(settings, index.stage)
@@ -170,7 +175,10 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]]) -> tup
         raise ConfigError(f"the run's final stage {loaded.stage} is SASRec alone (IDs only): it has no content path to score new items; train the later stages")
     if bool(model.present[2]):
         raise ConfigError("this run's model reads CLIP image features; items add computes text features only so far: train a run without the image modality to add items")
-    texts = [template_item_text_of(n, n["id"]) for n in new]
+    name = dataset_name(settings.data)
+    texts, how = describe_new_items(settings, name, run_text_spec(settings, name, loaded.info.get("digests") or {}), new, text)
+    for row, description in zip(new, texts):
+        row["text"] = description  # kept in added_items.json: what the item was scored from
     encoder, _ = E.load_encoder(settings.llm.embedding_model, settings.llm.device)
     feats = torch.from_numpy(E.encode(encoder, texts, settings.llm.embedding_batch_size).astype(np.float32))
     if feats.shape[1] != model.item_text.shape[1]:
@@ -179,7 +187,7 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]]) -> tup
         vecs = model.new_item_vectors(feats).float().numpy()
     if vecs.shape[1] != index.item_vecs.shape[1]:
         raise ConfigError(f"the index in {index.folder} does not match stage {loaded.stage} of run {settings.train.run}; rerun `ur4rec train`")
-    return vecs, f"template descriptions (title, year, genres) encoded with {settings.llm.embedding_model}"
+    return vecs, f"{how} encoded with {settings.llm.embedding_model}"
 
 
 def _write(settings: "Settings", folder: Path, index: Any, vecs: np.ndarray, added: list[dict[str, Any]], record: dict[str, Any]) -> None:

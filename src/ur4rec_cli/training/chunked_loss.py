@@ -1,4 +1,4 @@
-"""Full-softmax cross-entropy without a [positions x catalogue] logits tensor alive at once.
+"""Full-softmax cross-entropy: fused on a CPU, and without a [positions x catalogue] logits tensor alive at once above a budget.
 
 With every position of every sequence a target, the logits of one batch grow with positions x
 catalogue: 2,000 users x 100 positions over 50,000 items asked for one 4.7 GB tensor, and
@@ -6,8 +6,11 @@ autograd keeps it for the backward pass. ``chunked_cross_entropy`` computes the 
 same sum, in another order) and its exact gradients over row chunks: forward keeps only each row's
 log-sum-exp; backward recomputes one chunk's logits at a time (as Cut Cross-Entropy does, with
 plain matrix products). Peak memory is one chunk's logits, ``budget`` floats, whatever the
-catalogue. ``softmax_loss`` takes this path only when a batch's logits would pass the budget, so
-a catalogue the size of ML-100K trains exactly as before.
+catalogue. ``softmax_loss`` takes this path only when a batch's logits would pass the budget.
+
+Under the budget, on a CPU, ``fused_cross_entropy`` computes ``F.cross_entropy``'s values and
+gradients in one autograd function that keeps the softmax itself for backward: no zero-filled
+one-hot and no log-softmax backward, about half the CPU time (ML-100K trains on this path).
 """
 
 from __future__ import annotations
