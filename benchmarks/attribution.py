@@ -82,7 +82,7 @@ def measure(args: argparse.Namespace) -> dict:
     if args.home is None:
         ur4rec(home, "data")
         ur4rec(home, "llm", "--backend", "template")
-    dataset = json.loads((home / "current-dataset.json").read_text("utf-8"))["name"]
+    dataset = json.loads((home / "current-dataset.json").read_text("utf-8"))["dataset"]
     per: dict[str, list[dict]] = {}
     walls: dict[str, list[float]] = {}
     ablations: list[str] = []

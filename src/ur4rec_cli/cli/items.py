@@ -15,7 +15,7 @@ app = typer.Typer(help="Items that arrived after training.", no_args_is_help=Tru
 @app.command("add")
 def add(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="The data set's item format (u.item) or a CSV with title, year, genres (item_id optional).", show_default=False)],
+    file: Annotated[Path, typer.Argument(help="The data set's item format (u.item) or a CSV with title, year, genres (item_id, poster optional).", show_default=False)],
     run: Annotated[str | None, typer.Option("--run", help="Run folder [default: main].", show_default=False)] = None,
     text: Annotated[str, typer.Option("--text", help="New items' descriptions: auto (as the run's own item texts were made: template or the same LLM) or template.")] = "auto",
     dataset: DatasetOpt = None,

@@ -2,13 +2,16 @@
 
 FILE is either the data set's item format (ML-100K ``u.item``: ``id|Title (year)|date|video|url|``
 then 19 genre flags) or a CSV with a header: ``title`` (required), ``item_id`` (or ``id``;
-default: the next free integer), ``year``, ``genres`` (separated by ``|`` or ``;``). Every row is
+default: the next free integer), ``year``, ``genres`` (separated by ``|`` or ``;``), ``poster`` (an
+image file, relative to the CSV's folder; read when the run's model reads images). Every row is
 checked first; a bad row is one line naming the file, line and problem, and then nothing is
 written. Each new item's description is made as the run's own item texts were
 (features/new_item_texts.py: the template text from title, year and genres, or the same LLM
 backend and prompt; ``--text template`` forces the template), encoded with the run's
 text-embedding model; its vector is ``UR4RecV2.new_item_vectors``: content alone, exactly as a
-catalogue item the model never trained on is scored (models/ur4rec.py).
+catalogue item the model never trained on is scored (models/ur4rec.py). A model that reads images
+gets each new item's CLIP feature from the run's own CLIP model (features/new_item_images.py: the
+poster, or without one the title prompt, as for catalogue items without an image).
 
 The vectors are appended to the run's exported index (``item_vecs.npy`` grows by one row per new
 item, ``added_items.json`` holds their metadata and the text each was scored from, the manifest records each file and its sha256).
@@ -85,11 +88,32 @@ def read_item_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 problems.append(f"{path.name} line {no}: year {raw_year!r} is not a four-digit year")
                 continue
             genres = [g.strip() for g in re.split(r"[|;]", rec.get(fields["genres"]) or "") if g.strip()] if "genres" in fields else []
+            poster, why = _poster(path, (rec.get(fields["poster"]) or "").strip() if "poster" in fields else "")
+            if why:
+                problems.append(f"{path.name} line {no}: {why}")
+                continue
             rows.append({"id": ((rec.get(id_col) or "").strip() or None) if id_col else None, "title": title,
-                         "year": int(raw_year) if raw_year else None, "genres": genres, "line": no})  # fmt: skip
+                         "year": int(raw_year) if raw_year else None, "genres": genres, "poster": poster, "line": no})  # fmt: skip
     if not rows and not problems:
         problems.append(f"{path.name}: no item rows")
     return rows, problems
+
+
+def _poster(csv_path: Path, value: str) -> tuple[str | None, str | None]:
+    """(the poster's absolute path or None, why it is unusable or None); relative paths are read from the CSV's folder."""
+    if not value:
+        return None, None
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else csv_path.parent / path
+    if not path.is_file():
+        return None, f"poster {value!r} not found ({path})"
+    try:
+        from ur4rec_cli.features.clip import _open_rgb
+
+        _open_rgb(path)
+    except Exception as exc:  # PIL raises many kinds for a bad image
+        return None, f"poster {value!r} is not a readable image ({type(exc).__name__})"
+    return str(path.resolve()), None
 
 
 def _plan(rows: list[dict[str, Any]], catalogue: list[str], added: list[dict[str, Any]], path: Path) -> tuple[list[dict[str, Any]], int, list[str]]:
@@ -125,7 +149,7 @@ def _plan(rows: list[dict[str, Any]], catalogue: list[str], added: list[dict[str
             problems.append(f"{path.name} line {r['line']}: item id {iid} appears twice in the file")
             continue
         seen.add(iid)
-        new.append({"id": iid, **meta})
+        new.append({"id": iid, **meta, **({"poster": r["poster"]} if r.get("poster") else {})})
     return new, skipped, problems
 
 
@@ -173,8 +197,6 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: 
     model = loaded.model
     if not hasattr(model, "new_item_vectors"):
         raise ConfigError(f"the run's final stage {loaded.stage} is SASRec alone (IDs only): it has no content path to score new items; train the later stages")
-    if bool(model.present[2]):
-        raise ConfigError("this run's model reads CLIP image features; items add computes text features only so far: train a run without the image modality to add items")
     name = dataset_name(settings.data)
     texts, how = describe_new_items(settings, name, run_text_spec(settings, name, loaded.info.get("digests") or {}), new, text)
     for row, description in zip(new, texts):
@@ -183,11 +205,17 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: 
     feats = torch.from_numpy(E.encode(encoder, texts, settings.llm.embedding_batch_size).astype(np.float32))
     if feats.shape[1] != model.item_text.shape[1]:
         raise ConfigError(f"the text encoder {settings.llm.embedding_model} gives {feats.shape[1]}-d vectors; the model was trained on {model.item_text.shape[1]}-d ones")
+    how, image = f"{how} encoded with {settings.llm.embedding_model}", None
+    if bool(model.present[2]):  # the run reads images: the same CLIP model reads the new posters (or title prompts)
+        from ur4rec_cli.features.new_item_images import new_item_image_features
+
+        img, img_how = new_item_image_features(settings, name, loaded.info.get("digests") or {}, new)
+        image, how = torch.from_numpy(img), f"{how}; images: {img_how}"
     with torch.inference_mode():
-        vecs = model.new_item_vectors(feats).float().numpy()
+        vecs = model.new_item_vectors(feats, image).float().numpy()
     if vecs.shape[1] != index.item_vecs.shape[1]:
         raise ConfigError(f"the index in {index.folder} does not match stage {loaded.stage} of run {settings.train.run}; rerun `ur4rec train`")
-    return vecs, f"{how} encoded with {settings.llm.embedding_model}"
+    return vecs, how
 
 
 def _write(settings: "Settings", folder: Path, index: Any, vecs: np.ndarray, added: list[dict[str, Any]], record: dict[str, Any]) -> None:
