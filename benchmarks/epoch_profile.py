@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Where one stage-1 (SASRec) training epoch on ML-100K spends its time, part by part.
 
-    python benchmarks/epoch_profile.py --home H [--epochs 3] [--ops]
+    python benchmarks/epoch_profile.py --home H [--epochs 3] [--ops] [--bf16]
 
 H is a home where `ur4rec data` ran. The loop is stage 1's own pieces (``training_pairs`` with a
 fresh tie order, ``iterate_batches``, ``SASRec.sequence_loss_inputs``, ``softmax_loss`` as a sum
 over a constant, backward, AdamW), timed per part and averaged over the epochs after a warm-up
-epoch; ``--ops`` adds torch's profiler table (self CPU time per operator) of one epoch. It is
+epoch; ``--bf16`` multiplies the softmax in bfloat16 (``train.bf16_logits = on``); ``--ops`` adds torch's profiler table (self CPU time per operator) of one epoch. It is
 what docs/model.md's "CPU epoch profile" quotes; run it alone (2 cores here).
 """
 
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--home", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--ops", action="store_true", help="also print torch.profiler's operator table for one epoch")
+    ap.add_argument("--bf16", action="store_true", help="the softmax's matrix products in bfloat16 (train.bf16_logits = on)")
     args = ap.parse_args()
     name = json.loads((args.home / "current-dataset.json").read_text("utf-8"))["dataset"]
     ds = Dataset.load(args.home / "datasets" / name)
@@ -50,7 +51,7 @@ def main() -> None:
             a = time.perf_counter()
             vecs, items, _ = model.sequence_loss_inputs(inputs, users)
             b = time.perf_counter()
-            loss = softmax_loss(vecs, items, targets[inputs != 0], reduction="sum") / per_step
+            loss = softmax_loss(vecs, items, targets[inputs != 0], reduction="sum", **({"bf16": True} if args.bf16 else {})) / per_step
             c = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -89,3 +89,28 @@ def test_fused_loss_equals_cross_entropy_and_is_the_cpu_default(monkeypatch: pyt
     assert softmax_loss(v32, i32, targets, reduction="sum").item() == pytest.approx(full.item(), rel=1e-5) and calls == [1]
     softmax_loss(vecs, items, targets, reduction="sum")  # float64: the plain path
     assert calls == [1]
+
+
+def test_bf16_products_stay_close_and_are_chosen_by_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.bf16_logits: the fused loss with its matrix products in bfloat16 is the float32 loss
+    up to bfloat16 rounding; auto follows the CPU's native support, and CUDA never reads it."""
+    from ur4rec_cli.training.chunked_loss import describe_loss
+    from ur4rec_cli.training.epoch import uses_bf16_logits
+
+    g = torch.Generator().manual_seed(1)
+    vecs = (torch.randn(300, 32, generator=g) * 0.5).requires_grad_()
+    items = (torch.randn(200, 32, generator=g) * 0.5).requires_grad_()
+    targets = torch.randint(0, 200, (300,), generator=g)
+    full = chunked_loss.fused_cross_entropy(vecs, items, targets)
+    gv, gi = torch.autograd.grad(full, (vecs, items))
+    half = chunked_loss.fused_cross_entropy(vecs, items, targets, bf16=True)
+    hv, hi = torch.autograd.grad(half, (vecs, items))
+    assert half.dtype == torch.float32 and hv.dtype == torch.float32 and half.item() == pytest.approx(full.item(), rel=1e-3)
+    assert (hv - gv).norm() / gv.norm() < 0.02 and (hi - gi).norm() / gi.norm() < 0.02
+    assert not torch.equal(hv, gv)  # it did multiply in bfloat16
+    assert uses_bf16_logits("off", "cpu") is False and uses_bf16_logits("on", "cpu") is True and uses_bf16_logits("on", "cuda") is False
+    for native in (True, False):
+        monkeypatch.setattr(chunked_loss, "cpu_bf16", lambda native=native: native)
+        assert uses_bf16_logits("auto", "cpu") is native
+    assert "matrix products in bfloat16" in describe_loss("ce", 50, 10, 8, bf16=True)
+    assert "bfloat16" not in describe_loss("ce", 50, 10, 8)

@@ -53,7 +53,7 @@ def test_evaluate_compare_chart(cli, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "whole job: at most " in t.stderr and "s per pretrain_sasrec epoch)" in t.stderr
     assert t.stdout.strip().splitlines()[-1] == "test figures of the final stage (full ranking): ur4rec evaluate"
     flat = " ".join(t.stdout.split())  # the summary wraps at 80 columns
-    assert "loss: full softmax over " in flat and "(a batch's logits stay under 256 MiB: no chunking)" in flat  # which loss ran, and why
+    assert "loss: full softmax over " in flat and "(a batch's logits stay under 256 MiB: no chunking" in flat  # which loss ran, and why
     chart = tmp_path / "compare.png"
     r = cli("evaluate", "--compare", "--chart", str(chart))
     assert r.code == 0, r.stderr

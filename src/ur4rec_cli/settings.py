@@ -218,6 +218,11 @@ class TrainConfig(_Section):
     aux_loss_weight: float = Field(0.01, ge=0, description="Weight of the MoE load-balancing loss.")
     allow_random_clip: bool = Field(False, description="Accept CLIP features made with random weights (tests only).")
     amp: bool = Field(True, description="bf16 autocast on CUDA.")
+    bf16_logits: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="CPU training: the full softmax's matrix products in bfloat16 (float32 accumulation and softmax); "
+        "auto = on where the CPU multiplies bfloat16 natively (AVX512-BF16, AMX), off elsewhere.",
+    )
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
     sasrec_epochs: int = Field(80, ge=1, description="Epochs of stage 1 (pretrain_sasrec); a cap when selecting on validation.")
     retriever_epochs: int = Field(20, ge=1, description="Epochs of stage 2 (pretrain_retriever); a cap when selecting on validation.")

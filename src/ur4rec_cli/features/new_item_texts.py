@@ -67,6 +67,13 @@ def _ask(settings: "Settings", dataset_name: str, spec: dict[str, Any], rows: li
     from ur4rec_cli.store import ArtifactStore
 
     backend, cfg = spec["backend"], settings.llm
+    if backend == "local":
+        import importlib.util
+
+        if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
+            from ur4rec_cli.features.batched_llm import INSTALL_HINT
+
+            raise ConfigError(f"this run's item texts came from the local backend: {INSTALL_HINT} (or pass --text template)")
     now = text_spec(settings, backend)
     if now != spec:
         changed = ", ".join(sorted(k for k in set(now) | set(spec) if now.get(k) != spec.get(k)))

@@ -3,6 +3,8 @@
 Attention is written out with ``F.scaled_dot_product_attention`` and an explicit boolean mask
 (causal AND key-not-padding, diagonal always allowed), so a padded row never produces NaN in
 train or eval mode (PyTorch's fast-path ``TransformerEncoder`` returns NaN rows under no_grad).
+Training on a CPU computes the same attention step by step, so that its dropout takes the cheap
+mask of ``fast_dropout`` (every dropout here does); evaluation and CUDA keep SDPA.
 """
 
 from __future__ import annotations

@@ -24,9 +24,10 @@ import torch
 LOGITS_BUDGET = 1 << 26
 
 
-def describe_loss(loss: str, n_items: int, max_rows: int, negatives: int, catalogue: int | None = None) -> str:
+def describe_loss(loss: str, n_items: int, max_rows: int, negatives: int, catalogue: int | None = None, bf16: bool = False) -> str:
     """Which loss a run trains with and why (the run summary's ``loss`` line); ``n_items`` are the
-    items the softmax runs over (those with a training interaction) of ``catalogue``."""
+    items the softmax runs over (those with a training interaction) of ``catalogue``; ``bf16``: the
+    unchunked full softmax multiplies in bfloat16 (``train.bf16_logits``)."""
     over = f"{n_items:,} items" if catalogue in (None, n_items) else f"the {n_items:,} of {catalogue:,} items with a training interaction"
     if loss == "sampled":
         return f"sampled softmax, {negatives} negatives shared per batch (train.loss = sampled) from {over}"
@@ -34,7 +35,8 @@ def describe_loss(loss: str, n_items: int, max_rows: int, negatives: int, catalo
     if max_rows * n_items > LOGITS_BUDGET:
         return (f"full softmax over {over}, in chunks of {chunk_rows(n_items):,} positions where a batch's logits "
                 f"would pass {mib:.0f} MiB (same loss and gradients, bounded memory)")  # fmt: skip
-    return f"full softmax over {over} (a batch's logits stay under {mib:.0f} MiB: no chunking)"
+    how = "; its matrix products in bfloat16, softmax in float32 (train.bf16_logits: this CPU multiplies bfloat16 natively)" if bf16 else ""
+    return f"full softmax over {over} (a batch's logits stay under {mib:.0f} MiB: no chunking{how})"
 
 
 def chunk_rows(n_items: int, budget: int | None = None) -> int:
@@ -83,8 +85,12 @@ class _FusedCE(torch.autograd.Function):
     either way)."""
 
     @staticmethod
-    def forward(ctx, vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        logits = vecs @ items.T
+    def forward(ctx, vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, bf16: bool) -> torch.Tensor:  # type: ignore[override]
+        if bf16:  # the three matrix products in bfloat16 (float32 accumulation); the softmax in float32
+            vecs, items = vecs.bfloat16(), items.bfloat16()
+            logits = (vecs @ items.T).float()
+        else:
+            logits = vecs @ items.T
         target = logits.gather(1, targets[:, None]).squeeze(1)
         top = logits.max(dim=1).values
         probs = logits.sub_(top[:, None]).exp_()
@@ -98,14 +104,25 @@ class _FusedCE(torch.autograd.Function):
         vecs, items, targets, probs = ctx.saved_tensors
         probs[torch.arange(probs.shape[0], device=probs.device), targets] -= 1.0  # d loss / d logits
         probs *= grad
-        return probs @ items, probs.T @ vecs, None
+        g = probs.to(vecs.dtype)
+        return (g @ items).float(), (g.T @ vecs).float(), None, None
 
 
-def fused_cross_entropy(vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *, reduction: str = "sum") -> torch.Tensor:
-    """``F.cross_entropy(vecs @ items.T, targets)`` (float32 inputs) with a cheaper backward (:class:`_FusedCE`).
+def fused_cross_entropy(vecs: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, *, reduction: str = "sum", bf16: bool = False) -> torch.Tensor:
+    """``F.cross_entropy(vecs @ items.T, targets)`` (float32 inputs) with a cheaper backward (:class:`_FusedCE`);
+    ``bf16``: its matrix products in bfloat16 (see :func:`cpu_bf16`).
 
     Backward runs once per forward (it overwrites the kept softmax)."""
-    return _reduce(_FusedCE.apply(vecs, items, targets), targets, reduction)
+    return _reduce(_FusedCE.apply(vecs, items, targets, bf16), targets, reduction)
+
+
+def cpu_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AVX512-BF16 or AMX, through oneDNN);
+    elsewhere bfloat16 products are emulated and slower than float32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - a torch without these probes
+        return False
 
 
 def _reduce(total: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -38,6 +38,7 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
     t, dist = ctx.settings.train, ctx.dist
     cuda = ctx.device.type == "cuda"
     amp, sampled = bool(t.amp) and cuda, t.loss == "sampled"
+    bf16 = uses_bf16_logits(t.bf16_logits, ctx.device.type)
     parts.model.train()
     if plan.index == 1:
         parts.model.sasrec.eval()  # frozen: no dropout noise in its states
@@ -64,7 +65,7 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
             if plan.recent and cached is None:  # only the newest transitions are supervised (target 0: context only)
                 vecs, flat = vecs[flat != 0], flat[flat != 0]
             summed = softmax_loss(vecs, items, flat, sampled=sampled, negatives=t.negatives, generator=parts.neg_gen, reduction="sum",
-                                  catalogue=parts.catalogue)  # fmt: skip
+                                  catalogue=parts.catalogue, bf16=bf16)  # fmt: skip
         # Every target position weighs the same whatever its batch: the summed loss over a constant
         # (mean positions per step). Under torchrun the constant counts the global step, times
         # world size: DDP's gradient averaging then gives the same update.
@@ -85,3 +86,10 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
         if on_step is not None:
             on_step(step_loss.item())
     return total / max(1, done), aux_total / max(1, done)
+
+
+def uses_bf16_logits(setting: str, device_type: str) -> bool:
+    """``train.bf16_logits`` resolved for a device: only CPU training reads it (CUDA has ``train.amp``)."""
+    from ur4rec_cli.training.chunked_loss import cpu_bf16
+
+    return device_type == "cpu" and (setting == "on" or (setting == "auto" and cpu_bf16()))

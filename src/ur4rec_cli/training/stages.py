@@ -33,7 +33,7 @@ from ur4rec_cli.training.chunked_loss import describe_loss
 from ur4rec_cli.training.context import TrainContext, model_args, new_model, prepare_context
 from ur4rec_cli.training.curves import stage_curve
 from ur4rec_cli.training.distributed import DistContext, from_main
-from ur4rec_cli.training.epoch import EpochParts, train_epoch
+from ur4rec_cli.training.epoch import EpochParts, train_epoch, uses_bf16_logits
 from ur4rec_cli.training.estimate import JobEstimate
 from ur4rec_cli.training.final import choose_final, export_final
 from ur4rec_cli.training.plan import StagePlan, configure_stage, lr_schedule, stage_plan
@@ -126,7 +126,7 @@ def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, di
         "export_s": round(export_s, 2),
         "notes": ctx.notes,
         "loss": describe_loss(settings.train.loss, int(ctx.known()[1:].sum()), settings.train.batch_size * settings.model.max_len, settings.train.negatives,
-                             catalogue=ctx.dataset.n_items),  # fmt: skip
+                             catalogue=ctx.dataset.n_items, bf16=uses_bf16_logits(settings.train.bf16_logits, ctx.device.type)),  # fmt: skip
         "protocol": (
             "leave-one-out; validation items are training targets (train.learn_validation), fixed epoch counts, nothing validated; test is never read in training"
             if settings.train.learn_validation

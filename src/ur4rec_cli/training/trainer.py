@@ -116,6 +116,7 @@ def softmax_loss(
     generator: torch.Generator | None = None,
     reduction: str = "mean",
     catalogue: torch.Tensor | None = None,
+    bf16: bool = False,
 ) -> torch.Tensor:
     """Cross-entropy of targets [N] given user vectors [N, D] and the item matrix [n_items + 1, D].
 
@@ -124,7 +125,8 @@ def softmax_loss(
     A full softmax whose logits would pass ``chunked_loss.LOGITS_BUDGET`` elements is computed
     in row chunks (the same loss and gradients, bounded memory). ``catalogue`` (sorted item ids,
     every target among them): the softmax runs over these items only (the items with a training
-    interaction: an item training never saw is not a negative either).
+    interaction: an item training never saw is not a negative either). ``bf16``: on a CPU, the full
+    softmax's matrix products in bfloat16 (``train.bf16_logits``; chunked_loss.py).
     """
     if catalogue is not None:
         column = torch.full((items.shape[0],), -1, dtype=torch.long, device=targets.device)
@@ -138,7 +140,7 @@ def softmax_loss(
         if vecs.shape[0] * n_items > LOGITS_BUDGET:
             return chunked_cross_entropy(vecs, items[1:], targets - 1, rows=chunk_rows(n_items), reduction=reduction)
         if vecs.device.type == "cpu" and vecs.dtype == items.dtype == torch.float32:
-            return fused_cross_entropy(vecs, items[1:], targets - 1, reduction=reduction)  # the same loss, half the CPU time
+            return fused_cross_entropy(vecs, items[1:], targets - 1, reduction=reduction, bf16=bf16)  # the same loss, half the CPU time
         logits = vecs @ items[1:].T  # drop padding column: it is never a target
         return F.cross_entropy(logits, targets - 1, reduction=reduction)
     n_items = items.shape[0] - 1
