@@ -121,7 +121,7 @@ def measure(args: argparse.Namespace) -> dict:
             mean, lo, hi = paired_bootstrap(diff[mask])
             pairs.append({"a": a, "b": b, "slice": name, "mean": mean, "ci95": [lo, hi]})
     return {
-        "command": "python benchmarks/attribution.py " + " ".join(sys.argv[1:]),
+        "command": command_line(),
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()} CPU ({__import__('os').cpu_count()} cores), Python {platform.python_version()}",
         "note": args.note,
@@ -134,6 +134,19 @@ def measure(args: argparse.Namespace) -> dict:
         "train_wall_s": walls,
         "total_s": round(time.perf_counter() - t0, 1),
     }
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """This script's command as run, without --note's text (the page prints the note on its own)."""
+    args, out, skip = list(sys.argv[1:] if argv is None else argv), [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--note":
+            skip = True
+        elif not a.startswith("--note="):
+            out.append(a)
+    return " ".join(["python benchmarks/attribution.py", *out])
 
 
 def main() -> None:
