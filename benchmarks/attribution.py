@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ab import ur4rec  # noqa: E402
 from ml100k import ndcg10, paired_bootstrap  # noqa: E402
+from scale import command_line  # noqa: E402
 
 FIGURES = ROOT / "docs" / "benchmarks-attribution.json"
 S1, FINAL = "SASRec (stage 1) = stages 2-4 off", "UR4Rec V2 (final)"
@@ -134,19 +135,6 @@ def measure(args: argparse.Namespace) -> dict:
         "train_wall_s": walls,
         "total_s": round(time.perf_counter() - t0, 1),
     }
-
-
-def command_line(argv: list[str] | None = None) -> str:
-    """This script's command as run, without --note's text (the page prints the note on its own)."""
-    args, out, skip = list(sys.argv[1:] if argv is None else argv), [], False
-    for a in args:
-        if skip:
-            skip = False
-        elif a == "--note":
-            skip = True
-        elif not a.startswith("--note="):
-            out.append(a)
-    return " ".join(["python benchmarks/attribution.py", *out])
 
 
 def main() -> None:

@@ -131,12 +131,8 @@ def render_section(saved: dict) -> list[str]:
              "Before: the code before this round of changes (`--before-src`), run just before *after* in the same run.")
             + " One seed each: the test NDCG@10 shows the run is sound, not that quality held (that takes the 3-seed benchmark).",
             "",
-            "| stage | before s | after s |",
-            "| --- | --- | --- |",
+            *_stage_rows(ml),
         ]
-        after = {s["stage"]: s["wall_s"] for s in ml["after"]["stages"]}
-        for st in ml["before"]["stages"]:
-            out.append(f"| {st['stage']} | {st['wall_s']:.1f} | {_s(after.get(st['stage']))} |")
         out += [
             f"| **command wall** | **{ml['before']['wall']:.1f}** | **{ml['after']['wall']:.1f}** |",
             f"| test NDCG@10 | {ml['before']['ndcg10']:.4f} | {ml['after']['ndcg10']:.4f} |",
@@ -255,12 +251,8 @@ def _ab_section(ml: dict) -> list[str]:
         "time in one run (before seed 0, after seed 0, before seed 1, ...); wall seconds are means over the seeds. Test NDCG@10: "
         "per user averaged over the seeds, new − old with a paired bootstrap 95% CI over users.",
         "",
-        "| stage | before s | after s |",
-        "| --- | --- | --- |",
+        *_stage_rows(ml),
     ]
-    after = {s["stage"]: s["wall_s"] for s in ml["after"]["stages"]}
-    for st in ml["before"]["stages"]:
-        out.append(f"| {st['stage']} | {st['wall_s']:.1f} | {_s(after.get(st['stage']))} |")
     walls = lambda arm: ", ".join(f"{w:.0f}" for w in ml[arm]["walls"])  # noqa: E731
     out += [
         f"| **command wall** (per seed: before {walls('before')}; after {walls('after')}) | **{ml['before']['wall']:.1f}** | **{ml['after']['wall']:.1f}** |",
@@ -269,3 +261,10 @@ def _ab_section(ml: dict) -> list[str]:
         "",
     ]
     return out
+
+
+def _stage_rows(ml: dict) -> list[str]:
+    """The before/after table's header and one row per stage."""
+    after = {s["stage"]: s["wall_s"] for s in ml["after"]["stages"]}
+    rows = ["| stage | before s | after s |", "| --- | --- | --- |"]
+    return rows + [f"| {st['stage']} | {st['wall_s']:.1f} | {_s(after.get(st['stage']))} |" for st in ml["before"]["stages"]]
