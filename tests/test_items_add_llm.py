@@ -130,3 +130,20 @@ def test_a_failing_server_writes_nothing_and_the_rerun_asks_only_what_is_missing
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["added"] == ["601", "602"]
     assert server.answered[ok] == 1 and server.answered[bad] == 1  # the answered one came from the cache
+
+
+def test_texts_no_longer_in_the_home_give_template_descriptions_with_a_warning(home: Path, capsys: pytest.CaptureFixture) -> None:
+    """When `ur4rec llm` ran again after training, the run's texts (named by its checkpoint) are
+    gone: their spec is unknown, so new items get template descriptions and a warning says why."""
+    from ur4rec_cli.features.new_item_texts import describe_new_items, run_text_spec
+    from ur4rec_cli.settings import load_settings
+
+    settings = load_settings()
+    assert run_text_spec(settings, "ml-100k", {"text_emb": "0" * 64}) is None  # another text_emb than the home's
+    digest = ArtifactStore(home).load(home / "features" / "ml-100k" / "text_emb", kind="text_emb").digest
+    spec = run_text_spec(settings, "ml-100k", {"text_emb": digest})
+    assert spec is not None and spec["backend"] == "openai" and spec["model"] == "test-model"
+    rows = [{"id": "777", "title": "Echo Valley", "year": 1997, "genres": ["Western"]}]
+    texts, how = describe_new_items(settings, "ml-100k", None, rows)
+    assert texts == [P.template_item_text_of(rows[0], "777")] and how.startswith("template descriptions")
+    assert "no longer in the home" in capsys.readouterr().err
