@@ -104,7 +104,7 @@ def test_an_unknown_item_is_scored_from_its_content_alone() -> None:
     with torch.no_grad():
         model.sasrec.encoder.item_emb.weight[5] += 3.0  # its ID embedding is not read
         model.sasrec.encoder.item_emb.weight[6] += 3.0  # a known item's is
-    after = model.item_vectors()
+    after = model.item_vectors().detach()
     assert torch.equal(after[5], before[5]) and not torch.equal(after[6], before[6])
     assert float(after[5].abs().sum()) > 0  # content: the adaptor's offset and the retriever keys
     # ID dropout draws only in training; a checkpoint without `known` loads with every item known.
