@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ml100k import ndcg10, paired_bootstrap, read_ranks  # noqa: E402
+from scale import machine  # noqa: E402
 
 
 def env_of(assignments: list[str]) -> dict[str, str]:
@@ -98,7 +98,7 @@ def main() -> None:
     diff, lo, hi = paired_bootstrap(mean_user["B"] - mean_user["A"])
     out = {
         "command": "python benchmarks/ab.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores), Python {platform.python_version()}",
+        "machine": machine("cpu"),
         "a": args.a, "b": args.b, "a_src": str(args.a_src or ""), "b_src": str(args.b_src or ""), "seeds": args.seeds, "jobs": args.jobs,
         "ndcg10": {arm: [r["ndcg10"] for r in rs] for arm, rs in per.items()},
         "wall_s": {arm: [r["wall_s"] for r in rs] for arm, rs in per.items()},

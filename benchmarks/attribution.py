@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ab import ur4rec  # noqa: E402
 from ml100k import ndcg10, paired_bootstrap  # noqa: E402
-from scale import command_line  # noqa: E402
+from scale import command_line, machine  # noqa: E402
 
 FIGURES = ROOT / "docs" / "benchmarks-attribution.json"
 S1, FINAL = "SASRec (stage 1) = stages 2-4 off", "UR4Rec V2 (final)"
@@ -124,7 +123,7 @@ def measure(args: argparse.Namespace) -> dict:
     return {
         "command": command_line(),
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()} CPU ({__import__('os').cpu_count()} cores), Python {platform.python_version()}",
+        "machine": machine("cpu"),
         "note": args.note,
         "seeds": args.seeds,
         "cuts": list(cuts),

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -41,6 +39,7 @@ FIGURES = ROOT / "docs" / "benchmarks-cold.json"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ab import ur4rec  # noqa: E402
 from ml100k import ndcg10, paired_bootstrap  # noqa: E402
+from scale import machine  # noqa: E402
 
 
 def ranks_of(path: Path) -> np.ndarray:
@@ -132,7 +131,7 @@ def summarise(raw: dict, args: argparse.Namespace) -> dict:
         items_add_target(add),
     ]  # fmt: skip
     return {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores), Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"), "machine": machine("cpu"),
         "command": "python benchmarks/cold.py " + " ".join(sys.argv[1:]), "seeds": args.seeds, "share": args.share, "id_dropout": args.id_dropout,
         "data": {k: raw["data"][k] for k in ("name", "items", "interactions", "cold_items", "cold_cases", "cold_cases_dropped", "valid_users")},
         "description": models[ours][0]["description"], "cold_description": models[ours][0]["cold_description"],

@@ -94,8 +94,7 @@ def test_fused_loss_equals_cross_entropy_and_is_the_cpu_default(monkeypatch: pyt
 def test_bf16_products_stay_close_and_are_chosen_by_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     """train.bf16_logits: the fused loss with its matrix products in bfloat16 is the float32 loss
     up to bfloat16 rounding; auto follows the CPU's native support, and CUDA never reads it."""
-    from ur4rec_cli.training.chunked_loss import describe_loss
-    from ur4rec_cli.training.epoch import uses_bf16_logits
+    from ur4rec_cli.training.chunked_loss import describe_loss, uses_bf16_logits
 
     g = torch.Generator().manual_seed(1)
     vecs = (torch.randn(300, 32, generator=g) * 0.5).requires_grad_()

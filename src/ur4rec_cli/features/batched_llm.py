@@ -30,6 +30,13 @@ if TYPE_CHECKING:
     from ur4rec_cli.features.prompts import Prompt
 
 INSTALL_HINT = "the local backend needs the gguf and accelerate packages: pip install 'ur4rec[local]'"
+
+
+def local_packages_missing() -> bool:
+    """True when gguf or accelerate (the `local` extra, which the local backend needs) is not installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None
 # llama.cpp's default samplers for chat completions, so that temperature means what it meant there.
 TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
 # Auto batch size: prompts per batch, and a cap on padded tokens (prompt + answer) per batch.
@@ -74,9 +81,7 @@ class BatchedGenerator:
         batch_size: int | None,
         dtype: str = "auto",
     ) -> None:
-        import importlib.util
-
-        if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
+        if local_packages_missing():
             raise ConfigError(INSTALL_HINT)
         import torch
 

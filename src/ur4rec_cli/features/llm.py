@@ -120,11 +120,9 @@ def _choose_backend(settings: "Settings", dry_run: bool = False) -> tuple[str, s
             raise ConfigError("the openai backend needs an API key: set UR4REC_LLM__API_KEY, OPENAI_API_KEY or DASHSCOPE_API_KEY")
         return backend, "requested; no API key set, fine for a dry run"
     if backend == "local":
-        import importlib.util
+        from ur4rec_cli.features.batched_llm import INSTALL_HINT, local_packages_missing
 
-        if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
-            from ur4rec_cli.features.batched_llm import INSTALL_HINT
-
+        if local_packages_missing():
             raise ConfigError(INSTALL_HINT)
     return backend, "requested"
 

@@ -2,6 +2,8 @@
 
 Serves both LLM backends of `ur4rec llm` (openai-compatible endpoints and the in-process local
 GGUF): answers go to ``cache/llm/<name>.jsonl`` as they arrive, so a rerun resumes where it stopped.
+`items add` describes new items through the same sender, cache and answer parsing
+(features/new_item_texts.py).
 """
 
 from __future__ import annotations

@@ -44,10 +44,9 @@ def run_text_spec(settings: "Settings", dataset_name: str, digests: dict[str, st
 
 
 def describe_new_items(settings: "Settings", dataset_name: str, spec: dict[str, Any] | None, rows: list[dict[str, Any]], mode: str = "auto") -> tuple[list[str], str]:
-    """(one text per row, how they were made) for new items' metadata rows ({"id", "title", "year", "genres"})."""
+    """(one text per row, how they were made) for new items' metadata rows ({"id", "title", "year", "genres"});
+    ``mode``: "auto" or "template" (checked by the caller, `items add`)."""
     templates = [P.template_item_text_of(r, r["id"]) for r in rows]
-    if mode not in ("auto", "template"):
-        raise ConfigError(f"--text must be auto or template, not {mode!r}")
     backend = (spec or {}).get("backend", "template")
     if spec is None:
         console.warn("the texts this run was trained on are no longer in the home (`ur4rec llm` ran since): new items get template descriptions")
@@ -68,11 +67,9 @@ def _ask(settings: "Settings", dataset_name: str, spec: dict[str, Any], rows: li
 
     backend, cfg = spec["backend"], settings.llm
     if backend == "local":
-        import importlib.util
+        from ur4rec_cli.features.batched_llm import INSTALL_HINT, local_packages_missing
 
-        if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None:
-            from ur4rec_cli.features.batched_llm import INSTALL_HINT
-
+        if local_packages_missing():
             raise ConfigError(f"this run's item texts came from the local backend: {INSTALL_HINT} (or pass --text template)")
     now = text_spec(settings, backend)
     if now != spec:
@@ -101,7 +98,8 @@ def _ask(settings: "Settings", dataset_name: str, spec: dict[str, Any], rows: li
         first = {k: p for p, k in zip(*tries[0]) if k not in cache}
         if first:
             stats.append(send([(p, k) for k, p in first.items()], False))
-        rejected = [i for i, k in enumerate(tries[0][1]) if k in cache and verdict(0, i)[1] is not None]
+        first_verdicts = {i: verdict(0, i) for i, k in enumerate(tries[0][1]) if k in cache}
+        rejected = [i for i, (_, why) in first_verdicts.items() if why is not None]
         second = {tries[1][1][i]: tries[1][0][i] for i in rejected if tries[1][1][i] not in cache}
         if second:
             stats.append(send([(p, k) for k, p in second.items()], True))
@@ -113,7 +111,7 @@ def _ask(settings: "Settings", dataset_name: str, spec: dict[str, Any], rows: li
                        f"answers so far are kept in {cache.path}: run the command again")  # fmt: skip
     texts, counts = [], {"llm": 0, "llm-retry": 0, "template": 0}
     for i in range(len(rows)):
-        text, why = verdict(0, i)
+        text, why = first_verdicts[i]  # every first answer is in: no prompt failed
         if why is not None:
             text, why = verdict(1, i)
         source = ("llm" if i not in rejected else "llm-retry") if why is None else "template"

@@ -15,6 +15,8 @@ devices (CUDA) ``F.dropout`` runs unchanged: its kernels are already fast there.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,9 +26,7 @@ LANES = 32768  # 15 random bits per int16 lane
 
 def keep_scale(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype) -> torch.Tensor:
     """A CPU tensor of ``shape``: ``1 / (1 - p)`` where kept, 0 where dropped (drop rate ~ p)."""
-    n = 1
-    for d in shape:
-        n *= int(d)
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_()
     lanes = words.view(torch.int16)[:n].reshape(shape) & (LANES - 1)
     threshold = int(round(p * LANES))

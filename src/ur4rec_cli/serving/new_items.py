@@ -197,8 +197,8 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: 
     model = loaded.model
     if not hasattr(model, "new_item_vectors"):
         raise ConfigError(f"the run's final stage {loaded.stage} is SASRec alone (IDs only): it has no content path to score new items; train the later stages")
-    name = dataset_name(settings.data)
-    texts, how = describe_new_items(settings, name, run_text_spec(settings, name, loaded.info.get("digests") or {}), new, text)
+    name, digests = dataset_name(settings.data), loaded.info.get("digests") or {}
+    texts, how = describe_new_items(settings, name, run_text_spec(settings, name, digests), new, text)
     for row, description in zip(new, texts):
         row["text"] = description  # kept in added_items.json: what the item was scored from
     encoder, _ = E.load_encoder(settings.llm.embedding_model, settings.llm.device)
@@ -209,7 +209,7 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: 
     if bool(model.present[2]):  # the run reads images: the same CLIP model reads the new posters (or title prompts)
         from ur4rec_cli.features.new_item_images import new_item_image_features
 
-        img, img_how = new_item_image_features(settings, name, loaded.info.get("digests") or {}, new)
+        img, img_how = new_item_image_features(settings, name, digests, new)
         image, how = torch.from_numpy(img), f"{how}; images: {img_how}"
     with torch.inference_mode():
         vecs = model.new_item_vectors(feats, image).float().numpy()

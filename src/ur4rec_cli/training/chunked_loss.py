@@ -11,6 +11,8 @@ catalogue. ``softmax_loss`` takes this path only when a batch's logits would pas
 Under the budget, on a CPU, ``fused_cross_entropy`` computes ``F.cross_entropy``'s values and
 gradients in one autograd function that keeps the softmax itself for backward: no zero-filled
 one-hot and no log-softmax backward, about half the CPU time (ML-100K trains on this path).
+With ``train.bf16_logits`` (off by default) its three matrix products run in bfloat16 on a CPU
+that multiplies bfloat16 natively; the softmax stays in float32.
 """
 
 from __future__ import annotations
@@ -123,6 +125,11 @@ def cpu_bf16() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # pragma: no cover - a torch without these probes
         return False
+
+
+def uses_bf16_logits(setting: str, device_type: str) -> bool:
+    """``train.bf16_logits`` resolved for a device: only CPU training reads it (CUDA has ``train.amp``)."""
+    return device_type == "cpu" and (setting == "on" or (setting == "auto" and cpu_bf16()))
 
 
 def _reduce(total: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:

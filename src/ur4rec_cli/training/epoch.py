@@ -33,12 +33,13 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
     import torch
 
     from ur4rec_cli.training import distributed as dd
+    from ur4rec_cli.training.chunked_loss import uses_bf16_logits
     from ur4rec_cli.training.trainer import iterate_batches, shard_pairs, softmax_loss
 
     t, dist = ctx.settings.train, ctx.dist
     cuda = ctx.device.type == "cuda"
     amp, sampled = bool(t.amp) and cuda, t.loss == "sampled"
-    bf16 = uses_bf16_logits(t.bf16_logits, ctx.device.type)
+    bf16 = uses_bf16_logits(t.bf16_logits, ctx.device.type)  # train.bf16_logits, resolved for this device
     parts.model.train()
     if plan.index == 1:
         parts.model.sasrec.eval()  # frozen: no dropout noise in its states
@@ -86,10 +87,3 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
         if on_step is not None:
             on_step(step_loss.item())
     return total / max(1, done), aux_total / max(1, done)
-
-
-def uses_bf16_logits(setting: str, device_type: str) -> bool:
-    """``train.bf16_logits`` resolved for a device: only CPU training reads it (CUDA has ``train.amp``)."""
-    from ur4rec_cli.training.chunked_loss import cpu_bf16
-
-    return device_type == "cpu" and (setting == "on" or (setting == "auto" and cpu_bf16()))

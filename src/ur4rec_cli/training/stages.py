@@ -29,11 +29,11 @@ from ur4rec_cli.errors import ConfigError, StageOrderError
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.training.averaging import WeightAverage
 from ur4rec_cli.training.checkpoints import predecessor_weights
-from ur4rec_cli.training.chunked_loss import describe_loss
+from ur4rec_cli.training.chunked_loss import describe_loss, uses_bf16_logits
 from ur4rec_cli.training.context import TrainContext, model_args, new_model, prepare_context
 from ur4rec_cli.training.curves import stage_curve
 from ur4rec_cli.training.distributed import DistContext, from_main
-from ur4rec_cli.training.epoch import EpochParts, train_epoch, uses_bf16_logits
+from ur4rec_cli.training.epoch import EpochParts, train_epoch
 from ur4rec_cli.training.estimate import JobEstimate
 from ur4rec_cli.training.final import choose_final, export_final
 from ur4rec_cli.training.plan import StagePlan, configure_stage, lr_schedule, stage_plan
