@@ -8,7 +8,8 @@ Each arm runs `ur4rec train --stage all --seed S` (the settings given as UR4REC_
 top of the defaults) and `ur4rec evaluate --output` in one shared home (data + template texts made
 once). ``--a-src`` / ``--b-src``: an arm runs the code of that src folder (e.g. ``git archive REF src``)
 instead of the installed one, so a change of code is judged like a change of settings. Per user, NDCG@10 is averaged over seeds, and B − A gets a paired bootstrap 95% CI (10,000
-resamples of users), as in benchmarks/ml100k.py. Wall seconds per stage and per command are kept,
+resamples of users), as in benchmarks/ml100k.py. Wall seconds per stage and per command and the
+training process's peak RSS are kept,
 so one run answers both "is it as good" and "what does it cost". With --jobs 2 two runs share the
 machine (one torch thread each); the walls then say so.
 """
@@ -64,6 +65,7 @@ def one_run(home: Path, arm: str, seed: int, env: dict[str, str], threads: int |
     return {
         "arm": arm, "seed": seed, "wall_s": round(wall, 1), "ndcg10": ev["metrics"]["NDCG@10"],
         "stages": {s["stage"]: s["wall_s"] for s in train["stages"]}, "ranks": read_ranks(ranks_file),
+        "peak_rss_mb": max((s.get("peak_rss_mb") or 0.0) for s in train["stages"]),
     }
 
 
@@ -103,13 +105,15 @@ def main() -> None:
         "ndcg10": {arm: [r["ndcg10"] for r in rs] for arm, rs in per.items()},
         "wall_s": {arm: [r["wall_s"] for r in rs] for arm, rs in per.items()},
         "stage_wall_s": {arm: [r["stages"] for r in rs] for arm, rs in per.items()},
+        "peak_rss_mb": {arm: [r["peak_rss_mb"] for r in rs] for arm, rs in per.items()},
         "b_minus_a": {"mean": diff, "ci95": [lo, hi]},
     }
     for arm in ("A", "B"):
         src = args.a_src if arm == "A" else args.b_src
         what = " ".join(args.a if arm == "A" else args.b) or "(defaults)"
         print(f"{arm} {what}{f' [code: {src}]' if src else ''}: NDCG@10 {np.mean(out['ndcg10'][arm]):.4f} "
-              f"± {np.std(out['ndcg10'][arm]):.4f}, command wall {np.mean(out['wall_s'][arm]):.0f} s")
+              f"± {np.std(out['ndcg10'][arm]):.4f}, command wall {np.mean(out['wall_s'][arm]):.0f} s, "
+              f"peak RSS {max(out['peak_rss_mb'][arm]) / 1024:.2f} GB")
     print(f"B − A NDCG@10 {diff:+.4f} [{lo:+.4f}, {hi:+.4f}] (paired bootstrap over users, seeds averaged)")
     if args.out:
         args.out.write_text(json.dumps(out, indent=1) + "\n", "utf-8")

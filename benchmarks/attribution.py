@@ -8,8 +8,11 @@
 Per seed, one default job (`train --stage all --seed S`) gives two rows: SASRec (stage 1), i.e.
 stages 2-4 off, and UR4Rec V2 (final). Each ablation copies that run's stage-1 checkpoint and
 trains stages 2-4 again, with one part switched off: each modality the run's model reads
-(`--modalities` without it) and the content adaptor (`model.item_adaptor = false`). Every row is
-`ur4rec evaluate --output` on the test split: full ranking, pessimistic ties, 8 tie orders.
+(`--modalities` without it) and the content adaptor (`model.item_adaptor = false`). Two rows need
+no training (benchmarks/anchor_rows.py): the final model without its frozen stage-1 SASRec
+(`model.sasrec_anchor`), and the control, two seeds' ID-only stage-1 SASRecs mixed as the anchor
+mixes. Every row is ranked on the test split: full ranking, pessimistic ties, 8 tie orders
+(`ur4rec evaluate --output`, or the same ranking code in process).
 
 Test cases are cut by the target item's training-interaction count, exactly as `evaluate`'s
 slices (`evaluation/slices.py`, `eval.popularity_cuts`). Per case, NDCG@10 is averaged over seeds;
@@ -36,11 +39,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ab import ur4rec  # noqa: E402
+import anchor_rows  # noqa: E402
 from ml100k import ndcg10, paired_bootstrap  # noqa: E402
 from scale import command_line, machine  # noqa: E402
 
 FIGURES = ROOT / "docs" / "benchmarks-attribution.json"
 S1, FINAL = "SASRec (stage 1) = stages 2-4 off", "UR4Rec V2 (final)"
+NO_ANCHOR, TWO_SASRECS = "without the SASRec anchor", "two SASRecs, ID only (stage 1 of two seeds)"
 BASELINE_NDCG10 = 0.1196  # the 3-seed final NDCG@10 of docs/benchmarks.md (2026-12-02) that issue 22 must not fall below
 
 
@@ -83,6 +88,8 @@ def measure(args: argparse.Namespace) -> dict:
         ur4rec(home, "data")
         ur4rec(home, "llm", "--backend", "template")
     dataset = json.loads((home / "current-dataset.json").read_text("utf-8"))["dataset"]
+    data = Dataset.load(home / "datasets" / dataset)
+    orders = Settings().model.tie_orders
     per: dict[str, list[dict]] = {}
     walls: dict[str, list[float]] = {}
     ablations: list[str] = []
@@ -93,6 +100,8 @@ def measure(args: argparse.Namespace) -> dict:
             walls.setdefault(FINAL, []).append(round(wall, 1))
         per.setdefault(S1, []).append(evaluate(home, base, work / f"{base}-s1.jsonl", "pretrain_sasrec"))
         per.setdefault(FINAL, []).append(evaluate(home, base, work / f"{base}-final.jsonl"))
+        if anchor_rows.anchor_weight(home, dataset, base) > 0:
+            per.setdefault(NO_ANCHOR, []).append(anchor_rows.without_anchor(home, data, dataset, base, orders))
         mods = modalities_of(home, dataset, base)
         arms = [(f"without {m}", f"no-{m}", ["--modalities", ",".join(x for x in mods if x != m)], {}) for m in mods if len(mods) > 1]
         arms.append(("without the content adaptor", "no-adaptor", [], {"UR4REC_MODEL__ITEM_ADAPTOR": "false"}))
@@ -104,7 +113,10 @@ def measure(args: argparse.Namespace) -> dict:
                 ablations.append(label)
             print(f"seed {seed}: {label}: stages 2-4 {wall:.0f} s, NDCG@10 {ndcg10(np.array([r['rank'] for r in per[label][-1].values()])).mean():.4f}", flush=True)
 
-    data = Dataset.load(home / "datasets" / dataset)
+    bases = [f"{args.runs_prefix}{seed}" for seed in args.seeds]
+    weight = anchor_rows.anchor_weight(home, dataset, bases[0])
+    if len(bases) > 1:  # the control: two seeds' ID-only stage 1, mixed as the anchor mixes (weight 1 without one)
+        per[TWO_SASRECS] = [anchor_rows.two_sasrecs(home, data, dataset, a, b, weight or 1.0, orders) for a, b in zip(bases, bases[1:] + bases[:1])]
     counts = data.item_popularity("train")
     column = {raw: i + 1 for i, raw in enumerate(data.item_ids)}
     users = sorted(per[S1][0])
@@ -115,7 +127,10 @@ def measure(args: argparse.Namespace) -> dict:
     table = {label: {name: {"mean": float(s[:, mask].mean()), "per_seed": [float(x) for x in s[:, mask].mean(axis=1)]} for name, mask in slices}
              for label, s in scores.items()}  # fmt: skip
     pairs = []
-    for a, b in [(FINAL, S1), *((FINAL, abl) for abl in ablations), *((abl, S1) for abl in ablations)]:
+    extra = [m for m in (NO_ANCHOR,) if m in per]
+    controls = [m for m in (TWO_SASRECS,) if m in per]
+    for a, b in [(FINAL, S1), *((FINAL, abl) for abl in ablations + extra), *((FINAL, c) for c in controls),
+                 *((abl, S1) for abl in ablations + extra + controls)]:  # fmt: skip
         diff = scores[a].mean(axis=0) - scores[b].mean(axis=0)
         for name, mask in slices:
             mean, lo, hi = paired_bootstrap(diff[mask])
@@ -128,7 +143,8 @@ def measure(args: argparse.Namespace) -> dict:
         "seeds": args.seeds,
         "cuts": list(cuts),
         "cases": {name: int(mask.sum()) for name, mask in slices},
-        "models": [S1, *ablations, FINAL],
+        "models": [S1, *controls, *ablations, *extra, FINAL],
+        "anchor": weight,
         "table": table,
         "pairs": pairs,
         "train_wall_s": walls,

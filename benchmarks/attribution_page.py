@@ -44,7 +44,11 @@ def render_section(f: dict[str, Any], baseline: float = 0.1196) -> list[str]:
         "## Attribution: which part makes the tail gain and which the head loss (standard test)",
         "",
         f"`{f['command']}` ({f['date']}, {f['machine']}; {f['note']}). Seeds {seeds}. Each ablation retrains stages 2-4 "
-        "from the same seed's stage-1 SASRec with one part off; \"stages 2-4 off\" is that SASRec itself. Test split, full "
+        "from the same seed's stage-1 SASRec with one part off; \"stages 2-4 off\" is that SASRec itself. "
+        + (f"The final model adds its frozen stage-1 SASRec's score with weight {f['anchor']:g} (`model.sasrec_anchor`); "
+           "\"without the SASRec anchor\" is the same model scored without it, and \"two SASRecs\" is the control: two seeds' "
+           "ID-only stage-1 models mixed the same way, no content. " if f.get("anchor") else "")
+        + "Test split, full "
         "ranking, pessimistic ties, 8 tie orders. Cases are cut by the target item's training-interaction count "
         f"(`eval.popularity_cuts` = {cuts[0]}, {cuts[1]}; docs/evaluation.md): "
         + ", ".join(f"{p} {n:,}" for p, n in f["cases"].items())

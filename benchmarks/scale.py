@@ -229,6 +229,7 @@ def ml100k_from_ab(figures: Path, ab_file: Path, note: str = "") -> None:
         return {
             "wall": float(np.mean(ab["wall_s"][key])), "walls": ab["wall_s"][key], "ndcg10": float(np.mean(ab["ndcg10"][key])),
             "stages": [{"stage": st, "wall_s": float(np.mean([s[st] for s in stages]))} for st in stages[0]],
+            **({"peak_rss_mb": max(ab["peak_rss_mb"][key])} if ab.get("peak_rss_mb") else {}),
         }  # fmt: skip
 
     startup = old.get("startup")

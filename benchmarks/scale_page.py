@@ -256,6 +256,8 @@ def _ab_section(ml: dict) -> list[str]:
     walls = lambda arm: ", ".join(f"{w:.0f}" for w in ml[arm]["walls"])  # noqa: E731
     out += [
         f"| **command wall** (per seed: before {walls('before')}; after {walls('after')}) | **{ml['before']['wall']:.1f}** | **{ml['after']['wall']:.1f}** |",
+        *([f"| peak RSS of the training process, largest over seeds | {ml['before']['peak_rss_mb'] / 1024:.2f} GB | {ml['after']['peak_rss_mb'] / 1024:.2f} GB |"]
+          if "peak_rss_mb" in ml["before"] and "peak_rss_mb" in ml["after"] else []),
         f"| test NDCG@10, mean over seeds | {ml['before']['ndcg10']:.4f} | {ml['after']['ndcg10']:.4f} |",
         f"| new − old test NDCG@10 [95% CI] | | {q['mean']:+.4f} [{q['ci95'][0]:+.4f}, {q['ci95'][1]:+.4f}] |",
         "",

@@ -113,3 +113,25 @@ def test_bf16_products_stay_close_and_are_chosen_by_the_setting(monkeypatch: pyt
         assert uses_bf16_logits("auto", "cpu") is native
     assert "matrix products in bfloat16" in describe_loss("ce", 50, 10, 8, bf16=True)
     assert "bfloat16" not in describe_loss("ce", 50, 10, 8)
+
+
+def test_bf16_rows_are_padded_to_few_shapes_without_changing_the_loss_or_its_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Padding the bfloat16 products' rows (so that oneDNN meets few shapes) changes no value:
+    the same loss and gradients as unpadded products (BF16_ROWS = 1), for row counts on and off the multiple."""
+    g = torch.Generator().manual_seed(2)
+    items = (torch.randn(150, 16, generator=g) * 0.5).requires_grad_()
+    padded = []
+    real_pad = chunked_loss._pad_rows
+    monkeypatch.setattr(chunked_loss, "_pad_rows", lambda x, rows=None: padded.append(real_pad(x, rows).shape[0]) or real_pad(x, rows))
+    for n in (1, 63, 64, 65, 200):
+        vecs = (torch.randn(n, 16, generator=g) * 0.5).requires_grad_()
+        targets = torch.randint(0, 150, (n,), generator=g)
+        out = {}
+        for rows in (1, 64):
+            monkeypatch.setattr(chunked_loss, "BF16_ROWS", rows)
+            padded.clear()
+            loss = chunked_loss.fused_cross_entropy(vecs, items, targets, bf16=True)
+            out[rows] = (loss, *torch.autograd.grad(loss, (vecs, items)))
+        assert padded and set(padded) == {-(-n // 64) * 64}  # forward's and backward's products: one padded shape
+        for a, b in zip(out[1], out[64]):
+            assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-6)

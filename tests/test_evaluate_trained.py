@@ -99,9 +99,9 @@ def test_recommend_from_the_exported_index(cli, home) -> None:
     ids = [row["item_id"] for row in res["items"]]
     assert res["user"] == 3 and len(ids) == 5 and not seen & set(ids)
     assert res["stage"] == json.loads((home / "train.json").read_text())["final"]["stage"]
-    # No modality was trained: the sequence model's part is the whole score.
-    assert all(list(row["contributions"]) == ["sequence"] and row["top_part"] == "sequence" for row in res["items"])
-    assert all(row["contributions"]["sequence"] == pytest.approx(row["score"], rel=1e-5) for row in res["items"])
+    # No modality was trained: the sequence model's part and the frozen stage-1 SASRec's (model.sasrec_anchor) make the score.
+    assert all(list(row["contributions"]) == ["sequence", "stage-1 sequence"] for row in res["items"])
+    assert all(sum(row["contributions"].values()) == pytest.approx(row["score"], rel=1e-5, abs=1e-5) for row in res["items"])
     assert res["explain"]["modality"] == {}
 
 

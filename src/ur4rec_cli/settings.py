@@ -126,6 +126,12 @@ class ModelConfig(_Section):
         "history's same-timestamp items: the source order, then seeded random ones (1: the source order only; training's "
         "validation always reads the source order).",
     )
+    sasrec_anchor: float = Field(
+        1.0,
+        ge=0,
+        description="Stages 2-4 score with their own score plus this weight times the frozen stage-1 SASRec's score (one more "
+        "block of the dot product; not in their training loss; 0: off).",
+    )
     padding_sink: bool = Field(
         False,
         description="Attention to padding as a zero-padded SASRec has it: one extra key/value (the projection of a zero input) "
@@ -219,10 +225,10 @@ class TrainConfig(_Section):
     allow_random_clip: bool = Field(False, description="Accept CLIP features made with random weights (tests only).")
     amp: bool = Field(True, description="bf16 autocast on CUDA.")
     bf16_logits: Literal["auto", "on", "off"] = Field(
-        "off",
-        description="CPU training: the full softmax's matrix products in bfloat16 (float32 accumulation and softmax); "
-        "auto = on where the CPU multiplies bfloat16 natively (AVX512-BF16, AMX). Off by default: on ML-100K it cut the "
-        "job by a tenth at equal NDCG@10 but raised peak memory from 1.7 to 4.7 GB (docs/model.md, attempt 32).",
+        "auto",
+        description="CPU training: the full softmax's matrix products in bfloat16 (float32 accumulation and softmax), rows "
+        "padded to a multiple of 1,024 so that few matrix shapes occur; auto = on where the CPU multiplies bfloat16 natively "
+        "(AVX512-BF16, AMX), else off. docs/model.md, attempts 32 and 34.",
     )
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
     sasrec_epochs: int = Field(80, ge=1, description="Epochs of stage 1 (pretrain_sasrec); a cap when selecting on validation.")

@@ -4,6 +4,13 @@ user_vec = [a * h_t, g_m * w_mj * q_mj for each modality m and sub-expert j]
 item_vec = [E_i,      k_mj(i)                                          ]
 so the score is a * <h_t, E_i> (SASRec) + sum_mj g_m w_mj <q_mj, k_mj(i)> (retriever).
 
+With ``anchor`` b > 0 (``model.sasrec_anchor``) the model also carries a frozen copy of its
+stage-1 SASRec (copied when stage 2 starts, never trained after) and both vectors gain one more
+block, [b * h1_t] and [A_i]: the score adds b * <h1_t, A_i>, the ID-only model's own score. It is
+added where the model scores (validation, evaluate, the export, recommend, items add), not in the
+training loss of stages 2-4, whose objective is unchanged. An item the anchor never trained on (an
+unknown or added item) gets the mean of the known items' A_i: the anchor's average score, neutral.
+
 An item the model never trained on (``known`` False: no training interaction, e.g. a cold item
 of ``data --cold-items``) has no ID embedding worth reading: its E_i is ``unknown_id``, one learned
 token shared by every such item (zero until ID dropout trains it), so its vector is content alone
@@ -47,6 +54,7 @@ class ModelArgs:
     image_dim: int = 512
     item_adaptor: bool = False
     padding_sink: bool = False
+    anchor: float = 0.0
 
 
 class KeyTower(nn.Module):
@@ -95,12 +103,28 @@ class UR4RecV2(nn.Module):
         # Content-aware item tokens (item text and image), trained from stage 2 on.
         self.item_adaptor = ItemAdaptor([args.text_dim, args.image_dim], s, h, args.dropout) if args.item_adaptor else None
         init_weights(self, args.init_std)
+        # The frozen stage-1 SASRec (set by ``set_anchor`` when stage 2 starts; never trained).
+        self.anchor: SASRec | None = None
+        if args.anchor > 0:
+            self.anchor = SASRec(args.n_items, args.max_len, h, args.layers, args.heads, args.dropout, args.init_std, args.padding_sink)
+            self.anchor.requires_grad_(False)
         self.moe.reset(args.init_std)
         self.user_keys.heads.reset(args.init_std)
         self.text_keys.heads.reset(args.init_std)
         self.image_keys.heads.reset(args.init_std)
         if self.item_adaptor is not None:
             self.item_adaptor.reset(args.init_std)
+
+    def train(self, mode: bool = True) -> "UR4RecV2":
+        super().train(mode)
+        if self.anchor is not None:
+            self.anchor.eval()  # frozen: no dropout, whatever the rest of the model does
+        return self
+
+    def set_anchor(self) -> None:
+        """Copy the current SASRec into the frozen anchor (stage 2's start: the stage-1 model)."""
+        if self.anchor is not None:
+            self.anchor.load_state_dict(self.sasrec.state_dict())
 
     # Features --------------------------------------------------------------------------------
     def set_features(
@@ -183,10 +207,34 @@ class UR4RecV2(nn.Module):
 
     def user_vectors(self, histories: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
         """[B, L] left-padded histories and user ids [B] -> [B, D] (users None: no user text, as for a new user)."""
-        return self._fuse(self._states(histories), users)[0]
+        return self._with_anchor_user(self._fuse(self._states(histories), users)[0], histories)
 
-    def item_vectors(self, table: torch.Tensor | None = None) -> torch.Tensor:
+    def _with_anchor_user(self, vecs: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        if self.anchor is None:
+            return vecs
+        return torch.cat([vecs, self.args.anchor * self.anchor.user_vectors(histories).to(vecs.dtype)], dim=1)
+
+    def _anchor_items(self, n_new: int | None = None) -> torch.Tensor:
+        """The anchor's item block: [n_items + 1, H] (unknown items: the known items' mean), or [n_new, H] of that mean."""
+        table = self.anchor.item_vectors()  # type: ignore[union-attr]
+        known = self.known.clone()
+        known[0] = False
+        mean = table[known].mean(0) if bool(known.any()) else table.new_zeros(table.shape[1])
+        if n_new is not None:
+            return mean.expand(n_new, -1)
+        out = torch.where(self.known[:, None], table, mean)
+        out[0] = 0
+        return out
+
+    def item_vectors(self) -> torch.Tensor:
         """[n_items + 1, D]; row 0 (padding) is zero."""
+        vecs = self._item_vectors()
+        if self.anchor is None:
+            return vecs
+        return torch.cat([vecs, self._anchor_items().to(vecs.dtype)], dim=1)
+
+    def _item_vectors(self, table: torch.Tensor | None = None) -> torch.Tensor:
+        """The trained model's item vectors (without the anchor's block): what the training loss reads."""
         emb = self.item_table() if table is None else table
         item_text = self._prep(self.item_text) if bool(self.present[0] | self.present[1]) else None
         image = self._prep(self.image) if bool(self.present[2]) else None
@@ -221,7 +269,10 @@ class UR4RecV2(nn.Module):
             offset = self.item_adaptor([text if bool(self.present[1]) else None, img])
             if offset is not None:
                 emb = emb + offset
-        return self._vectors_from(emb, text if bool(self.present[0] | self.present[1]) else None, img)
+        vecs = self._vectors_from(emb, text if bool(self.present[0] | self.present[1]) else None, img)
+        if self.anchor is None:
+            return vecs
+        return torch.cat([vecs, self._anchor_items(vecs.shape[0]).to(vecs.dtype)], dim=1)
 
     def gate_weights(self, histories: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(modality weights [B, M], sub-expert weights [B, M, S]) for ``recommend --explain``."""
@@ -233,7 +284,7 @@ class UR4RecV2(nn.Module):
         h = self._states(histories)
         ctx, _ = self._inputs(h, users)
         g, w = self.moe.gates(ctx, self.present)
-        return self._fuse(h, users)[0], g, w
+        return self._with_anchor_user(self._fuse(h, users)[0], histories), g, w
 
     def block_bounds(self) -> list[tuple[str, int, int]]:
         """How D splits into the SASRec block and one block per modality."""
@@ -241,6 +292,9 @@ class UR4RecV2(nn.Module):
         out = [("sasrec", 0, h)]
         for m, name in enumerate(MODALITIES):
             out.append((name, h + m * width, h + (m + 1) * width))
+        if self.anchor is not None:
+            end = h + len(MODALITIES) * width
+            out.append(("anchor", end, end + h))
         return out
 
     def sequence_loss_inputs(
@@ -264,7 +318,7 @@ class UR4RecV2(nn.Module):
         if table is None and not self._reads_ids_only():
             table = self.item_table()
         vecs, aux = self._fuse(h, users)
-        return vecs, self.item_vectors(self._drop_ids(table)), aux
+        return vecs, self._item_vectors(self._drop_ids(table)), aux
 
     def _drop_ids(self, table: torch.Tensor | None) -> torch.Tensor | None:
         """ID dropout on the output side (training only): a random ``id_dropout`` share of the known
@@ -287,9 +341,12 @@ class UR4RecV2(nn.Module):
             dim=1,
         )
         item = self.item_vectors()[items]  # [B, K, D]
-        keys = item[..., self.args.hidden :].reshape(b, items.shape[1], len(MODALITIES), s, e)
+        keys = item[..., self.args.hidden : self.args.hidden + len(MODALITIES) * s * e].reshape(b, items.shape[1], len(MODALITIES), s, e)
         sasrec = self.sasrec_weight * torch.einsum("bh,bkh->bk", h, item[..., : self.args.hidden])
-        return sasrec + torch.einsum("bm,bms,bmse,bkmse->bk", g, w, q, keys)
+        out = sasrec + torch.einsum("bm,bms,bmse,bkmse->bk", g, w, q, keys)
+        if self.anchor is not None:
+            out = out + self.args.anchor * torch.einsum("bh,bkh->bk", self.anchor.user_vectors(histories), item[..., -self.args.hidden :])
+        return out
 
 
 def _default_known(module, state_dict, prefix, *args) -> None:

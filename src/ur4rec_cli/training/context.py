@@ -138,6 +138,7 @@ def model_args(ctx: TrainContext) -> dict[str, Any]:
         modalities=list(ctx.modalities),
         item_adaptor=m.item_adaptor,
         padding_sink=m.padding_sink,
+        anchor=m.sasrec_anchor,
     )
     return asdict(args)
 

@@ -71,7 +71,9 @@ def configure_stage(model, plan: StagePlan, weight_decay: float = 0.0, id_dropou
     adaptor = getattr(model, "item_adaptor", None)
     with_sasrec = adaptor is not None and not id_dropout
     sasrec_params = list(model.sasrec.parameters()) + (list(adaptor.parameters()) if with_sasrec else [])
-    ids = {id(p) for p in sasrec_params}
+    anchor = getattr(model, "anchor", None)  # the frozen stage-1 SASRec: never trained
+    frozen = {id(p) for p in anchor.parameters()} if anchor is not None else set()
+    ids = {id(p) for p in sasrec_params} | frozen
     other = [p for p in model.parameters() if id(p) not in ids]
     groups = []
     for params, lr in ((sasrec_params, plan.sasrec_lr), (other, plan.moe_lr)):

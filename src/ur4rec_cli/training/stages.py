@@ -201,6 +201,8 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     model = new_model(ctx)
     if plan.predecessor is not None:
         model.load_state_dict(predecessor_weights(ctx, plan), strict=False)
+        if plan.index == 1:
+            model.set_anchor()  # stage 2 starts from stage 1: its SASRec becomes the frozen anchor
     model.to(ctx.device)
     optimizer = configure_stage(model, plan, t.weight_decay, t.id_dropout if plan.index >= 1 else 0.0)
     pairs = _stage_pairs(ctx, plan)
