@@ -30,6 +30,7 @@ def render_section(f: dict[str, Any]) -> list[str]:
         f"Seeds {seeds} (the default job per seed; popularity and content-KNN learn nothing and ran once). "
         f"Both UR4Rec V2 rows are the default job; the second trains its content path to stand alone "
         f"(`train.id_dropout = {f['id_dropout']:g}`: at every step of stages 2-4 that share of the items is read without its ID embedding).",
+        *([f"*Since:* {f['since']}"] if f.get("since") else []),  # a later change of the defaults these figures predate
         "",
         "| model | warm NDCG@10 | warm HR@10 | cold NDCG@10 | cold HR@10 | cold MRR |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -332,7 +332,7 @@ def targets(results, boot, boot_ref, select_rows, default_run) -> list[str]:
 
 
 def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, ablations, boot, rec_wall, torch_wall, help_wall, total, eval_seconds,
-           jobs, select_rows, reference_rows, reference_epochs, default_run, boot_ref, boot_select, boot_orders) -> str:
+           jobs, select_rows, reference_rows, reference_epochs, default_run, boot_ref, boot_select, boot_orders, since=None) -> str:
     seed_list = " ".join(str(s) for s in seeds)
     side = f" --jobs {jobs}" if jobs > 1 else ""
     out = [
@@ -360,6 +360,7 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         "Texts from a real LLM (`ur4rec llm --backend local`) and UR4Rec V2 trained on them: "
         "[benchmarks-llm.md](benchmarks-llm.md) (`benchmarks/llm_page.py`).",
         "",
+        *([f"*Since:* {since}", ""] if since else []),  # a later change of the defaults this run predates
         "## Targets",
         "",
         *targets(results, boot, boot_ref, select_rows, default_run),

@@ -4,6 +4,7 @@
     python benchmarks/scale.py [--sizes 100k 1m 10m] [--device cpu] [--home DIR]
     python benchmarks/scale.py --render          # redraw docs/scale.svg and the page from saved figures
     python benchmarks/scale.py --from-ab AB.json  # the ML-100K before/after rows from a 3-seed code A/B (benchmarks/ab.py)
+    python benchmarks/scale.py --startup HOME RUN  # `recommend --history` / `--user` start-up again, on a trained ML-100K run
 
 Per size (catalogues 2k, 20k, 200k items; users = interactions / 100; benchmarks/synthetic.py,
 seed 0) each step is one `ur4rec` process, timed from outside, its peak RSS read from the kernel
@@ -169,11 +170,29 @@ def run_scale(sizes: list[str], device: str, figures: Path, *, home: Path | None
         shutil.rmtree(work, ignore_errors=True)
 
 
+def measure_startup(home: Path, run: str) -> dict[str, float]:
+    """A new user's list from a cold process (the encoder, so torch is imported) and a known user's
+    (numpy only), against torch's import alone; median walls of 5 runs each."""
+    from ml100k import median_wall
+
+    cli = [sys.executable, "-m", "ur4rec_cli", "--home", str(home)]
+    return {
+        "recommend_history_s": median_wall([*cli, "recommend", "--run", run, "--history", "50,172,181,1,100"]),
+        "recommend_user_s": median_wall([*cli, "recommend", "--run", run, "--user", "42"]),
+        "import_torch_s": median_wall([sys.executable, "-c", "import torch"]),
+    }
+
+
+def startup_from(figures: Path, home: Path, run: str) -> None:
+    """Only the start-up figures, measured again on a trained ML-100K run (``--startup HOME RUN``)."""
+    saved = json.loads(figures.read_text("utf-8"))
+    saved.setdefault("ml100k", {}).update(startup=measure_startup(home, run), startup_date=dt.date.today().isoformat())
+    figures.write_text(json.dumps(saved, indent=1) + "\n", "utf-8")
+
+
 def measure_ml100k(figures: Path, note: str = "", before_src: Path | None = None) -> None:
     """ML-100K's default job alone (`train --stage all --device cpu`, seed 42), the code before this
     round (``before_src``: its ``src`` folder) and now, one after the other in one run."""
-    from ml100k import median_wall
-
     work = Path(tempfile.mkdtemp(prefix="ur4rec-ml100k-"))
     home = work / "home"
     try:
@@ -193,12 +212,7 @@ def measure_ml100k(figures: Path, note: str = "", before_src: Path | None = None
             arms[arm] = {"wall": train["wall_s"], "stages": t["stages"], "export_s": t.get("export_s"), "ndcg10": e["metrics"]["NDCG@10"], "evaluate_s": e.get("seconds")}
             print(f"ML-100K {arm}: train --stage all {train['wall_s']:.1f} s, test NDCG@10 {e['metrics']['NDCG@10']:.4f}", flush=True)
         # A new user's list from a cold process (the encoder, so torch is imported) against torch's import alone.
-        cli = [sys.executable, "-m", "ur4rec_cli", "--home", str(home)]
-        startup = {
-            "recommend_history_s": median_wall([*cli, "recommend", "--run", "after", "--history", "50,172,181,1,100"]),
-            "recommend_user_s": median_wall([*cli, "recommend", "--run", "after", "--user", "42"]),
-            "import_torch_s": median_wall([sys.executable, "-c", "import torch"]),
-        }
+        startup = measure_startup(home, "after")
         if "before" not in arms:  # no old code given: the run recorded in docs/benchmarks.json, another day
             old = json.loads((ROOT / "docs" / "benchmarks.json").read_text("utf-8"))
             arms["before"] = {"date": old["date"], "wall": old["default_run"]["wall"], "stages": old["default_run"]["stages"], "ndcg10": old["default_run"]["test"]["NDCG@10"]}
@@ -285,8 +299,11 @@ def main() -> None:
     ap.add_argument("--ml100k", action="store_true", help="only ML-100K's default `train --stage all` alone, before and after")
     ap.add_argument("--before-src", type=Path, default=None, help="--ml100k: the src folder of the code to compare with (e.g. `git archive REF src`)")
     ap.add_argument("--from-ab", type=Path, default=None, help="the ML-100K before/after rows from a code A/B's figures (benchmarks/ab.py --a-src --b-src --out FILE)")
+    ap.add_argument("--startup", nargs=2, default=None, metavar=("HOME", "RUN"), help="only the start-up figures again, on a trained ML-100K run")
     args = ap.parse_args()
-    if args.from_ab:
+    if args.startup:
+        startup_from(args.figures, Path(args.startup[0]), args.startup[1])
+    elif args.from_ab:
         ml100k_from_ab(args.figures, args.from_ab, args.note)
     elif args.ml100k:
         measure_ml100k(args.figures, args.note, args.before_src)

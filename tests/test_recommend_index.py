@@ -16,9 +16,11 @@ from ur4rec_cli.store import ArtifactStore
 
 BLOCKS = {"names": ["sasrec", "user_text", "item_text", "image"], "bounds": [[0, 4], [4, 8], [8, 12], [12, 16]]}
 MODALITIES = ["user_text", "item_text", "image"]
+# The same with the frozen stage-1 SASRec's block last (model.sasrec_anchor).
+ANCHORED = {"names": [*BLOCKS["names"], "anchor"], "bounds": [*BLOCKS["bounds"], [16, 20]]}
 
 
-def write_index(home: Path, seed: int = 0, dataset_digest: str | None = None) -> dict[str, np.ndarray]:
+def write_index(home: Path, seed: int = 0, dataset_digest: str | None = None, blocks: dict = BLOCKS) -> dict[str, np.ndarray]:
     """An index as training exports it: vectors, blocks.json, gates.npz, manifest extra."""
     settings = load_settings()
     store = ArtifactStore(home)
@@ -26,8 +28,9 @@ def write_index(home: Path, seed: int = 0, dataset_digest: str | None = None) ->
     digest = dataset_digest or store.load(data_dir, kind="dataset").digest
     summary = json.loads((data_dir / "summary.json").read_text())
     rng = np.random.default_rng(seed)
-    users = rng.standard_normal((summary["users"] + 1, 16)).astype(np.float32)
-    items = rng.standard_normal((summary["items"] + 1, 16)).astype(np.float32)
+    width = blocks["bounds"][-1][1]
+    users = rng.standard_normal((summary["users"] + 1, width)).astype(np.float32)
+    items = rng.standard_normal((summary["items"] + 1, width)).astype(np.float32)
     users[0] = items[0] = 0
     modality = rng.dirichlet(np.ones(3), size=summary["users"] + 1).astype(np.float32)
     experts = rng.dirichlet(np.ones(3), size=(summary["users"] + 1, 3)).astype(np.float32)
@@ -36,7 +39,7 @@ def write_index(home: Path, seed: int = 0, dataset_digest: str | None = None) ->
     with store.write(folder, kind="index", extra=extra) as tmp:
         np.save(tmp / "user_vecs.npy", users)
         np.save(tmp / "item_vecs.npy", items)
-        (tmp / "blocks.json").write_text(json.dumps(BLOCKS))
+        (tmp / "blocks.json").write_text(json.dumps(blocks))
         np.savez(tmp / "gates.npz", modality=modality, experts=experts, modalities=np.array(MODALITIES))
     return {"users": users, "items": items, "modality": modality, "experts": experts}
 
@@ -78,8 +81,10 @@ def test_recommend_user_json_never_seen_and_exact(cli, ml100k) -> None:
 
 
 @pytest.mark.slow
-def test_explain_parts_add_up_to_the_score(cli, ml100k) -> None:
-    vecs = write_index(ml100k)
+@pytest.mark.parametrize("blocks", [BLOCKS, ANCHORED], ids=["plain", "anchored"])
+def test_explain_parts_add_up_to_the_score(cli, ml100k, blocks: dict) -> None:
+    vecs = write_index(ml100k, blocks=blocks)
+    names = {"sasrec": "sequence", "anchor": "stage-1 sequence"}
     r = cli("recommend", "--user", "42", "--top", "4", "--explain", "--json")
     assert r.code == 0, r
     res = json.loads(r.stdout)
@@ -88,14 +93,15 @@ def test_explain_parts_add_up_to_the_score(cli, ml100k) -> None:
     assert res["explain"]["experts"]["image"] == pytest.approx(vecs["experts"][42, 2].tolist())
     for row in res["items"]:
         u, i = vecs["users"][42], vecs["items"][row["item_id"]]
-        want = {("sequence" if n == "sasrec" else n): float(u[a:b] @ i[a:b]) for n, (a, b) in zip(BLOCKS["names"], BLOCKS["bounds"])}
-        assert list(row["contributions"]) == ["sequence", *MODALITIES]  # the parts the README names
+        want = {names.get(n, n): float(u[a:b] @ i[a:b]) for n, (a, b) in zip(blocks["names"], blocks["bounds"])}
+        assert list(row["contributions"]) == ["sequence", *MODALITIES, *(["stage-1 sequence"] if blocks is ANCHORED else [])]
         assert row["contributions"] == pytest.approx(want, rel=1e-5)
         assert row["top_part"] == max(want, key=want.get)
         assert sum(row["contributions"].values()) == pytest.approx(row["score"], rel=1e-4)
     table = cli("recommend", "--user", "42", "--top", "4", "--explain")
     assert "modality gates: user_text" in table.stdout and "score = the sum of its parts, each the dot product" in table.stdout
-    assert all(len(line) <= 80 for line in table.stdout.splitlines()[:6])
+    assert all(len(line) <= 80 for line in table.stdout.splitlines())
+    assert ("+ seq1" in table.stdout and "seq1: the frozen stage-1 SASRec" in table.stdout) == (blocks is ANCHORED)
     first = res["items"][0]
     assert all(f"{first['contributions'][p]:+.3f}" in table.stdout for p in first["contributions"])
 

@@ -10,6 +10,8 @@ block, [b * h1_t] and [A_i]: the score adds b * <h1_t, A_i>, the ID-only model's
 added where the model scores (validation, evaluate, the export, recommend, items add), not in the
 training loss of stages 2-4, whose objective is unchanged. An item the anchor never trained on (an
 unknown or added item) gets the mean of the known items' A_i: the anchor's average score, neutral.
+The anchor is built with the model in every stage (unused in stage 1), so building it draws from
+torch's generator: a seed trains along other random draws with b > 0 than with b = 0.
 
 An item the model never trained on (``known`` False: no training interaction, e.g. a cold item
 of ``data --cold-items``) has no ID embedding worth reading: its E_i is ``unknown_id``, one learned
