@@ -8,7 +8,9 @@ NDCG@10, starts from its predecessor's best (or last, ``train.start_from``) chec
 stage with the best validation NDCG@10 becomes final.json. The final stage is exported as the
 serving index (``final.py``). After each stage's first epoch a whole-job estimate is printed (``estimate.py``).
 ``train`` holds the run folder's writer lock (``runlock.py``) throughout; stage 2 may reuse its frozen
-SASRec's states (``state_cache.py``, off by default). Test data is never read here.
+SASRec's states (``state_cache.py``, off by default). When stage 2 starts, the stage-1 SASRec is
+also copied into the model's frozen anchor (``model.sasrec_anchor``; models/ur4rec.py), which
+stages 2-4 add to their score and never train. Test data is never read here.
 """
 
 from __future__ import annotations
