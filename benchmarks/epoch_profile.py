@@ -51,6 +51,7 @@ def main() -> None:
             a = time.perf_counter()
             vecs, items, _ = model.sequence_loss_inputs(inputs, users)
             b = time.perf_counter()
+            # bf16 passed only when asked: an older src run through PYTHONPATH has no such argument.
             loss = softmax_loss(vecs, items, targets[inputs != 0], reduction="sum", **({"bf16": True} if args.bf16 else {})) / per_step
             c = time.perf_counter()
             opt.zero_grad(set_to_none=True)

@@ -31,12 +31,6 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "the local backend needs the gguf and accelerate packages: pip install 'ur4rec[local]'"
 
-
-def local_packages_missing() -> bool:
-    """True when gguf or accelerate (the `local` extra, which the local backend needs) is not installed."""
-    import importlib.util
-
-    return importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None
 # llama.cpp's default samplers for chat completions, so that temperature means what it meant there.
 TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
 # Auto batch size: prompts per batch, and a cap on padded tokens (prompt + answer) per batch.
@@ -44,6 +38,13 @@ AUTO_BATCH = {"cpu": 128, "cuda": 512, "mps": 64}
 TOKENS_PER_BATCH = {"cpu": 48_000, "cuda": 400_000, "mps": 32_000}
 # A batch's shortest prompt (with its answer) is never padded past this many times its own length.
 PAD_RATIO = 1.5
+
+
+def local_packages_missing() -> bool:
+    """True when gguf or accelerate (the `local` extra, which the local backend needs) is not installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("gguf") is None or importlib.util.find_spec("accelerate") is None
 
 
 @dataclass
