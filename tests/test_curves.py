@@ -53,7 +53,11 @@ def test_evaluate_compare_chart(cli, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "whole job: at most " in t.stderr and "s per pretrain_sasrec epoch)" in t.stderr
     assert t.stdout.strip().splitlines()[-1] == "test figures of the final stage (full ranking): ur4rec evaluate"
     flat = " ".join(t.stdout.split())  # the summary wraps at 80 columns
-    assert "loss: full softmax over " in flat and "(a batch's logits stay under 256 MiB: no chunking" in flat  # which loss ran, and why
+    # Which loss ran, and why; where this CPU multiplies bfloat16 natively (train.bf16_logits = auto) the line says so too.
+    from ur4rec_cli.training.chunked_loss import uses_bf16_logits
+
+    bf16 = "; its matrix products in bfloat16, softmax in float32 (train.bf16_logits: this CPU multiplies bfloat16 natively)"
+    assert "loss: full softmax over " in flat and f"(a batch's logits stay under 256 MiB: no chunking{bf16 if uses_bf16_logits('auto', 'cpu') else ''})" in flat
     chart = tmp_path / "compare.png"
     r = cli("evaluate", "--compare", "--chart", str(chart))
     assert r.code == 0, r.stderr
