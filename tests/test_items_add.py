@@ -51,7 +51,10 @@ def home(content_home: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatc
     return content_home
 
 
-def test_added_item_is_recommended_to_users_whose_history_matches_it(cli, home, tmp_path) -> None:
+def test_added_item_is_recommended_to_users_whose_history_matches_it(cli, home, tmp_path, monkeypatch) -> None:
+    # Unscaled borrowed blocks (the default cold_scale 0.8 ranks an added item under its neighbours,
+    # here just after the 15 unseen films of either half: test_cold_neighbours.py covers the scale).
+    monkeypatch.setenv("UR4REC_MODEL__COLD_SCALE", "1")
     new = tmp_path / "new.csv"
     new.write_text("title,year,genres\nNight of the Ghoul Returns,1990,Horror|Thriller\n", "utf-8")
     r = cli("items", "add", str(new), "--json")
@@ -80,7 +83,10 @@ def test_new_item_vector_is_the_unknown_item_vector(home) -> None:
 
     from ur4rec_cli.runs import load_stage_model
 
-    model = load_stage_model(load_settings(None, {"home": home})).model
+    settings = load_settings(None, {"home": home})
+    model = load_stage_model(settings).model
+    m = settings.model
+    assert model.neighbours is not None and (model.neighbours.k, model.neighbours.scale) == (m.cold_neighbours, m.cold_scale)  # the scoring settings reach it
     known = model.known.clone()
     known[7] = False
     model.set_known(known)

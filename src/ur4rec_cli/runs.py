@@ -72,6 +72,13 @@ def model_from_checkpoint(ckpt: dict[str, Any], stage: str):
     return model.sasrec if stage == STAGES[0] else model
 
 
+def set_cold_neighbours(model: Any, settings: "Settings") -> None:
+    """Apply the scoring-time ``model.cold_*`` settings (a UR4RecV2's unknown items; SASRec has none)."""
+    if hasattr(model, "set_cold_neighbours"):
+        m = settings.model
+        model.set_cold_neighbours(m.cold_neighbours, m.cold_temperature, m.cold_scale)
+
+
 def stage_finished(folder: Path) -> bool:
     man = read_manifest(folder, verify=False)
     return man is not None and man.kind == "checkpoint" and (folder / "best.pt").is_file()
@@ -111,5 +118,6 @@ def load_stage_model(settings: "Settings", stage: str | None = None, device: "to
         raise ArtifactMissingError(f"no trained model for stage {stage} ({path}); run `ur4rec train --stage {stage}` first")
     ckpt = read_checkpoint(path)
     model = model_from_checkpoint(ckpt, stage).to(device)
+    set_cold_neighbours(model, settings)
     info = {k: v for k, v in ckpt.items() if k not in ("state_dict",)}
     return LoadedModel(model=model, stage=stage, path=path, info=info)

@@ -132,6 +132,17 @@ class ModelConfig(_Section):
         description="Stages 2-4 score with their own score plus this weight times the frozen stage-1 SASRec's score (one more "
         "block of the dot product; not in their training loss; 0: off).",
     )
+    cold_neighbours: int = Field(
+        10,
+        ge=0,
+        description="Where the model scores (not in training), an item without a training interaction (cold, or added by "
+        "`items add`) borrows its ID-side blocks from its k nearest known items by item text (softmax of cosine / "
+        "cold_temperature, times cold_scale; 0: off, the shared unknown-item token and the anchor's mean instead).",
+    )
+    cold_temperature: float = Field(0.03, gt=0, description="Softmax temperature over the cold_neighbours' cosine similarities.")
+    cold_scale: float = Field(
+        0.8, gt=0, description="Scale of a cold item's borrowed blocks: below 1 it ranks under its neighbours (warm items lose less)."
+    )
     padding_sink: bool = Field(
         False,
         description="Attention to padding as a zero-padded SASRec has it: one extra key/value (the projection of a zero input) "

@@ -9,14 +9,18 @@ stage-1 SASRec (copied when stage 2 starts, never trained after) and both vector
 block, [b * h1_t] and [A_i]: the score adds b * <h1_t, A_i>, the ID-only model's own score. It is
 added where the model scores (validation, evaluate, the export, recommend, items add), not in the
 training loss of stages 2-4, whose objective is unchanged. An item the anchor never trained on (an
-unknown or added item) gets the mean of the known items' A_i: the anchor's average score, neutral.
+unknown or added item) gets the mean of the known items' A_i (the anchor's average score), or with
+``model.cold_neighbours`` its content neighbours' A_i (below).
 The anchor is built with the model in every stage (unused in stage 1), so building it draws from
 torch's generator: a seed trains along other random draws with b > 0 than with b = 0.
 
 An item the model never trained on (``known`` False: no training interaction, e.g. a cold item
 of ``data --cold-items``) has no ID embedding worth reading: its E_i is ``unknown_id``, one learned
 token shared by every such item (zero until ID dropout trains it), so its vector is content alone
-(that shared token plus the item adaptor's offset from its text and image, and the retriever keys). ID
+(that shared token plus the item adaptor's offset from its text and image, and the retriever keys);
+with ``model.cold_neighbours`` k > 0 (set at scoring time by ``set_cold_neighbours``) its ID-side
+blocks (token and anchor row) are instead borrowed from its k nearest known items by item text
+(``cold_neighbours.py``), the retriever keys staying its own. ID
 dropout (``id_dropout``, set by training from stage 2 on) scores a random share of the known items
 that way at every training step (output vectors only; input tokens keep their IDs), so that
 content alone learns to place an item where its ID would.
@@ -31,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ur4rec_cli.models import fast_dropout
+from ur4rec_cli.models.cold_neighbours import Neighbours, has_text, neighbour_mean
 from ur4rec_cli.models.moe import ExpertBank, HierarchicalMoE, ItemAdaptor, feature_scale
 from ur4rec_cli.models.sasrec import SASRec, init_weights
 
@@ -89,6 +94,7 @@ class UR4RecV2(nn.Module):
         self.register_buffer("known", torch.ones(args.n_items + 1, dtype=torch.bool))
         self._register_load_state_dict_pre_hook(_default_known, with_module=True)
         self.id_dropout = 0.0  # share of known items read as unknown at each training step (stages 2-4)
+        self.neighbours: Neighbours | None = None  # unknown items from their content neighbours (scoring only)
         self.user_proj = nn.Linear(args.text_dim, h)
         # Queries: user_text sees [h_t ; user text], the item-side modalities see h_t.
         self.moe = HierarchicalMoE([2 * h, h, h], gate_dim=2 * h, sub_experts=s, expert_dim=e, dropout=args.dropout)
@@ -127,6 +133,10 @@ class UR4RecV2(nn.Module):
         """Copy the current SASRec into the frozen anchor (stage 2's start: the stage-1 model)."""
         if self.anchor is not None:
             self.anchor.load_state_dict(self.sasrec.state_dict())
+
+    def set_cold_neighbours(self, k: int, temperature: float = 0.03, scale: float = 1.0) -> None:
+        """Score unknown items from their k nearest known items by item text (k 0: off; cold_neighbours.py)."""
+        self.neighbours = Neighbours(int(k), float(temperature), float(scale)) if k > 0 else None
 
     # Features --------------------------------------------------------------------------------
     def set_features(
@@ -231,9 +241,31 @@ class UR4RecV2(nn.Module):
     def item_vectors(self) -> torch.Tensor:
         """[n_items + 1, D]; row 0 (padding) is zero."""
         vecs = self._item_vectors()
-        if self.anchor is None:
-            return vecs
-        return torch.cat([vecs, self._anchor_items().to(vecs.dtype)], dim=1)
+        if self.anchor is not None:
+            vecs = torch.cat([vecs, self._anchor_items().to(vecs.dtype)], dim=1)
+        unknown = ~self.known
+        if self._borrows() and bool(unknown.any()):
+            cols, rows = self._id_columns().nonzero().squeeze(1), self._known_rows()
+            borrowed = neighbour_mean(self.item_text[unknown], self.item_text[rows], vecs[rows][:, cols], self.neighbours)  # type: ignore[arg-type]
+            vecs[unknown.nonzero().squeeze(1)[:, None], cols[None]] = borrowed
+        return vecs
+
+    def _borrows(self) -> bool:
+        return self.neighbours is not None and has_text(self.item_text) and bool(self._known_rows().any())
+
+    def _known_rows(self) -> torch.Tensor:
+        rows = self.known.clone()
+        rows[0] = False
+        return rows
+
+    def _id_columns(self) -> torch.Tensor:
+        """[D] bool: the ID-side blocks (item token and, with the anchor, its row) that unknown items borrow."""
+        bounds = {name: (a, b) for name, a, b in self.block_bounds()}
+        cols = torch.zeros(bounds["anchor"][1] if "anchor" in bounds else bounds["image"][1], dtype=torch.bool, device=self.known.device)
+        for name in ("sasrec", "anchor"):
+            if name in bounds:
+                cols[bounds[name][0] : bounds[name][1]] = True
+        return cols
 
     def _item_vectors(self, table: torch.Tensor | None = None) -> torch.Tensor:
         """The trained model's item vectors (without the anchor's block): what the training loss reads."""
@@ -272,9 +304,13 @@ class UR4RecV2(nn.Module):
             if offset is not None:
                 emb = emb + offset
         vecs = self._vectors_from(emb, text if bool(self.present[0] | self.present[1]) else None, img)
-        if self.anchor is None:
-            return vecs
-        return torch.cat([vecs, self._anchor_items(vecs.shape[0]).to(vecs.dtype)], dim=1)
+        if self.anchor is not None:
+            vecs = torch.cat([vecs, self._anchor_items(vecs.shape[0]).to(vecs.dtype)], dim=1)
+        if self._borrows():
+            cols, rows = self._id_columns(), self._known_rows()
+            catalogue = self.item_vectors()
+            vecs[:, cols] = neighbour_mean(item_text.to(self.item_text.dtype), self.item_text[rows], catalogue[rows][:, cols], self.neighbours)  # type: ignore[arg-type]
+        return vecs
 
     def gate_weights(self, histories: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(modality weights [B, M], sub-expert weights [B, M, S]) for ``recommend --explain``."""

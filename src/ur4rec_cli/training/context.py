@@ -147,9 +147,10 @@ def new_model(ctx: TrainContext):
     """A freshly initialised UR4RecV2 with the context's features in its buffers."""
     import torch
 
-    from ur4rec_cli.runs import build_model
+    from ur4rec_cli.runs import build_model, set_cold_neighbours
 
     model = build_model(model_args(ctx))
     model.set_features(**{k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in ctx.features.items()})
     model.set_known(torch.from_numpy(ctx.known()))
+    set_cold_neighbours(model, ctx.settings)  # training's validation scores unknown items as evaluate does
     return model
