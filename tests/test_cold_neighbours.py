@@ -80,3 +80,15 @@ def test_the_settings_reach_the_model_and_sasrec_has_nothing_to_borrow() -> None
     set_cold_neighbours(model, Settings(model={"cold_neighbours": 0}))
     assert model.neighbours is None
     set_cold_neighbours(model.sasrec, Settings())  # stage 1 alone: no unknown-item path, no error
+
+
+def test_queries_are_taken_in_chunks_with_the_same_result(monkeypatch) -> None:
+    from ur4rec_cli.models import cold_neighbours
+
+    g = torch.Generator().manual_seed(3)
+    queries, keys, rows = torch.randn(50, 8, generator=g), torch.randn(30, 8, generator=g), torch.randn(30, 5, generator=g)
+    nb = Neighbours(4, 0.1, 0.9)
+    whole = neighbour_mean(queries, keys, rows, nb)
+    monkeypatch.setattr(cold_neighbours, "CHUNK_CELLS", 65)  # 2 queries per chunk
+    assert torch.allclose(neighbour_mean(queries, keys, rows, nb), whole, atol=1e-6)
+    assert neighbour_mean(queries[:0], keys, rows, nb).shape == (0, 5)

@@ -34,6 +34,11 @@ class Neighbours:
     scale: float
 
 
+# Similarities held at once: queries are taken in chunks of at most this many / K rows (a large
+# catalogue with many unknown items would otherwise hold an M x K matrix).
+CHUNK_CELLS = 1 << 24
+
+
 def neighbour_mean(queries: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor, nb: Neighbours) -> torch.Tensor:
     """``scale`` x the softmax-weighted mean of ``rows`` [K, c] over each query's top-k keys.
 
@@ -41,11 +46,16 @@ def neighbour_mean(queries: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor
     """
     if keys.shape[0] == 0:
         raise ValueError("no known item to borrow a vector from")
-    q = F.normalize(queries.float(), dim=1)
     k = F.normalize(keys.float(), dim=1)
-    top, idx = (q @ k.T).topk(min(nb.k, keys.shape[0]), dim=1)
-    w = torch.softmax(top / nb.temperature, dim=1)
-    return nb.scale * torch.einsum("mk,mkc->mc", w, rows.float()[idx]).to(rows.dtype)
+    values = rows.float()
+    step = max(1, CHUNK_CELLS // keys.shape[0])
+    out = []
+    for start in range(0, queries.shape[0], step):
+        q = F.normalize(queries[start : start + step].float(), dim=1)
+        top, idx = (q @ k.T).topk(min(nb.k, keys.shape[0]), dim=1)
+        w = torch.softmax(top / nb.temperature, dim=1)
+        out.append(torch.einsum("mk,mkc->mc", w, values[idx]))
+    return (nb.scale * torch.cat(out)).to(rows.dtype) if out else rows.new_zeros(0, rows.shape[1])
 
 
 def has_text(item_text: torch.Tensor) -> bool:

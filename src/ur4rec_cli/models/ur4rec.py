@@ -260,11 +260,10 @@ class UR4RecV2(nn.Module):
 
     def _id_columns(self) -> torch.Tensor:
         """[D] bool: the ID-side blocks (item token and, with the anchor, its row) that unknown items borrow."""
-        bounds = {name: (a, b) for name, a, b in self.block_bounds()}
-        cols = torch.zeros(bounds["anchor"][1] if "anchor" in bounds else bounds["image"][1], dtype=torch.bool, device=self.known.device)
-        for name in ("sasrec", "anchor"):
-            if name in bounds:
-                cols[bounds[name][0] : bounds[name][1]] = True
+        bounds = self.block_bounds()
+        cols = torch.zeros(bounds[-1][2], dtype=torch.bool, device=self.known.device)
+        for name, start, end in bounds:
+            cols[start:end] = name in ("sasrec", "anchor")
         return cols
 
     def _item_vectors(self, table: torch.Tensor | None = None) -> torch.Tensor:
