@@ -100,7 +100,7 @@ def _fingerprint(chosen: list[tuple[str, Path] | None]) -> str:
     return sha256_json(rows)
 
 
-def _open_rgb(path: Path):
+def open_rgb(path: Path):
     from PIL import Image
 
     # verify() catches truncated and garbled files that open() alone would accept.
@@ -119,14 +119,14 @@ def _encode(model, batches, device: str, encode: str, progress, task) -> list[np
     with torch.inference_mode(), amp:
         for batch in batches:
             x = batch.to(device, non_blocking=True)
-            feats = model.encode_image(x) if encode == "image" else _encode_text(model, x)
+            feats = model.encode_image(x) if encode == "image" else encode_text_tokens(model, x)
             feats = torch.nn.functional.normalize(feats.float(), dim=-1)
             outs.append(feats.cpu().numpy().astype(np.float32))
             progress.advance(task, len(batch))
     return outs
 
 
-def _encode_text(model, tokens):
+def encode_text_tokens(model, tokens):
     """``model.encode_text`` on the tokens up to the batch's longest prompt.
 
     CLIP's text tower is causal and reads the end-of-text position, so the padding after it
@@ -168,7 +168,7 @@ def _image_batches(files: list[tuple[int, Path]], preprocess, batch_size: int, g
     pending: list[tuple[int, Any]] = []
     for index, path in files:
         try:
-            tensor = preprocess(_open_rgb(path))
+            tensor = preprocess(open_rgb(path))
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
             skipped.append((index, path, str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__))
             continue

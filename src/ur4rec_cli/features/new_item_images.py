@@ -27,7 +27,7 @@ def new_item_image_features(settings: "Settings", dataset_name: str, digests: di
     import torch
 
     from ur4rec_cli.devices import resolve_device
-    from ur4rec_cli.features.clip import _encode_text, _open_rgb, poster_prompt
+    from ur4rec_cli.features.clip import encode_text_tokens, open_rgb, poster_prompt
     from ur4rec_cli.features.clip_weights import load_model, resolve_weights
     from ur4rec_cli.store import ArtifactStore
 
@@ -48,10 +48,10 @@ def new_item_image_features(settings: "Settings", dataset_name: str, digests: di
     with torch.inference_mode():
         for r in rows:
             if r.get("poster"):
-                out = model.encode_image(preprocess(_open_rgb(Path(r["poster"])))[None].to(device))
+                out = model.encode_image(preprocess(open_rgb(Path(r["poster"])))[None].to(device))
                 from_image += 1
             else:
-                out = _encode_text(model, tokenizer([poster_prompt(r)]).to(device))
+                out = encode_text_tokens(model, tokenizer([poster_prompt(r)]).to(device))
             feats.append(torch.nn.functional.normalize(out.float(), dim=-1).cpu().numpy()[0])
     how = f"CLIP {weights.model} ({weights.pretrained}): {from_image} poster(s), {len(rows) - from_image} title prompt(s)"
     return np.stack(feats).astype(np.float32), how

@@ -108,9 +108,9 @@ def _poster(csv_path: Path, value: str) -> tuple[str | None, str | None]:
     if not path.is_file():
         return None, f"poster {value!r} not found ({path})"
     try:
-        from ur4rec_cli.features.clip import _open_rgb
+        from ur4rec_cli.features.clip import open_rgb
 
-        _open_rgb(path)
+        open_rgb(path)
     except Exception as exc:  # PIL raises many kinds for a bad image
         return None, f"poster {value!r} is not a readable image ({type(exc).__name__})"
     return str(path.resolve()), None
