@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ml100k import ndcg10, paired_bootstrap, read_ranks  # noqa: E402
+from ml100k import cli, ndcg10, paired_bootstrap, read_ranks  # noqa: E402
 from scale import machine  # noqa: E402
 
 
@@ -47,12 +45,7 @@ def env_of(assignments: list[str]) -> dict[str, str]:
 
 def ur4rec(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict, float]:
     """``ur4rec --home HOME ARGS --json`` in its own process: (its JSON result, wall seconds); a failure ends the benchmark."""
-    cmd = [sys.executable, "-m", "ur4rec_cli", "--home", str(home), *args, "--json"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
+    return cli(home, *args, env=env)
 
 
 def one_run(home: Path, arm: str, seed: int, env: dict[str, str], threads: int | None) -> dict:
