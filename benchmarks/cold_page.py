@@ -45,8 +45,8 @@ def render_section(f: dict[str, Any]) -> list[str]:
     walls = "; ".join(f"{arm}: " + ", ".join(f"{w:.0f}" for w in v) + " s" for arm, v in f["train_wall_s"].items())
     ours = "UR4Rec V2" if "arms" in f else "UR4Rec V2, id_dropout 0"
     second = "the ID-dropout arm" if "arms" in f else "the second arm"
-    out += ["", f"Cost: `train` wall per seed, seeds {seeds} ({walls}; {second} trains stages 2-4 only, from the first arm's "
-            f"stage 1); `evaluate` of one model, warm and cold test sets, "
+    retrained = f"; {second} trains stages 2-4 only, from the first arm's stage 1" if len(f["train_wall_s"]) > 1 else ""
+    out += ["", f"Cost: `train` wall per seed, seeds {seeds} ({walls}{retrained}); `evaluate` of one model, warm and cold test sets, "
             f"{statistics.mean(f['table'][ours]['eval_s']):.0f} s of compute; the whole benchmark {f['total_s'] / 60:.0f} min.", ""]
     return out
 
