@@ -11,7 +11,8 @@ own (cosine of the raw item-text embeddings), times ``model.cold_scale``:
 
 The retriever keys stay the item's own (they are computed from its content). Nothing is trained:
 the known items' vectors are those of the trained model, and the imputation runs wherever the
-model scores (evaluate, the export, `recommend --history`, `items add`), so a catalogue's cold item
+model scores (training's validation, evaluate, the export, `recommend --history`, `items add`;
+``runs.set_cold_neighbours`` applies the settings), so a catalogue's cold item
 and an added item with the same text get the same vector. The scale trades warm for cold accuracy:
 below 1 an imputed item scores under its neighbours (rarely displaces a known item), at 1 about as
 high (docs/model.md, the issue-22 notebook, measures the trade-off).

@@ -229,8 +229,7 @@ class UR4RecV2(nn.Module):
     def _anchor_items(self, n_new: int | None = None) -> torch.Tensor:
         """The anchor's item block: [n_items + 1, H] (unknown items: the known items' mean), or [n_new, H] of that mean."""
         table = self.anchor.item_vectors()  # type: ignore[union-attr]
-        known = self.known.clone()
-        known[0] = False
+        known = self._known_rows()
         mean = table[known].mean(0) if bool(known.any()) else table.new_zeros(table.shape[1])
         if n_new is not None:
             return mean.expand(n_new, -1)
@@ -240,18 +239,29 @@ class UR4RecV2(nn.Module):
 
     def item_vectors(self) -> torch.Tensor:
         """[n_items + 1, D]; row 0 (padding) is zero."""
-        vecs = self._item_vectors()
-        if self.anchor is not None:
-            vecs = torch.cat([vecs, self._anchor_items().to(vecs.dtype)], dim=1)
-        unknown = ~self.known
-        if self._borrows() and bool(unknown.any()):
-            cols, rows = self._id_columns().nonzero().squeeze(1), self._known_rows()
-            borrowed = neighbour_mean(self.item_text[unknown], self.item_text[rows], vecs[rows][:, cols], self.neighbours)  # type: ignore[arg-type]
-            vecs[unknown.nonzero().squeeze(1)[:, None], cols[None]] = borrowed
+        vecs = self._catalogue_vectors()
+        unknown = (~self.known).nonzero().squeeze(1)
+        if self._borrows() and len(unknown):
+            vecs[unknown] = self._borrowed(self.item_text[unknown], vecs[unknown], vecs)
         return vecs
+
+    def _catalogue_vectors(self) -> torch.Tensor:
+        """The catalogue's vectors with the anchor's block, before unknown items borrow anything."""
+        vecs = self._item_vectors()
+        if self.anchor is None:
+            return vecs
+        return torch.cat([vecs, self._anchor_items().to(vecs.dtype)], dim=1)
 
     def _borrows(self) -> bool:
         return self.neighbours is not None and has_text(self.item_text) and bool(self._known_rows().any())
+
+    def _borrowed(self, item_text: torch.Tensor, vecs: torch.Tensor, catalogue: torch.Tensor) -> torch.Tensor:
+        """``vecs`` [M, D] of items with raw item texts [M, d], their ID-side blocks borrowed from the
+        nearest known items of ``catalogue`` (``_catalogue_vectors``; cold_neighbours.py)."""
+        cols, rows = self._id_columns(), self._known_rows()
+        out = vecs.clone()
+        out[:, cols] = neighbour_mean(item_text.to(self.item_text.dtype), self.item_text[rows], catalogue[rows][:, cols], self.neighbours)  # type: ignore[arg-type]
+        return out
 
     def _known_rows(self) -> torch.Tensor:
         rows = self.known.clone()
@@ -306,9 +316,7 @@ class UR4RecV2(nn.Module):
         if self.anchor is not None:
             vecs = torch.cat([vecs, self._anchor_items(vecs.shape[0]).to(vecs.dtype)], dim=1)
         if self._borrows():
-            cols, rows = self._id_columns(), self._known_rows()
-            catalogue = self.item_vectors()
-            vecs[:, cols] = neighbour_mean(item_text.to(self.item_text.dtype), self.item_text[rows], catalogue[rows][:, cols], self.neighbours)  # type: ignore[arg-type]
+            vecs = self._borrowed(item_text, vecs, self._catalogue_vectors())
         return vecs
 
     def gate_weights(self, histories: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
