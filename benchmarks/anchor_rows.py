@@ -18,7 +18,7 @@ S1_STAGE, FINAL_STAGE = "pretrain_sasrec", "end_to_end"
 
 def _load(home: Path, dataset: str, run: str, stage: str):
     from ur4rec_cli.runs import model_from_checkpoint
-    from ur4rec_cli.training.checkpoints import read_checkpoint
+    from ur4rec_cli.runs import read_checkpoint
 
     return model_from_checkpoint(read_checkpoint(home / "runs" / dataset / run / stage / "best.pt"), stage)
 
@@ -40,7 +40,7 @@ def _ranks(scorer: Any, data: Any, max_len: int, orders: int) -> dict[str, dict[
 
 def anchor_weight(home: Path, dataset: str, run: str) -> float:
     """The run's final model's ``model.sasrec_anchor`` (0: it has no anchor)."""
-    from ur4rec_cli.training.checkpoints import read_checkpoint
+    from ur4rec_cli.runs import read_checkpoint
 
     return float(read_checkpoint(home / "runs" / dataset / run / FINAL_STAGE / "best.pt")["model_args"].get("anchor", 0.0))
 

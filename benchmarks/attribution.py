@@ -60,7 +60,7 @@ def evaluate(home: Path, run: str, out: Path, stage: str | None = None) -> dict[
 def modalities_of(home: Path, dataset: str, run: str) -> list[str]:
     """The modalities the run's final model reads (its ``present`` buffer)."""
     from ur4rec_cli.models.ur4rec import MODALITIES
-    from ur4rec_cli.training.checkpoints import read_checkpoint
+    from ur4rec_cli.runs import read_checkpoint
 
     present = read_checkpoint(home / "runs" / dataset / run / "end_to_end" / "best.pt")["state_dict"]["present"]
     return [m for m, on in zip(MODALITIES, present.tolist()) if on]

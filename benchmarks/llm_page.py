@@ -128,7 +128,7 @@ def render_speed(sp: dict) -> list[str]:
 
 def _examples(records: list[dict], per_kind: int = 5) -> list[dict]:
     """Ten first-try answers: five items and five users spread evenly over the ids."""
-    from ur4rec_cli.features.prompts import PROMPT_VERSION
+    from ur4rec_cli.features.llm.prompts import PROMPT_VERSION
 
     out = []
     for kind in ("item", "user"):

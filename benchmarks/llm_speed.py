@@ -25,8 +25,8 @@ from pathlib import Path
 
 
 def prompts_for(home: Path, n: int):
-    from ur4rec_cli.features import llm as L
-    from ur4rec_cli.features import prompts as P
+    from ur4rec_cli.features.llm import texts as L
+    from ur4rec_cli.features.llm import prompts as P
     from ur4rec_cli.settings import load_settings
 
     settings = load_settings(None, {"home": home, "llm": {"backend": "local"}})
@@ -41,7 +41,7 @@ def prompts_for(home: Path, n: int):
 def llama_one_at_a_time(model_path: Path, prompts, settings, threads: int) -> dict:
     from llama_cpp import Llama
 
-    from ur4rec_cli.features.local_llm import SEED
+    from ur4rec_cli.features.llm.local import SEED
 
     cfg = settings.llm
     t0 = time.perf_counter()
@@ -59,8 +59,8 @@ def llama_one_at_a_time(model_path: Path, prompts, settings, threads: int) -> di
 
 
 def batched(model, prompts, settings, threads: int, home: Path) -> dict:
-    from ur4rec_cli.features.batched_llm import hf_folder
-    from ur4rec_cli.features.local_llm import make_generator
+    from ur4rec_cli.features.llm.batched import hf_folder
+    from ur4rec_cli.features.llm.local import make_generator
 
     shutil.rmtree(hf_folder(home, model), ignore_errors=True)  # time the first run's conversion too
     # The engine exactly as `ur4rec llm --backend local` builds it, on the CPU with the same threads.
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    from ur4rec_cli.features.local_llm import resolve_model
+    from ur4rec_cli.features.llm.local import resolve_model
 
     settings, prompts, total = prompts_for(args.home, args.prompts)
     model = resolve_model(settings)

@@ -33,10 +33,10 @@ from ml100k import COLS, KS, cli, ndcg10, paired_bootstrap, read_ranks  # noqa: 
 def generation(home: Path) -> dict:
     """What the local model has answered so far in ``home`` (read from its answer cache): count,
     generation seconds, tokens/s, and the verdict of the answer checks on what is answered."""
-    from ur4rec_cli.features import llm as L
-    from ur4rec_cli.features import llm_answers as A
-    from ur4rec_cli.features import prompts as P
-    from ur4rec_cli.features.llm_cache import AnswerCache, cache_key
+    from ur4rec_cli.features.llm import texts as L
+    from ur4rec_cli.features.llm import answers as A
+    from ur4rec_cli.features.llm import prompts as P
+    from ur4rec_cli.features.llm.cache import AnswerCache, cache_key
     from ur4rec_cli.settings import load_settings
 
     settings = load_settings(None, {"home": home, "llm": {"backend": "local"}})
@@ -80,8 +80,7 @@ def generation(home: Path) -> dict:
 
 def train_counts(home: Path) -> dict[str, int]:
     """Training-interaction count of every item, by the raw id the ranks file names."""
-    from ur4rec_cli.features import llm as L
-    from ur4rec_cli.features import llm_answers as A
+    from ur4rec_cli.features.llm import texts as L
     from ur4rec_cli.serving.index import display_id
     from ur4rec_cli.settings import load_settings
 

@@ -39,7 +39,8 @@ def _make_images(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """One real extraction for the whole module."""
-    from ur4rec_cli.features.clip import MODEL_LOADS, extract_clip_features
+    from ur4rec_cli.features.images.clip import extract_clip_features
+    from ur4rec_cli.features.images.weights import MODEL_LOADS
     from ur4rec_cli.settings import load_settings
 
     root = tmp_path_factory.mktemp("clip")
@@ -96,7 +97,7 @@ def test_same_picture_same_vector_and_text_differs(built: SimpleNamespace) -> No
 
 
 def test_second_run_is_served_from_store_without_model(built: SimpleNamespace, cli) -> None:
-    from ur4rec_cli.features.clip import MODEL_LOADS
+    from ur4rec_cli.features.images.weights import MODEL_LOADS
 
     before = MODEL_LOADS["count"]
     t0 = time.perf_counter()
@@ -111,7 +112,7 @@ def test_second_run_is_served_from_store_without_model(built: SimpleNamespace, c
 
 def test_load_clip_features_refuses_random_unless_allowed(built: SimpleNamespace) -> None:
     from ur4rec_cli.errors import WeightsError
-    from ur4rec_cli.features.clip import load_clip_features
+    from ur4rec_cli.features.images.clip import load_clip_features
 
     with pytest.raises(WeightsError, match="allow_random_clip"):
         load_clip_features(built.settings, built.dman)
@@ -122,7 +123,7 @@ def test_load_clip_features_refuses_random_unless_allowed(built: SimpleNamespace
 
 
 def test_corrupt_or_missing_artifact_loads_as_none(built: SimpleNamespace, tmp_path: Path) -> None:
-    from ur4rec_cli.features.clip import load_clip_features
+    from ur4rec_cli.features.images.clip import load_clip_features
 
     home = tmp_path / "copy"
     shutil.copytree(built.home, home)
@@ -135,7 +136,7 @@ def test_corrupt_or_missing_artifact_loads_as_none(built: SimpleNamespace, tmp_p
 
 
 def test_pretrained_openai_offline_fails_fast_with_one_line(isolated_home: Path, cli) -> None:
-    from ur4rec_cli.features.clip import MODEL_LOADS
+    from ur4rec_cli.features.images.weights import MODEL_LOADS
 
     write_dataset(isolated_home)
     before = MODEL_LOADS["count"]
@@ -149,7 +150,7 @@ def test_pretrained_openai_offline_fails_fast_with_one_line(isolated_home: Path,
 
 
 def test_weights_available(tmp_path: Path) -> None:
-    from ur4rec_cli.features.clip import weights_available
+    from ur4rec_cli.features.images.weights import weights_available
     from ur4rec_cli.settings import load_settings
 
     ok, why = weights_available(load_settings(None, {"clip": {"pretrained": "none"}}))
@@ -184,8 +185,8 @@ def test_cuda_without_cuda_is_a_device_error(isolated_home: Path, cli) -> None:
 
 
 def test_poster_prompt_and_titles() -> None:
-    from ur4rec_cli.features.clip import poster_prompt
-    from ur4rec_cli.features.posters import natural_title
+    from ur4rec_cli.features.images.clip import poster_prompt
+    from ur4rec_cli.features.images.posters import natural_title
 
     meta = {"title": "Toy Story", "year": 1995, "genres": ["Animation", "Children's", "Comedy"]}
     assert poster_prompt(meta) == 'A movie poster for "Toy Story" (1995), an animation, children\'s, comedy film.'
@@ -200,7 +201,7 @@ def test_poster_prompt_and_titles() -> None:
 
 
 def test_changed_image_folder_rebuilds(built: SimpleNamespace, tmp_path: Path, cli) -> None:
-    from ur4rec_cli.features.clip import MODEL_LOADS
+    from ur4rec_cli.features.images.weights import MODEL_LOADS
 
     home, images = tmp_path / "home", tmp_path / "images"
     shutil.copytree(built.home, home)
@@ -223,8 +224,8 @@ def test_rows_equal_a_fresh_model_encoding(built: SimpleNamespace) -> None:
     import torch
     from PIL import Image
 
-    from ur4rec_cli.features.clip import poster_prompt
-    from ur4rec_cli.features.clip_weights import Weights as _Weights, load_model as _load_model
+    from ur4rec_cli.features.images.clip import poster_prompt
+    from ur4rec_cli.features.images.weights import Weights as _Weights, load_model as _load_model
 
     feats = np.load(_folder(built.home) / "image.npy")
     prov = json.loads((_folder(built.home) / "provenance.json").read_text("utf-8"))

@@ -50,7 +50,7 @@ def _items(n: int = 5) -> list[tuple[str, dict]]:
 
 
 def test_fetch_downloads_matches_and_reports_misses(isolated_home: Path, tmdb_env: TMDBServer) -> None:
-    from ur4rec_cli.features.posters import fetch_posters
+    from ur4rec_cli.features.images.posters import fetch_posters
 
     tmdb_env.state.fail_next = 1  # one 429 first: retried, not fatal
     report = fetch_posters(_settings(), _items())
@@ -67,7 +67,7 @@ def test_fetch_downloads_matches_and_reports_misses(isolated_home: Path, tmdb_en
 
 
 def test_rerun_is_cached_and_resumes(isolated_home: Path, tmdb_env: TMDBServer) -> None:
-    from ur4rec_cli.features.posters import fetch_posters
+    from ur4rec_cli.features.images.posters import fetch_posters
 
     fetch_posters(_settings(), _items())
     n_search, n_all = len(tmdb_env.search_requests()), len(tmdb_env.state.requests)
@@ -84,7 +84,7 @@ def test_rerun_is_cached_and_resumes(isolated_home: Path, tmdb_env: TMDBServer) 
 
 def test_bearer_token_and_bad_key(isolated_home: Path, tmdb: TMDBServer, monkeypatch: pytest.MonkeyPatch) -> None:
     from ur4rec_cli.errors import ConfigError
-    from ur4rec_cli.features.posters import fetch_posters
+    from ur4rec_cli.features.images.posters import fetch_posters
 
     token = "eyJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJ0ZXN0In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
     tmdb.state.api_key = token
@@ -104,7 +104,7 @@ def test_unreachable_tmdb_is_one_error(isolated_home: Path, monkeypatch: pytest.
     import socket
 
     from ur4rec_cli.errors import DownloadError
-    from ur4rec_cli.features import posters
+    from ur4rec_cli.features.images import posters
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -119,7 +119,7 @@ def test_unreachable_tmdb_is_one_error(isolated_home: Path, monkeypatch: pytest.
 
 
 def test_rate_limiter_spaces_calls() -> None:
-    from ur4rec_cli.features.posters import _RateLimiter
+    from ur4rec_cli.features.images.posters import _RateLimiter
 
     limiter = _RateLimiter(50.0)
     t0 = time.monotonic()

@@ -17,7 +17,7 @@ import pytest
 from conftest import FIXTURES
 from ur4rec_cli.data import sources
 from ur4rec_cli.data.dataset import Dataset
-from ur4rec_cli.data.parsers import ML100K_GENRES
+from ur4rec_cli.data.grouplens import ML100K_GENRES
 from ur4rec_cli.data.prepare import ensure_dataset, load_dataset, prepare_data
 from ur4rec_cli.errors import ArtifactMissingError, ChecksumError
 from ur4rec_cli.settings import load_settings

@@ -60,7 +60,7 @@ def _catalogue_row(home: Path, raw_id: str) -> np.ndarray:
 def test_posters_and_title_prompts_are_read_as_the_catalogues(cli, home: Path, tmp_path: Path) -> None:
     """A new item with item 3's poster gets item 3's CLIP feature; one without a poster, the title
     prompt's, as catalogue item 15 (no image) got; both are served."""
-    from ur4rec_cli.features.new_item_images import new_item_image_features
+    from ur4rec_cli.features.images.new_items import new_item_image_features
     from ur4rec_cli.runs import load_stage_model
     from ur4rec_cli.settings import load_settings
 

@@ -11,7 +11,7 @@ import pytest
 
 from openai_server import ChatServer, Fault, chat_server, default_answer
 from test_items_add import two_genre_dataset
-from ur4rec_cli.features import prompts as P
+from ur4rec_cli.features.llm import prompts as P
 from ur4rec_cli.store import ArtifactStore
 
 KEY = "sk-items-add-test"
@@ -135,7 +135,7 @@ def test_a_failing_server_writes_nothing_and_the_rerun_asks_only_what_is_missing
 def test_texts_no_longer_in_the_home_give_template_descriptions_with_a_warning(home: Path, capsys: pytest.CaptureFixture) -> None:
     """When `ur4rec llm` ran again after training, the run's texts (named by its checkpoint) are
     gone: their spec is unknown, so new items get template descriptions and a warning says why."""
-    from ur4rec_cli.features.new_item_texts import describe_new_items, run_text_spec
+    from ur4rec_cli.features.llm.new_items import describe_new_items, run_text_spec
     from ur4rec_cli.settings import load_settings
 
     settings = load_settings()

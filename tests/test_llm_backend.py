@@ -13,9 +13,10 @@ import pytest
 
 from openai_server import ChatServer, Fault, chat_server, default_answer
 from ur4rec_cli.errors import LLMError
-from ur4rec_cli.features.backends import RunStats, parse_answer, run_openai
-from ur4rec_cli.features.llm_cache import AnswerCache
-from ur4rec_cli.features.prompts import SYSTEM_PROMPT, Prompt
+from ur4rec_cli.features.llm.backends import RunStats, run_openai
+from ur4rec_cli.features.llm.cleanup import parse_answer
+from ur4rec_cli.features.llm.cache import AnswerCache
+from ur4rec_cli.features.llm.prompts import SYSTEM_PROMPT, Prompt
 from ur4rec_cli.settings import LLMConfig
 
 KEY = "sk-test-backend-0123456789abcdef"

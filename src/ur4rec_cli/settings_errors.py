@@ -1,6 +1,7 @@
 """What is wrong with a setting, in one line: an unknown variable, a bad value (naming the flag,
 variable or config file that gave it, with a guess for a typo), a list given in the environment
-as plain text. ``settings.load_settings`` raises these as ``ConfigError``."""
+as plain text. ``settings.load_settings`` raises these as ``ConfigError``, passing its ``Settings``
+model in (this module never imports ``settings``)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ur4rec_cli import settings
 from ur4rec_cli.errors import ConfigError
 
 
-def check_unknown_env() -> None:
-    fields = {f"UR4REC_{name.upper()}" for name in settings.Settings.model_fields}
+def check_unknown_env(model: Any, extras: set[str]) -> None:
+    """An ``UR4REC_*`` variable that names no setting of ``model`` (nor one of ``extras``) is an error."""
+    fields = {f"UR4REC_{name.upper()}" for name in model.model_fields}
     for var in os.environ:
-        if not var.startswith("UR4REC_") or var in settings._ENV_EXTRAS:
+        if not var.startswith("UR4REC_") or var in extras:
             continue
         top = var.split("__", 1)[0]
         if top not in fields:
             raise ConfigError(f"unknown environment variable {var} (no such setting)")
 
 
-def describe_error(err: Any, config_path: Path | None, overrides: dict[str, Any]) -> str:
+def describe_error(err: Any, config_path: Path | None, overrides: dict[str, Any], root: Any) -> str:
     """One line naming the setting, where it was given (flag, variable or file) and, for a typo, a guess."""
     import difflib
 
@@ -41,7 +42,7 @@ def describe_error(err: Any, config_path: Path | None, overrides: dict[str, Any]
     else:
         where = ""
     if err.get("type") == "extra_forbidden":
-        model: Any = settings.Settings
+        model: Any = root
         for part in loc[:-1]:
             field = model.model_fields.get(part)
             model = field.annotation if field is not None else None
@@ -52,7 +53,7 @@ def describe_error(err: Any, config_path: Path | None, overrides: dict[str, Any]
     return f"invalid setting {dotted}: {err.get('msg', 'invalid')}{where}"
 
 
-def env_parse_error(message: str) -> str | None:
+def env_parse_error(message: str, root: Any) -> str | None:
     """pydantic-settings could not decode an environment variable (a list setting given as plain
     text): the line names the variable and the form it takes, not the config file."""
     import json
@@ -62,7 +63,7 @@ def env_parse_error(message: str) -> str | None:
     if m is None:
         return None
     prefix = f"UR4REC_{m.group(1).upper()}__"
-    section = settings.Settings.model_fields.get(m.group(1))
+    section = root.model_fields.get(m.group(1))
     fields = getattr(section.annotation, "model_fields", {}) if section is not None else {}
     for var, value in sorted(os.environ.items()):
         field = fields.get(var[len(prefix) :].lower()) if var.startswith(prefix) else None

@@ -18,7 +18,8 @@ from ur4rec_cli.console import info, warn
 from ur4rec_cli.data import sources
 from ur4rec_cli.data.current import record_current
 from ur4rec_cli.data.dataset import Dataset, build_dataset
-from ur4rec_cli.data.parsers import FileSet, RawData, detect_format, parse
+from ur4rec_cli.data.parsers import detect_format, parse
+from ur4rec_cli.data.rawfiles import FileSet, RawData
 from ur4rec_cli.errors import ArtifactMissingError, ConfigError, DataError, DownloadError
 from ur4rec_cli.settings import DataConfig, Settings
 from ur4rec_cli.store import ArtifactStore, Manifest, sha256_file

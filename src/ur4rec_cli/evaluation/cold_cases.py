@@ -16,7 +16,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ur4rec_cli.data.dataset import Dataset
-    from ur4rec_cli.evaluation.run import Ranked
+    from ur4rec_cli.evaluation.ranked import Ranked
 
 
 def rank_cold_cases(raw_scorer: Any, dataset: "Dataset", *, tie_orders: int, max_len: int, batch_size: int = 64, device: Any = "cpu") -> "Ranked":
@@ -24,7 +24,7 @@ def rank_cold_cases(raw_scorer: Any, dataset: "Dataset", *, tie_orders: int, max
     from ur4rec_cli.console import make_progress
     from ur4rec_cli.data.cold import ColdView, OwnerScorer
     from ur4rec_cli.evaluation.protocols import full_candidates
-    from ur4rec_cli.evaluation.run import Ranked
+    from ur4rec_cli.evaluation.ranked import Ranked
     from ur4rec_cli.ranking import full_ranking_ranks, with_tie_orders
 
     view = ColdView(dataset)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 
 from ur4rec_cli.errors import ConfigError
-from ur4rec_cli.ranking import metrics_from_ranks, per_user_ndcg
+from ur4rec_cli.evaluation.ranked import Ranked
+from ur4rec_cli.ranking import per_user_ndcg
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.store import atomic_write_text
 
@@ -29,21 +29,6 @@ if TYPE_CHECKING:
 POPULARITY = "popularity"
 CONTENT_KNN = "content_knn"
 BASELINES = (POPULARITY, CONTENT_KNN)
-
-
-@dataclass
-class Ranked:
-    """Per-user outcome of one evaluation: everything needed to recompute every metric."""
-
-    users: np.ndarray
-    targets: np.ndarray
-    ranks: np.ndarray
-    candidates: np.ndarray
-    seconds: float
-    cold: "Ranked | None" = None  # the cold test cases of a cold-item variant (users: case numbers)
-
-    def metrics(self, ks: list[int]) -> dict[str, float]:
-        return metrics_from_ranks(self.ranks, ks)
 
 
 def rank_scorer(
@@ -259,7 +244,7 @@ def _load_scorer(
 
 def _item_text(settings: "Settings", dman: Any) -> np.ndarray | None:
     """The data set's item-text embeddings when `ur4rec llm` wrote valid ones, else None."""
-    from ur4rec_cli.features.llm import load_text_embeddings
+    from ur4rec_cli.features.llm.texts import load_text_embeddings
 
     loaded = load_text_embeddings(settings, dman)
     return None if loaded is None else loaded[0]

@@ -1,4 +1,5 @@
-"""Hierarchical mixture of experts: sub-experts inside each modality, a gate across modalities.
+"""Hierarchical mixture of experts: sub-experts inside each modality, a gate across modalities; the
+item-side key towers (one expert head per sub-expert) and the item adaptor.
 
 Dims in einsum strings: n = rows (users or sequence positions), m = modality, s = sub-expert,
 i = expert input, e = expert output.
@@ -39,6 +40,19 @@ def balance_loss(weights: torch.Tensor) -> torch.Tensor:
     mean = weights.reshape(-1, weights.shape[-1]).mean(0)
     return mean.var(unbiased=False) / mean.mean().clamp_min(1e-9).pow(2)
 
+
+
+class KeyTower(nn.Module):
+    """Item features [n, in] -> sub-expert keys [n, S, e]: a shared GELU layer, then one head per expert."""
+
+    def __init__(self, in_dim: int, hidden: int, experts: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_dim, hidden)
+        self.heads = ExpertBank(hidden, experts, out_dim)
+        self.dropout = fast_dropout.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.dropout(F.gelu(self.inp(x))))
 
 class HierarchicalMoE(nn.Module):
     """Queries of ``M`` modalities x ``S`` sub-experts, weighted by a two-level gate.

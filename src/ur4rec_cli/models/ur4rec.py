@@ -31,12 +31,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ur4rec_cli.models import fast_dropout
 from ur4rec_cli.models.cold_neighbours import Neighbours, has_text, neighbour_mean
-from ur4rec_cli.models.moe import ExpertBank, HierarchicalMoE, ItemAdaptor, feature_scale
+from ur4rec_cli.models.moe import HierarchicalMoE, ItemAdaptor, KeyTower, feature_scale
 from ur4rec_cli.models.sasrec import SASRec, init_weights
 
 MODALITIES = ("user_text", "item_text", "image")
@@ -62,19 +60,6 @@ class ModelArgs:
     item_adaptor: bool = False
     padding_sink: bool = False
     anchor: float = 0.0
-
-
-class KeyTower(nn.Module):
-    """Item features [n, in] -> sub-expert keys [n, S, e]: a shared GELU layer, then one head per expert."""
-
-    def __init__(self, in_dim: int, hidden: int, experts: int, out_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.inp = nn.Linear(in_dim, hidden)
-        self.heads = ExpertBank(hidden, experts, out_dim)
-        self.dropout = fast_dropout.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.heads(self.dropout(F.gelu(self.inp(x))))
 
 
 class UR4RecV2(nn.Module):

@@ -6,11 +6,11 @@ default: the next free integer), ``year``, ``genres`` (separated by ``|`` or ``;
 image file, relative to the CSV's folder; read when the run's model reads images). Every row is
 checked first; a bad row is one line naming the file, line and problem, and then nothing is
 written. Each new item's description is made as the run's own item texts were
-(features/new_item_texts.py: the template text from title, year and genres, or the same LLM
+(features/llm/new_items.py: the template text from title, year and genres, or the same LLM
 backend and prompt; ``--text template`` forces the template), encoded with the run's
 text-embedding model; its vector is ``UR4RecV2.new_item_vectors``: content alone, exactly as a
 catalogue item the model never trained on is scored (models/ur4rec.py). A model that reads images
-gets each new item's CLIP feature from the run's own CLIP model (features/new_item_images.py: the
+gets each new item's CLIP feature from the run's own CLIP model (features/images/new_items.py: the
 poster, or without one the title prompt, as for catalogue items without an image).
 
 The vectors are appended to the run's exported index (``item_vecs.npy`` grows by one row per new
@@ -42,7 +42,8 @@ ADDED = "added_items.json"
 
 def read_item_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows, problems): rows {"id" (or None), "title", "year", "genres", "line"}; one problem line per bad row."""
-    from ur4rec_cli.data.parsers import ML100K_GENRES, split_title
+    from ur4rec_cli.data.grouplens import ML100K_GENRES
+    from ur4rec_cli.data.rawfiles import split_title
 
     try:
         raw = path.read_bytes()
@@ -108,7 +109,7 @@ def _poster(csv_path: Path, value: str) -> tuple[str | None, str | None]:
     if not path.is_file():
         return None, f"poster {value!r} not found ({path})"
     try:
-        from ur4rec_cli.features.clip import open_rgb
+        from ur4rec_cli.features.images.clip import open_rgb
 
         open_rgb(path)
     except Exception as exc:  # PIL raises many kinds for a bad image
@@ -190,7 +191,7 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: 
 
     from ur4rec_cli.data.prepare import dataset_name
     from ur4rec_cli.features import embeddings as E
-    from ur4rec_cli.features.new_item_texts import describe_new_items, run_text_spec
+    from ur4rec_cli.features.llm.new_items import describe_new_items, run_text_spec
     from ur4rec_cli.runs import load_stage_model
 
     loaded = load_stage_model(settings, index.stage)
@@ -207,7 +208,7 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: 
         raise ConfigError(f"the text encoder {settings.llm.embedding_model} gives {feats.shape[1]}-d vectors; the model was trained on {model.item_text.shape[1]}-d ones")
     how, image = f"{how} encoded with {settings.llm.embedding_model}", None
     if bool(model.present[2]):  # the run reads images: the same CLIP model reads the new posters (or title prompts)
-        from ur4rec_cli.features.new_item_images import new_item_image_features
+        from ur4rec_cli.features.images.new_items import new_item_image_features
 
         img, img_how = new_item_image_features(settings, name, digests, new)
         image, how = torch.from_numpy(img), f"{how}; images: {img_how}"

@@ -2,7 +2,7 @@
 and the checked predecessor weights a later stage starts from.
 
 Reading (run folders, ``best.pt``, ``final.json``, rebuilding a model) lives in ``ur4rec_cli.runs``,
-which evaluation and serving use without importing training; its names are re-exported here.
+which evaluation, serving and training all import from there.
 """
 
 from __future__ import annotations
@@ -14,20 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ur4rec_cli.runs import (  # noqa: F401 - re-exported for the training side
-    FINAL,
-    LoadedModel,
-    build_model,
-    learned_validation,
-    load_stage_model,
-    model_from_checkpoint,
-    read_checkpoint,
-    read_final,
-    run_dir,
-    stage_dir,
-    stage_finished,
-    trained_stages,
-)
+from ur4rec_cli.runs import learned_validation, read_checkpoint, stage_finished
 from ur4rec_cli.store import MANIFEST, Manifest, atomic_write_bytes, atomic_write_json, sha256_file
 
 if TYPE_CHECKING:

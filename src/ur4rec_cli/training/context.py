@@ -86,7 +86,7 @@ def _prepare(settings: "Settings", device: "torch.device", dist: DistContext) ->
     modalities = list(settings.model.modalities)
     ctx = TrainContext(settings, dataset, dman, device, modalities, digests={"dataset": dman.digest}, run_dir=run_dir(settings), dist=dist)
     if "user_text" in modalities or "item_text" in modalities:
-        from ur4rec_cli.features.llm import ensure_text_embeddings
+        from ur4rec_cli.features.llm.texts import ensure_text_embeddings
 
         item_text, user_text, tman = ensure_text_embeddings(settings, dataset, dman)
         ctx.features["item_text"], ctx.features["user_text"] = item_text, user_text
@@ -104,11 +104,12 @@ def _prepare(settings: "Settings", device: "torch.device", dist: DistContext) ->
 
 
 def _image_features(settings: "Settings", dman: "Manifest") -> tuple[Any, str]:
-    from ur4rec_cli.features import clip
+    from ur4rec_cli.features.images import clip
+    from ur4rec_cli.features.images.weights import weights_available
 
     loaded = clip.load_clip_features(settings, dman, allow_random=settings.train.allow_random_clip)
     if loaded is None:
-        ok, reason = clip.weights_available(settings)
+        ok, reason = weights_available(settings)
         if not ok:
             return None, f"no CLIP weights ({reason}); run `ur4rec clip` once weights are available"
         clip.extract_clip_features(settings)

@@ -45,7 +45,7 @@ def choose_final(ctx: "TrainContext") -> dict[str, Any] | None:
 
 
 def export_final(ctx: "TrainContext", stage: str) -> str:
-    from ur4rec_cli.training.checkpoints import load_stage_model
+    from ur4rec_cli.runs import load_stage_model
     from ur4rec_cli.training.export import export_index
 
     loaded = load_stage_model(ctx.settings, stage, device=ctx.device)

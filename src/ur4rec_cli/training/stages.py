@@ -89,7 +89,7 @@ def _silence_output() -> None:
 
 
 def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, dist: DistContext) -> dict[str, Any]:
-    from ur4rec_cli.training.checkpoints import stage_dir, stage_finished
+    from ur4rec_cli.runs import stage_dir, stage_finished
     from ur4rec_cli.training.distributed import barrier, broadcast_object
 
     # Fail fast, before any data or feature work, when a lone later stage lacks its predecessor.

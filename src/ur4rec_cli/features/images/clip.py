@@ -21,8 +21,8 @@ import numpy as np
 from ur4rec_cli.console import info, make_progress, warn
 from ur4rec_cli.devices import resolve_device
 from ur4rec_cli.errors import ConfigError, WeightsError
-from ur4rec_cli.features.clip_weights import MODEL_LOADS, Weights, checkpoint_sha, load_model, resolve_weights, weights_available  # noqa: F401 - MODEL_LOADS, weights_available: public here too
-from ur4rec_cli.features.posters import natural_title, poster_path, safe_name
+from ur4rec_cli.features.images.weights import Weights, checkpoint_sha, load_model, resolve_weights
+from ur4rec_cli.features.images.posters import natural_title, poster_path, safe_name
 from ur4rec_cli.store import ArtifactStore, Manifest, sha256_json
 
 if TYPE_CHECKING:
@@ -329,7 +329,7 @@ def _clip_extra(settings: "Settings", enc: _Encoded, chosen, weights: Weights, d
 
 
 def _fetch_missing_posters(settings: "Settings", dataset: "Dataset") -> dict[str, Any]:
-    from ur4rec_cli.features.posters import fetch_posters
+    from ur4rec_cli.features.images.posters import fetch_posters
 
     user = {}
     if settings.clip.images is not None and Path(settings.clip.images).expanduser().is_dir():

@@ -3,7 +3,7 @@
 Serves both LLM backends of `ur4rec llm` (openai-compatible endpoints and the in-process local
 GGUF): answers go to ``cache/llm/<name>.jsonl`` as they arrive, so a rerun resumes where it stopped.
 `items add` describes new items through the same sender, cache and answer parsing
-(features/new_item_texts.py).
+(features/llm/new_items.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from ur4rec_cli import console
 from ur4rec_cli.errors import ConfigError, LLMError
-from ur4rec_cli.features import prompts as P
+from ur4rec_cli.features.llm import prompts as P
 
 KINDS = {"items": "item", "users": "user"}
 
@@ -20,7 +20,7 @@ KINDS = {"items": "item", "users": "user"}
 def llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summary) -> dict[str, list[str]] | None:
     """Ask the model for every uncached prompt (a stricter second try for rejected answers); the
     texts of both groups, with where each came from, once every entry is settled."""
-    from ur4rec_cli.features.llm_cache import AnswerCache, cache_key
+    from ur4rec_cli.features.llm.cache import AnswerCache, cache_key
 
     cfg = settings.llm
     backend = spec["backend"]
@@ -95,7 +95,7 @@ def llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summ
         summary["speed"] = {"seconds": round(stats.seconds, 1), "tokens_per_s": round(stats.output_tokens / stats.seconds, 1), "prompts_per_s": round(stats.done / stats.seconds, 3)}
     console.info(f"tokens used: {stats.input_tokens:,} in, {stats.output_tokens:,} out ({stats.sent} requests, {stats.retries} retries)")
     if stats.failed:
-        from ur4rec_cli.features.backends import cached_phrase
+        from ur4rec_cli.features.llm.backends import cached_phrase
 
         raise LLMError(f"{stats.failed} prompts failed after {cfg.max_retries} retries (last: {stats.last_error}); {cached_phrase(cache)}")
     settled = {g: [plan.settled(cache, g, i) for i in range(len(plan.keys[False][g]))] for g in ("items", "users")}
@@ -120,7 +120,7 @@ class _Plan:
     """Which prompt each entry needs next: its first try, a stricter second one, or none (settled)."""
 
     def __init__(self, dataset, cfg, wanted: list[str]) -> None:
-        from ur4rec_cli.features.validate import rejection
+        from ur4rec_cli.features.llm.validate import rejection
 
         self.dataset, self.cfg, self.wanted, self._rejection = dataset, cfg, wanted, rejection
         self.prompts: dict[bool, dict[str, list[P.Prompt]]] = {False: {}, True: {}}
@@ -212,14 +212,14 @@ def make_sender(settings, spec, cache, record_extra):
 
             prompts, keys = [p for p, _ in pending], [k for _, k in pending]
             if spec["backend"] == "local":
-                from ur4rec_cli.features.local_llm import make_generator, run_local
+                from ur4rec_cli.features.llm.local import make_generator, run_local
 
                 if "gen" not in state:
                     state["gen"] = gen = make_generator(settings, local_model(settings))
                     console.info(f"local model loaded from {'its safetensors cache' if gen.loaded_from == 'cache' else 'the GGUF (dequantized once, cached as safetensors)'} in {gen.load_seconds:.1f} s; {gen.label}")
                 stats = run_local(state["gen"], prompts, keys, cache, cfg.max_chars, extra, update)
             else:
-                from ur4rec_cli.features.backends import run_openai
+                from ur4rec_cli.features.llm.backends import run_openai
 
                 api_key = settings.llm_api_key()
                 if api_key is None:  # pragma: no cover - _choose_backend checked it
@@ -232,7 +232,7 @@ def make_sender(settings, spec, cache, record_extra):
 
 
 def merge_stats(all_stats: list):
-    from ur4rec_cli.features.backends import RunStats
+    from ur4rec_cli.features.llm.backends import RunStats
 
     total = RunStats()
     for st in all_stats:
@@ -248,7 +248,7 @@ _MODELS: dict[str, Any] = {}
 
 def local_model(settings):
     """The resolved GGUF (fetched and hashed once per process)."""
-    from ur4rec_cli.features.local_llm import resolve_model
+    from ur4rec_cli.features.llm.local import resolve_model
 
     key = str(settings.llm.local_model or settings.home)
     if key not in _MODELS:
@@ -259,7 +259,7 @@ def local_model(settings):
 def _local_estimate(settings, cache, model_id: str, pending: list) -> dict[str, Any]:
     """Time the pending prompts would take, from the tokens/s of answers this model already gave in
     full batches (or, with none cached, of one batch of up to 32 pending prompts decoded now and not kept)."""
-    from ur4rec_cli.features.local_llm import make_generator, measured_speed
+    from ur4rec_cli.features.llm.local import make_generator, measured_speed
 
     mine = [r for r in cache.entries.values() if r.get("model") == model_id and r.get("engine")]
     speed = measured_speed(mine)
@@ -289,7 +289,7 @@ def _local_estimate(settings, cache, model_id: str, pending: list) -> dict[str, 
 def answer_text(record: dict[str, Any] | None, max_chars: int, prompt: str = "") -> str:
     """The text of a cached answer, parsed from the raw reply with the current ``max_chars``;
     leading lines that copy the prompt's own lines (``Movie: ...``, ``Genres: ...``) are dropped."""
-    from ur4rec_cli.features.backends import parse_answer
+    from ur4rec_cli.features.llm.cleanup import parse_answer
 
     if record is None:  # pragma: no cover - the caller checked every key is cached
         raise LLMError("a cached answer vanished while assembling the texts")

@@ -15,8 +15,8 @@ import numpy as np
 
 from ur4rec_cli import console
 from ur4rec_cli.errors import ConfigError, LLMError
-from ur4rec_cli.features import prompts as P
-from ur4rec_cli.features.llm_answers import KINDS, llm_texts, local_model
+from ur4rec_cli.features.llm import prompts as P
+from ur4rec_cli.features.llm.answers import KINDS, llm_texts, local_model
 from ur4rec_cli.store import ArtifactStore, Manifest
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def _choose_backend(settings: "Settings", dry_run: bool = False) -> tuple[str, s
             raise ConfigError("the openai backend needs an API key: set UR4REC_LLM__API_KEY, OPENAI_API_KEY or DASHSCOPE_API_KEY")
         return backend, "requested; no API key set, fine for a dry run"
     if backend == "local":
-        from ur4rec_cli.features.batched_llm import INSTALL_HINT, local_packages_missing
+        from ur4rec_cli.features.llm.batched import INSTALL_HINT, local_packages_missing
 
         if local_packages_missing():
             raise ConfigError(INSTALL_HINT)
@@ -133,7 +133,7 @@ def text_spec(settings: "Settings", backend: str) -> dict[str, Any]:
     if backend == "template":
         return {"backend": "template", "model": None, "prompt_version": P.TEMPLATE_VERSION, "params": {"history_items": cfg.history_items}}
     if backend == "local":
-        from ur4rec_cli.features.local_llm import SEED
+        from ur4rec_cli.features.llm.local import SEED
 
         model = local_model(settings)
         return {

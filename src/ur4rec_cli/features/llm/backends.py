@@ -8,57 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ur4rec_cli.errors import LLMError
+from ur4rec_cli.features.llm.cleanup import parse_answer
 
 if TYPE_CHECKING:
-    from ur4rec_cli.features.llm_cache import AnswerCache
-    from ur4rec_cli.features.prompts import Prompt
+    from ur4rec_cli.features.llm.cache import AnswerCache
+    from ur4rec_cli.features.llm.prompts import Prompt
     from ur4rec_cli.settings import LLMConfig
 
-# A language tag only counts as one when a newline follows it: "```Text```" keeps "Text".
-_FENCE = re.compile(r"^\s*```(?:[\w+-]*[ \t]*\n)?(.*?)\n?\s*```\s*$", re.S)
-_PREFIX = re.compile(
-    r"^\s*(?:\*\*)?(?:description|summary|user preferences?|preference summary|preferences|answer|text)"
-    r"(?:\*\*)?\s*[:\-–]\s*(?:\*\*)?\s*",
-    re.I,
-)
-_QUOTES = [('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("«", "»")]
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")
 # Longest wait we accept from a Retry-After header before giving up on politeness.
 _MAX_WAIT_S = 300.0
 _MAX_BACKOFF_S = 60.0
-
-
-def parse_answer(content: str | None, max_chars: int) -> str:
-    """Clean a model answer: code fences, ``Description:`` prefixes, quotes; cut at a sentence end."""
-    text = (content or "").strip()
-    m = _FENCE.match(text)
-    if m:
-        text = m.group(1).strip()
-    for _ in range(3):  # prefixes and quotes can nest: **Description:** "..."
-        before = text
-        text = _PREFIX.sub("", text, count=1).strip()
-        for left, right in _QUOTES:
-            if len(text) >= 2 and text.startswith(left) and text.endswith(right):
-                text = text[len(left) : -len(right)].strip()
-        if text == before:
-            break
-    text = " ".join(text.split())
-    if len(text) > max_chars:
-        head = text[:max_chars]
-        ends = [m.end() for m in _SENTENCE_END.finditer(head)]
-        if ends and ends[-1] >= max_chars // 3:
-            text = head[: ends[-1]].strip()
-        else:  # no sentence end in reach: cut at a word boundary, the ellipsis within the limit
-            head = text[: max_chars - 1]
-            cut = head.rsplit(" ", 1)[0] if " " in head else head
-            text = cut.rstrip(",;:–- ") + "…"
-    return text
 
 
 class _Fatal(Exception):

@@ -1,7 +1,7 @@
 """Checks on one LLM answer before it becomes a text: small models echo, ramble or go silent.
 
 An answer that fails is asked once more with a stricter prompt; a second failure falls back to
-the template text for that entry (see ``features/llm_answers.py``).
+the template text for that entry (see ``features/llm/answers.py``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ur4rec_cli import console
 from ur4rec_cli.errors import ConfigError, LLMError
-from ur4rec_cli.features import prompts as P
+from ur4rec_cli.features.llm import prompts as P
 
 if TYPE_CHECKING:
     from ur4rec_cli.settings import Settings
@@ -59,15 +59,15 @@ def describe_new_items(settings: "Settings", dataset_name: str, spec: dict[str, 
 
 
 def _ask(settings: "Settings", dataset_name: str, spec: dict[str, Any], rows: list[dict[str, Any]], templates: list[str]) -> tuple[list[str], str]:
-    from ur4rec_cli.features.llm import text_spec
-    from ur4rec_cli.features.llm_answers import answer_text, merge_stats, send_params, make_sender
-    from ur4rec_cli.features.llm_cache import AnswerCache, cache_key
-    from ur4rec_cli.features.validate import rejection
+    from ur4rec_cli.features.llm.texts import text_spec
+    from ur4rec_cli.features.llm.answers import answer_text, merge_stats, send_params, make_sender
+    from ur4rec_cli.features.llm.cache import AnswerCache, cache_key
+    from ur4rec_cli.features.llm.validate import rejection
     from ur4rec_cli.store import ArtifactStore
 
     backend, cfg = spec["backend"], settings.llm
     if backend == "local":
-        from ur4rec_cli.features.batched_llm import INSTALL_HINT, local_packages_missing
+        from ur4rec_cli.features.llm.batched import INSTALL_HINT, local_packages_missing
 
         if local_packages_missing():
             raise ConfigError(f"this run's item texts came from the local backend: {INSTALL_HINT} (or pass --text template)")

@@ -1,0 +1,125 @@
+"""RecBole atomic files: ``<stem>.inter`` (user_id, item_id, optional rating and timestamp) plus
+optional ``.item`` and ``.user`` tables with typed headers (``name:token``), tab-separated UTF-8."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ur4rec_cli.data.rawfiles import FileSet, RawData, parse_num, read_lines, split_title
+from ur4rec_cli.errors import DataError
+
+
+_TITLE_COLS = ("movie_title", "title", "name", "item_name")
+_YEAR_COLS = ("release_year", "year")
+_GENRE_COLS = ("class", "genre", "genres", "categories", "category")
+
+
+def _atomic_table(fs: FileSet, name: str) -> tuple[list[str], list[str], list[tuple[int, list[str]]]]:
+    """Header names, header types and split data rows of one atomic file."""
+    lines = read_lines(fs, name, "utf-8")
+    head_line, head = lines[0]
+    names, types = [], []
+    for tok in head.split("\t"):
+        if ":" not in tok:
+            raise DataError(f"{name} line {head_line}: header column {tok!r} is not name:type (RecBole atomic format)")
+        n, t = tok.rsplit(":", 1)
+        names.append(n.strip())
+        types.append(t.strip())
+    rows = []
+    for line, text in lines[1:]:
+        parts = text.split("\t")
+        if len(parts) < len(names):
+            raise DataError(f"{name} line {line}: expected {len(names)} tab-separated columns, found {len(parts)} (missing column?)")
+        rows.append((line, parts))
+    return names, types, rows
+
+
+def _pick(names: list[str], candidates: tuple[str, ...]) -> int | None:
+    for c in candidates:
+        if c in names:
+            return names.index(c)
+    return None
+
+
+def parse_atomic(fs: FileSet, stem: str | None = None) -> RawData:
+    """``<stem>.inter`` (user_id, item_id, optional rating and timestamp) plus optional .item/.user."""
+    inters = [n for n in fs.names() if n.endswith(".inter")]
+    if stem is None:
+        if len(inters) > 1:
+            raise DataError(f"{fs.root}: several .inter files ({', '.join(sorted(inters))}); give the path of one")
+        stem = inters[0][: -len(".inter")]
+    inter = f"{stem}.inter"
+    names, _, rows = _atomic_table(fs, inter)
+    for col in ("user_id", "item_id"):
+        if col not in names:
+            raise DataError(f"{inter} line 1: no {col} column in the header")
+    if not rows:
+        raise DataError(f"{inter}: no interactions (header only)")
+    cu, ci = names.index("user_id"), names.index("item_id")
+    cr = names.index("rating") if "rating" in names else None
+    ct = names.index("timestamp") if "timestamp" in names else None
+    users, items = [], []
+    ratings = np.ones(len(rows), dtype=np.float32)
+    times = np.zeros(len(rows), dtype=np.int64)
+    for k, (line, parts) in enumerate(rows):
+        u, i = parts[cu].strip(), parts[ci].strip()
+        if not u or not i:
+            raise DataError(f"{inter} line {line}: empty {'user' if not u else 'item'} id")
+        users.append(u)
+        items.append(i)
+        if cr is not None:
+            ratings[k] = parse_num(inter, line, "rating", parts[cr])
+        if ct is not None:
+            times[k] = int(parse_num(inter, line, "timestamp", parts[ct]))
+    files = [inter]
+
+    item_meta: dict[str, dict[str, Any]] = {}
+    if fs.has(f"{stem}.item"):
+        files.append(f"{stem}.item")
+        item_meta = _atomic_meta(fs, f"{stem}.item", "item_id", _item_row)
+    user_meta: dict[str, dict[str, Any]] = {}
+    if fs.has(f"{stem}.user"):
+        files.append(f"{stem}.user")
+        user_meta = _atomic_meta(fs, f"{stem}.user", "user_id", _user_row)
+    return RawData(users, items, ratings, times, item_meta, user_meta, files, cr is not None, "atomic")
+
+
+def _atomic_meta(
+    fs: FileSet, name: str, key: str, convert: Callable[[str, list[str], list[str], int], dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    names, types, rows = _atomic_table(fs, name)
+    if key not in names:
+        raise DataError(f"{name} line 1: no {key} column in the header")
+    ck = names.index(key)
+    meta: dict[str, dict[str, Any]] = {}
+    for line, parts in rows:
+        rid = parts[ck].strip()
+        if not rid:
+            raise DataError(f"{name} line {line}: empty {key}")
+        meta[rid] = convert(name, names, parts, line)
+    return meta
+
+
+def _item_row(name: str, names: list[str], parts: list[str], line: int) -> dict[str, Any]:
+    ct, cy, cg = _pick(names, _TITLE_COLS), _pick(names, _YEAR_COLS), _pick(names, _GENRE_COLS)
+    title, year = split_title(parts[ct]) if ct is not None else (None, None)
+    if cy is not None and parts[cy].strip():
+        raw_year = parts[cy].strip()
+        year = int(raw_year) if raw_year.isdigit() else year
+    genres = parts[cg].split() if cg is not None else []
+    return {"title": title or None, "year": year, "genres": genres}
+
+
+def _user_row(name: str, names: list[str], parts: list[str], line: int) -> dict[str, Any]:
+    def col(c: str) -> str | None:
+        return parts[names.index(c)].strip() or None if c in names else None
+
+    age = col("age")
+    return {
+        # Other data sets bucket ages ("18-24"): keep those as text.
+        "age": int(age) if age is not None and age.isdigit() else age,
+        "gender": col("gender"),
+        "occupation": col("occupation"),
+    }

@@ -1,0 +1,1 @@
+"""The image path: CLIP weights and model, posters, the `clip` artifact, new items' image features."""
