@@ -41,7 +41,7 @@ def generation(home: Path) -> dict:
 
     settings = load_settings(None, {"home": home, "llm": {"backend": "local"}})
     dataset, _ = L._load_dataset(settings)
-    spec = L._spec(settings, "local")
+    spec = L.text_spec(settings, "local")
     cache = AnswerCache(home / "cache" / "llm" / f"{L._dataset_name(settings)}.jsonl")
     recs = [r for r in cache.entries.values() if r.get("model") == spec["model"]]
     plan = A._Plan(dataset, settings.llm, ["items", "users"])

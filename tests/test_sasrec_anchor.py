@@ -16,7 +16,7 @@ from test_training_stages import _context, _settings  # noqa: E402
 
 from ur4rec_cli.runs import model_from_checkpoint  # noqa: E402
 from ur4rec_cli.settings import STAGES  # noqa: E402
-from ur4rec_cli.training import checkpoints as ck  # noqa: E402
+from ur4rec_cli import runs  # noqa: E402
 from ur4rec_cli.training import stages as st  # noqa: E402
 
 
@@ -75,12 +75,12 @@ def test_stage_2_copies_stage_1s_sasrec_into_the_anchor_and_no_later_stage_moves
     ctx = _context(settings)
     for stage in STAGES:
         st.run_stage(ctx, stage)
-    stage1 = ck.read_checkpoint(ctx.run_dir / STAGES[0] / "best.pt")["state_dict"]
+    stage1 = runs.read_checkpoint(ctx.run_dir / STAGES[0] / "best.pt")["state_dict"]
     sas = {k[len("sasrec.") :]: v for k, v in stage1.items() if k.startswith("sasrec.")}
     for stage in STAGES[1:]:
-        ckpt = ck.read_checkpoint(ctx.run_dir / stage / "last.pt")
+        ckpt = runs.read_checkpoint(ctx.run_dir / stage / "last.pt")
         anchor = {k[len("anchor.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("anchor.")}
         assert anchor.keys() == sas.keys() and all(torch.equal(anchor[k], sas[k]) for k in sas)
         assert ckpt["model_args"]["anchor"] == 0.5
-    final = model_from_checkpoint(ck.read_checkpoint(ctx.run_dir / STAGES[-1] / "best.pt"), STAGES[-1])
+    final = model_from_checkpoint(runs.read_checkpoint(ctx.run_dir / STAGES[-1] / "best.pt"), STAGES[-1])
     assert final.anchor is not None and any(not torch.equal(final.sasrec.state_dict()[k], sas[k]) for k in sas)  # the live SASRec trained on

@@ -14,7 +14,7 @@ from ur4rec_cli.data.dataset import build_dataset  # noqa: E402
 from ur4rec_cli.errors import ArtifactMissingError, StageOrderError  # noqa: E402
 from ur4rec_cli.settings import STAGES, load_settings  # noqa: E402
 from ur4rec_cli.store import Manifest  # noqa: E402
-from ur4rec_cli.training import checkpoints as ck  # noqa: E402
+from ur4rec_cli import runs  # noqa: E402
 from ur4rec_cli.training import stages as st  # noqa: E402
 
 N_USERS, N_ITEMS = 16, 24
@@ -47,7 +47,7 @@ def _context(settings) -> st.TrainContext:
     feats = {"item_text": unit(N_ITEMS + 1, 384), "user_text": unit(N_USERS + 1, 384)}
     man = Manifest(kind="dataset", files={"x": {"sha256": "0" * 64, "size": 1}})
     return st.TrainContext(
-        settings, ds, man, torch.device("cpu"), list(settings.model.modalities), feats, {"dataset": man.digest}, run_dir=ck.run_dir(settings)
+        settings, ds, man, torch.device("cpu"), list(settings.model.modalities), feats, {"dataset": man.digest}, run_dir=runs.run_dir(settings)
     )
 
 
@@ -75,9 +75,9 @@ def test_stage_freezing_sasrec_moves_only_when_it_should() -> None:
     st.run_stage(ctx, "pretrain_sasrec")
     before = {}
     for stage in STAGES[1:]:
-        start = ck.read_checkpoint(ctx.run_dir / STAGES[STAGES.index(stage) - 1] / "best.pt")["state_dict"]
+        start = runs.read_checkpoint(ctx.run_dir / STAGES[STAGES.index(stage) - 1] / "best.pt")["state_dict"]
         st.run_stage(ctx, stage)
-        last = ck.read_checkpoint(ctx.run_dir / stage / "last.pt")["state_dict"]
+        last = runs.read_checkpoint(ctx.run_dir / stage / "last.pt")["state_dict"]
         sas = [k for k in last if k.startswith("sasrec.")]
         moe = [k for k in last if k.startswith("moe.") or k.startswith("text_keys.")]
         changed_sas = any(not torch.equal(start[k], last[k]) for k in sas)
@@ -94,7 +94,7 @@ def test_resume_equals_uninterrupted(isolated_home: Path, average: float) -> Non
     full = _settings(run="full", sasrec_epochs=4, average_last=average)
     ctx = _context(full)
     st.run_stage(ctx, "pretrain_sasrec")
-    want = ck.read_checkpoint(ctx.run_dir / "pretrain_sasrec" / "last.pt")
+    want = runs.read_checkpoint(ctx.run_dir / "pretrain_sasrec" / "last.pt")
 
     # Ctrl-C during epoch 3, then a resume in a fresh context for the remaining epochs.
     part = _settings(run="part", sasrec_epochs=4, average_last=average)
@@ -103,7 +103,7 @@ def test_resume_equals_uninterrupted(isolated_home: Path, average: float) -> Non
     torch.manual_seed(12345)  # the resumed run must not depend on the global RNG state at start
     np.random.seed(7)
     st.run_stage(ctx2, "pretrain_sasrec", resume=True)
-    got = ck.read_checkpoint(ctx2.run_dir / "pretrain_sasrec" / "last.pt")
+    got = runs.read_checkpoint(ctx2.run_dir / "pretrain_sasrec" / "last.pt")
     assert got["epoch"] == want["epoch"] == 4
     for k, v in want["state_dict"].items():
         assert torch.equal(v, got["state_dict"][k]), k
@@ -111,7 +111,7 @@ def test_resume_equals_uninterrupted(isolated_home: Path, average: float) -> Non
         assert got["average"]["count"] == want["average"]["count"] == 3
         for k, v in want["average"]["mean"].items():
             assert torch.equal(v, got["average"]["mean"][k]), k
-    best = lambda c: ck.read_checkpoint(c.run_dir / "pretrain_sasrec" / "best.pt")["state_dict"]  # noqa: E731
+    best = lambda c: runs.read_checkpoint(c.run_dir / "pretrain_sasrec" / "best.pt")["state_dict"]  # noqa: E731
     for k, v in best(ctx).items():
         assert torch.equal(v, best(ctx2)[k]), k
     hist = lambda r: [json.loads(x) for x in (isolated_home / "runs" / "ml-100k" / r / "pretrain_sasrec" / "history.jsonl").read_text().splitlines()]  # noqa: E731
@@ -137,7 +137,7 @@ def _run_epochs_then_interrupt(ctx, after: int) -> None:
             st.run_stage(ctx, "pretrain_sasrec")
     finally:
         trainer.validation_metrics = original
-    last = ck.read_checkpoint(ctx.run_dir / "pretrain_sasrec" / "last.pt")
+    last = runs.read_checkpoint(ctx.run_dir / "pretrain_sasrec" / "last.pt")
     assert last["epoch"] == after and not last["early_stopping"]["finished"]
 
 
@@ -147,7 +147,7 @@ def test_weight_averaging_makes_the_stage_model_the_mean_of_its_last_epochs(isol
     st.run_stage(plain, "pretrain_sasrec")
     avg = _context(_settings(run="avg", sasrec_epochs=4, learn_validation=True, average_last=0.5))
     st.run_stage(avg, "pretrain_sasrec")
-    read = lambda c, f: ck.read_checkpoint(c.run_dir / "pretrain_sasrec" / f)  # noqa: E731
+    read = lambda c, f: runs.read_checkpoint(c.run_dir / "pretrain_sasrec" / f)  # noqa: E731
     last_plain, last_avg, best_avg = read(plain, "last.pt"), read(avg, "last.pt"), read(avg, "best.pt")
     for k, v in last_plain["state_dict"].items():
         assert torch.equal(v, last_avg["state_dict"][k]), k  # the trajectory does not depend on averaging
@@ -169,10 +169,10 @@ def test_checkpoint_loads_weights_only_and_rebuilds_model() -> None:
     assert "dataset" in raw["digests"] and raw["settings"]["train"]["batch_size"] == 8
     last = torch.load(ctx.run_dir / "pretrain_sasrec" / "last.pt", weights_only=True)
     assert {"optimizer", "scheduler", "rng", "early_stopping"} <= set(last)
-    loaded = ck.load_stage_model(settings, "pretrain_sasrec")
+    loaded = runs.load_stage_model(settings, "pretrain_sasrec")
     assert loaded.model.item_vectors().shape == (N_ITEMS + 1, 16)  # model.hidden honoured
     assert not loaded.model.training
-    assert ck.trained_stages(settings) == ["pretrain_sasrec"]
+    assert runs.trained_stages(settings) == ["pretrain_sasrec"]
 
 
 def test_batch_size_is_honoured() -> None:
@@ -207,7 +207,7 @@ def test_all_stages_final_and_export(isolated_home: Path, capsys: pytest.Capture
     gates = np.load(folder / "gates.npz")
     assert gates["modality"].shape[0] == N_USERS + 1
     # Export row u == the model's vector from the FULL history.
-    loaded = ck.load_stage_model(settings)
+    loaded = runs.load_stage_model(settings)
     from ur4rec_cli.data.sequences import pad_left
 
     # Every row, though the export pads each length-sorted batch only to its longest history and
@@ -223,7 +223,7 @@ def test_all_stages_final_and_export(isolated_home: Path, capsys: pytest.Capture
 
 def test_missing_model_is_artifact_missing() -> None:
     with pytest.raises(ArtifactMissingError, match="ur4rec train"):
-        ck.load_stage_model(_settings())
+        runs.load_stage_model(_settings())
 
 
 def _atomic_files(folder: Path) -> Path:
@@ -348,8 +348,8 @@ def test_ctrl_c_hint_resumes_the_same_run_and_a_changed_setting_is_refused(cli, 
     assert r.code == 0, r
     want = [s["best_val"] for s in json.loads(uninterrupted.stdout)["stages"]]
     assert [s["best_val"] for s in json.loads(r.stdout)["stages"]] == want
-    got = ck.read_checkpoint(last)["state_dict"]
-    ref = ck.read_checkpoint(tmp_path / "home" / "runs" / "toy" / "whole" / "pretrain_sasrec" / "last.pt")["state_dict"]
+    got = runs.read_checkpoint(last)["state_dict"]
+    ref = runs.read_checkpoint(tmp_path / "home" / "runs" / "toy" / "whole" / "pretrain_sasrec" / "last.pt")["state_dict"]
     assert all(torch.equal(got[k], ref[k]) for k in ref)
 
 
@@ -533,7 +533,7 @@ def test_start_from_chains_the_predecessors_best_or_last_epoch(isolated_home: Pa
     st.run_stage(ctx, "pretrain_sasrec")
     monkeypatch.undo()
     st.run_stage(ctx, "pretrain_retriever")  # SASRec is frozen here: it keeps the weights it started from
-    read = lambda stage, f: ck.read_checkpoint(ctx.run_dir / stage / f)["state_dict"]  # noqa: E731
+    read = lambda stage, f: runs.read_checkpoint(ctx.run_dir / stage / f)["state_dict"]  # noqa: E731
     want, other = read("pretrain_sasrec", f"{start_from}.pt"), read("pretrain_sasrec", "last.pt" if start_from == "best" else "best.pt")
     got = read("pretrain_retriever", "best.pt")
     sasrec = [k for k in want if k.startswith("sasrec.")]
@@ -551,7 +551,7 @@ def test_a_second_writer_of_a_run_is_refused_naming_the_holder(cli, tmp_path: Pa
     from ur4rec_cli.runlock import run_lock
 
     monkeypatch.setenv("UR4REC_DATA__SOURCE", str(_atomic_files(tmp_path / "src")))
-    folder = ck.run_dir(load_settings(None, {}))
+    folder = runs.run_dir(load_settings(None, {}))
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from ur4rec_cli.runlock import run_lock\n"
          f"with run_lock(Path({str(folder)!r}), 'ur4rec train --stage all', 'run main'):\n    print('held', flush=True); time.sleep(60)"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ur4rec_cli.runs import learned_validation
+from ur4rec_cli.runs import FINAL, learned_validation, read_checkpoint, stage_finished
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.store import atomic_write_json
 
@@ -23,14 +23,12 @@ def choose_final(ctx: "TrainContext") -> dict[str, Any] | None:
     Under train.learn_validation nothing was validated: the final model is the last finished
     stage of the fixed schedule.
     """
-    from ur4rec_cli.training import checkpoints as ck
-
     best = None
     for stage in STAGES:
         folder = ctx.run_dir / stage
-        if not ck.stage_finished(folder):
+        if not stage_finished(folder):
             continue
-        ckpt = ck.read_checkpoint(folder / "best.pt")
+        ckpt = read_checkpoint(folder / "best.pt")
         if ctx.settings.train.learn_validation:
             best = {"stage": stage, "val_ndcg10": None, "val": {}, "path": str(folder / "best.pt"), "selected_by": "last stage"}
             continue
@@ -40,7 +38,7 @@ def choose_final(ctx: "TrainContext") -> dict[str, Any] | None:
         if best is None or score > best["val_ndcg10"]:
             best = {"stage": stage, "val_ndcg10": score, "val": ckpt.get("val", {}), "path": str(folder / "best.pt"), "selected_by": "validation NDCG@10"}
     if best is not None:
-        atomic_write_json(ctx.run_dir / ck.FINAL, best)
+        atomic_write_json(ctx.run_dir / FINAL, best)
     return best
 
 

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ur4rec_cli import __version__
+from ur4rec_cli import __version__, runs
 from ur4rec_cli.errors import ConfigError, StageOrderError
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.training.averaging import WeightAverage
-from ur4rec_cli.training.checkpoints import predecessor_weights
+from ur4rec_cli.training.checkpoints import predecessor_weights, restore_rng
 from ur4rec_cli.training.chunked_loss import describe_loss, uses_bf16_logits
 from ur4rec_cli.training.context import TrainContext, model_args, new_model, prepare_context
 from ur4rec_cli.training.curves import stage_curve
@@ -155,18 +155,17 @@ class StageRun:
 def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested: str | None = None) -> dict[str, Any]:
     """Train one stage with early stopping; writes best.pt, last.pt, history.jsonl, manifest.json."""
     from ur4rec_cli.console import info, warn
-    from ur4rec_cli.training import checkpoints as ck
 
     plan = stage_plan(ctx.settings, stage)
     files = StageFiles(ctx.run_dir / stage, _checkpoint_base(ctx, stage), write=ctx.dist.is_main)
     hint = resume_command(ctx.settings, requested or stage)
     if resume:
-        if from_main(ctx.dist, lambda: ck.stage_finished(files.folder)):
-            summary = from_main(ctx.dist, lambda: ck.read_checkpoint(files.best).get("summary", {}))
+        if from_main(ctx.dist, lambda: runs.stage_finished(files.folder)):
+            summary = from_main(ctx.dist, lambda: runs.read_checkpoint(files.best).get("summary", {}))
             info(f"{stage}: already finished, kept ({files.best})")
             return {**summary, "stage": stage, "skipped": True}
         # An interrupted stage continues with the settings it started with, or not at all.
-        saved = from_main(ctx.dist, lambda: ck.read_checkpoint(files.last).get("settings") if files.last.is_file() else None)
+        saved = from_main(ctx.dist, lambda: runs.read_checkpoint(files.last).get("settings") if files.last.is_file() else None)
         if saved is not None:
             check_resume_settings(stage, saved, files.base["settings"], hint)
     live = _build_stage(ctx, plan)
@@ -241,15 +240,14 @@ def _wrap(engine, ctx: TrainContext):
 def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, resume: bool) -> EarlyStopping:
     """Resume from last.pt exactly, or start the stage afresh (its epoch 0 is the predecessor's model)."""
     from ur4rec_cli.console import info
-    from ur4rec_cli.training import checkpoints as ck
 
     t, p = ctx.settings.train, live.parts
-    last = from_main(ctx.dist, lambda: ck.read_checkpoint(files.last) if files.last.is_file() else None) if resume else None
+    last = from_main(ctx.dist, lambda: runs.read_checkpoint(files.last) if files.last.is_file() else None) if resume else None
     if last is not None:
         live.model.load_state_dict(last["state_dict"])
         p.optimizer.load_state_dict(last["optimizer"])
         p.scheduler.load_state_dict(last["scheduler"])
-        ck.restore_rng(last["rng"], live.rng)
+        restore_rng(last["rng"], live.rng)
         p.neg_gen.set_state(last["neg_rng"])
         if live.average is not None and last.get("average"):
             live.average = WeightAverage.from_dict(last["average"])
@@ -263,7 +261,7 @@ def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, liv
         # Retraining a stage makes this stage and every later one stale until they rerun.
         for later in STAGES[plan.index :]:
             (ctx.run_dir / later / "manifest.json").unlink(missing_ok=True)
-        (ctx.run_dir / ck.FINAL).unlink(missing_ok=True)
+        (ctx.run_dir / runs.FINAL).unlink(missing_ok=True)
     if plan.index > 0 and plan.selects:
         # The predecessor's model is this stage's epoch 0: a stage can never end worse than it.
         val = _validate(ctx, live)
@@ -364,7 +362,7 @@ def _finish_stage(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: S
     }
     if files.write:
         summary["curve"] = stage_curve(files.history, files.folder / "curve.png", f"{ctx.settings.train.run} · {plan.stage}")
-        best = ck.read_checkpoint(files.best)
+        best = runs.read_checkpoint(files.best)
         best["summary"] = summary
         ck.save_checkpoint(files.best, best)
         ck.write_stage_manifest(files.folder, inputs=dict(ctx.digests), settings=ctx.settings.slice("model", "train"), extra={"stage": plan.stage, "summary": summary})
