@@ -41,7 +41,6 @@ def balance_loss(weights: torch.Tensor) -> torch.Tensor:
     return mean.var(unbiased=False) / mean.mean().clamp_min(1e-9).pow(2)
 
 
-
 class KeyTower(nn.Module):
     """Item features [n, in] -> sub-expert keys [n, S, e]: a shared GELU layer, then one head per expert."""
 
@@ -53,6 +52,7 @@ class KeyTower(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.dropout(F.gelu(self.inp(x))))
+
 
 class HierarchicalMoE(nn.Module):
     """Queries of ``M`` modalities x ``S`` sub-experts, weighted by a two-level gate.
