@@ -106,11 +106,12 @@ class StageFiles:
             atomic_write_text(self.history, old + json.dumps(row) + "\n")
 
 
-def check_resume_settings(stage: str, saved: dict[str, Any], current: dict[str, Any], hint: str) -> None:
-    """--resume continues the interrupted run as it was: a changed model or train setting is refused."""
+def check_resume_settings(stage: str, saved: dict[str, Any], current: dict[str, Any], hint: str, also: frozenset[str] = frozenset()) -> None:
+    """--resume continues the interrupted run as it was: a changed model or train setting is refused
+    (but those of ``also``: a diverged stage's learning rates, stops.py)."""
     old, new = _flatten(saved), _flatten(current)
     for key in sorted(set(old) | set(new)):
-        if key in RESUMABLE_CHANGES or old.get(key) == new.get(key):
+        if key in RESUMABLE_CHANGES or key in also or old.get(key) == new.get(key):
             continue
         raise ConfigError(
             f"--resume: {stage} was started with {key} = {old.get(key)!r}, not {new.get(key)!r}; "
