@@ -148,8 +148,8 @@ TINY = {"UR4REC_MODEL__HIDDEN": "16", "UR4REC_MODEL__MAX_LEN": "8", "UR4REC_MODE
 
 @pytest.fixture(scope="session")
 def toy_trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home with the toy data set, its template texts and embeddings, and stage 1 trained (2 epochs) and
-    exported: one artifact of every kind, made once per session. Beside it: ``src/`` (the data set's
+    """A home with the toy data set, its template texts and embeddings, and all four stages trained (2 epochs
+    each) and exported: one artifact of every kind, made once per session. Beside it: ``src/`` (the data set's
     files and ``new.csv``, one new item)."""
     from test_training_stages import _atomic_files
 
@@ -166,7 +166,7 @@ def toy_trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         api.prepare_data(settings)
         api.generate_texts(settings)
         settings = load_settings(None, {"home": home, "train": {"epochs": 2, "device": "cpu"}, "model": {"modalities": ["item_text"]}})
-        api.train(api.select_dataset(settings, None), stage="pretrain_sasrec")
+        api.train(api.select_dataset(settings, None), stage="all")
     finally:
         for k in TINY:
             os.environ.pop(k, None)

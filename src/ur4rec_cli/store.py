@@ -220,5 +220,5 @@ def _swap_into_place(tmp: Path, folder: Path) -> None:
             old = folder.parent / f"{_TMP_PREFIX}old-{folder.name}-{uuid.uuid4().hex[:8]}"
             os.replace(folder, old)
         os.replace(tmp, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
