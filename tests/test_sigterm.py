@@ -17,7 +17,7 @@ from conftest import signal_when
 
 torch = pytest.importorskip("torch")
 
-EPOCHS = 30
+EPOCHS = 12
 ARGS = ["train", "--stage", "pretrain_sasrec", "--epochs", str(EPOCHS), "--device", "cpu", "--modalities", "item_text", "--select-on-validation"]
 
 
@@ -30,6 +30,7 @@ def _rows(history: Path) -> int:
 
 def test_sigterm_stops_train_politely_and_the_printed_command_resumes_it(cli, toy_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UR4REC_TRAIN__BATCH_SIZE", "2")  # many small steps: the signal lands mid-epoch
+    monkeypatch.setenv("UR4REC_TRAIN__PATIENCE", "100")  # every epoch runs
     history = toy_home / "runs" / "toy" / "term" / "pretrain_sasrec" / "history.jsonl"
     code, err = signal_when(
         [sys.executable, "-m", "ur4rec_cli", *ARGS, "--run", "term"], lambda: _rows(history) >= 3, signal.SIGTERM,
@@ -69,7 +70,7 @@ def _free_port() -> int:
 
 def test_sigterm_under_torchrun_stops_every_rank_and_rank_0_says_it_once(toy_home: Path) -> None:
     history = toy_home / "runs" / "toy" / "ddp" / "pretrain_sasrec" / "history.jsonl"
-    env = {**os.environ, "UR4REC_TRAIN__RUN": "ddp", "UR4REC_TRAIN__BATCH_SIZE": "2", "UR4REC_TRAIN__NUM_THREADS": "1"}
+    env = {**os.environ, "UR4REC_TRAIN__RUN": "ddp", "UR4REC_TRAIN__BATCH_SIZE": "2", "UR4REC_TRAIN__PATIENCE": "100", "UR4REC_TRAIN__NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
     proc = subprocess.Popen([*launcher, "-m", "ur4rec_cli", *ARGS], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

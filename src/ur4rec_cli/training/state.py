@@ -71,6 +71,7 @@ class StageFiles:
     def __init__(self, folder: Path, base: dict[str, Any], write: bool = True) -> None:
         self.folder, self.base, self.write = Path(folder), base, write
         self.best, self.last, self.history = self.folder / "best.pt", self.folder / "last.pt", self.folder / "history.jsonl"
+        self.saved_epoch: int | None = None  # the epoch last.pt holds, once this process wrote it (what a stop keeps)
 
     def save_best(self, model, epoch: int, state: EarlyStopping) -> None:
         from ur4rec_cli.training.checkpoints import save_checkpoint
@@ -99,6 +100,7 @@ class StageFiles:
                 "average": average.to_dict() if average is not None else None,
             },
         )
+        self.saved_epoch = state.epoch
 
     def append_history(self, row: dict[str, Any]) -> None:
         if self.write:

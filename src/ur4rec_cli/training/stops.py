@@ -74,17 +74,17 @@ def stage_stops(plan: "StagePlan", files: "StageFiles", state: "EarlyStopping", 
         yield
     except KeyboardInterrupt as exc:
         how = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted"
-        warn(f"{how} in {plan.stage} after epoch {state.epoch}; {files.last} holds the state: resume with `{hint}`")
+        warn(f"{how} in {plan.stage} after epoch {_kept(files, state)}; {files.last} holds the state: resume with `{hint}`")
         raise
     except StepDiverged as exc:
         if files.write:
-            facts = {"epoch": exc.epoch, "step": exc.step, "what": exc.what, "value": str(exc.value), "lrs": exc.lrs, "kept_epoch": state.epoch}
+            facts = {"epoch": exc.epoch, "step": exc.step, "what": exc.what, "value": str(exc.value), "lrs": exc.lrs, "kept_epoch": _kept(files, state)}
             _write_json(files.folder / DIVERGED, facts)
         settings = " or ".join(f"{s} ({_env(s)})" for s in RATE_SETTINGS[plan.stage])
         rates = ", ".join(f"{lr:.3g}" for lr in exc.lrs)
         raise DivergedError(
             f"{exc} at learning rate {rates}: lower {settings} and resume with `{hint}`, which continues from "
-            f"epoch {state.epoch} in {files.last} (the last finite checkpoint); no index was written"
+            f"epoch {_kept(files, state)} in {files.last} (the last finite checkpoint); no index was written"
         ) from None
     if files.write:
         (files.folder / DIVERGED).unlink(missing_ok=True)
@@ -131,6 +131,11 @@ def resume_rates(optimizer: "torch.optim.Optimizer", scheduler: Any, plan: "Stag
     scheduler.base_lrs = list(base)
     for group, lr, factor in zip(optimizer.param_groups, base, scheduler.lr_lambdas):
         group["initial_lr"], group["lr"] = lr, lr * factor(scheduler.last_epoch)
+
+
+def _kept(files: "StageFiles", state: "EarlyStopping") -> int:
+    """The epoch last.pt holds: a stop can land after an epoch ended and before its last.pt was written."""
+    return files.saved_epoch if files.saved_epoch is not None else state.epoch
 
 
 def _env(setting: str) -> str:
