@@ -20,10 +20,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import TINY  # noqa: E402
 from ur4rec_cli.diskspace import DISK_FULL  # noqa: E402
 from ur4rec_cli.errors import DiskFullError  # noqa: E402
-from ur4rec_cli.settings import load_settings  # noqa: E402
 from ur4rec_cli.store import ArtifactStore, read_manifest  # noqa: E402
 
 TRAIN = ["train", "--stage", "pretrain_sasrec", "--epochs", "2", "--device", "cpu", "--modalities", "item_text"]
@@ -149,6 +147,14 @@ def test_quota_and_file_size_errors_are_disk_full_too(tmp_path: Path, code: int)
 
     err = disk_full(OSError(code, os.strerror(code)), tmp_path / "x.pt")
     assert err.exit_code == 12 and str(tmp_path / "x.pt") in str(err) and "free there" in str(err)
+
+
+def test_numpys_short_write_is_a_full_disk_and_other_oserrors_are_not() -> None:
+    """np.save reports a full disk as "N requested and M written", without an errno."""
+    from ur4rec_cli.diskspace import is_disk_full
+
+    assert is_disk_full(OSError("115584 requested and 52192 written"))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied")) and not is_disk_full(ValueError("1 requested and 0 written"))
 
 
 def test_an_unnamed_disk_full_oserror_is_named_by_the_home(cli, monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:

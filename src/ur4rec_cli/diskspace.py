@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -23,12 +22,14 @@ RERUN = "rerun the same command"
 
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception it wraps) is a write refused for want of space."""
-    seen = 0
-    while exc is not None and seen < 5:
-        if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in DISK_FULL):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    return any(isinstance(e, DiskFullError) or _refused(e) for e in _chain(exc))
+
+
+def _refused(exc: BaseException) -> bool:
+    # numpy's ndarray.tofile (np.save) reports a full disk as a short write without an errno:
+    # "OSError: 115584 requested and 52192 written".
+    short = exc.__class__ is OSError and exc.errno is None and " requested and " in str(exc) and str(exc).endswith(" written")
+    return isinstance(exc, OSError) and (exc.errno in DISK_FULL or short)
 
 
 def free_bytes(path: Path) -> int | None:
@@ -64,17 +65,6 @@ def disk_full(exc: BaseException, path: Path | str, then: str = RERUN) -> DiskFu
     )
 
 
-@contextmanager
-def writing(path: Path | str) -> Iterator[None]:
-    """Within the block, a disk-full OSError becomes the DiskFullError naming ``path``."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno in DISK_FULL:
-            raise disk_full(exc, path) from None
-        raise
-
-
 def append_line(fh: IO[str], path: Path, line: str) -> None:
     """Append ``line`` to an open text file and fsync it; on a full disk the file is cut back to what it
     held before (no torn line is left), ``fh`` is closed, and a DiskFullError names ``path``."""
@@ -84,7 +74,7 @@ def append_line(fh: IO[str], path: Path, line: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     except OSError as exc:
-        if exc.errno not in DISK_FULL:
+        if not _refused(exc):
             raise
         try:
             fh.close()  # may flush part of the buffer, or fail to: the descriptor is closed either way

@@ -123,10 +123,14 @@ def check_resume_settings(stage: str, saved: dict[str, Any], current: dict[str, 
 
 def resume_command(settings: "Settings", stage: str) -> str:
     """The `ur4rec train` line that resumes this run with the settings it was started with."""
-    from ur4rec_cli.settings import TrainConfig
+    import shlex
+
+    from ur4rec_cli.settings import TrainConfig, default_home
 
     t, defaults = settings.train, TrainConfig()
-    parts = ["ur4rec", "train", "--stage", stage, "--run", t.run]
+    # A home given by --home (or the config file) is named: the same command in the same environment finds the run.
+    home = [] if Path(settings.home).expanduser().absolute() == default_home().absolute() else ["--home", shlex.quote(str(settings.home))]
+    parts = ["ur4rec", *home, "train", "--stage", stage, "--run", t.run]
     if settings.data.name:
         parts += ["--dataset", settings.data.name]
     if t.epochs is not None:
