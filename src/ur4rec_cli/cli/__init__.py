@@ -1,4 +1,5 @@
-"""Root of the ``ur4rec`` command: global options, command registration, error mapping.
+"""Root of the ``ur4rec`` command: global options, command registration, error mapping (SIGTERM
+included: it takes Ctrl-C's path and exits 143, ``termination.py``).
 
 Heavy libraries (torch, openai, open_clip, sentence-transformers) are imported inside the
 command functions only, so ``ur4rec --help`` starts fast.

@@ -3,8 +3,8 @@
 A run killed at any point loses at most the requests in flight: every finished answer is on disk,
 and a torn last line (killed mid-write) is skipped on reading, never fatal. A file with such a line
 (or a duplicated key) is rewritten atomically, one valid line per key, by :meth:`AnswerCache.repair`
-(at the latest before the next append), so the cache on disk stays valid JSONL. Reading alone
-(a dry run) never writes.
+(at the latest before the next append), so the cache on disk stays valid JSONL; an append that
+meets a full disk is cut back off (``diskspace.append_line``). Reading alone (a dry run) never writes.
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
         # An interrupted stage continues with the settings it started with, or not at all.
         saved = from_main(ctx.dist, lambda: ck.read_checkpoint(files.last).get("settings") if files.last.is_file() else None)
         if saved is not None:
-            check_resume_settings(stage, saved, files.base["settings"], hint, rates_may_change(stage, files.folder))
+            check_resume_settings(stage, saved, files.base["settings"], hint, from_main(ctx.dist, lambda: rates_may_change(stage, files.folder)))
     live = _build_stage(ctx, plan)
     state = _restore_or_begin(ctx, plan, files, live, resume)
     with stage_stops(plan, files, state, hint):  # Ctrl-C, SIGTERM, divergence: what was kept, how to resume
