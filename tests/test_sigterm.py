@@ -93,3 +93,54 @@ def test_sigterm_under_torchrun_stops_every_rank_and_rank_0_says_it_once(toy_hom
     assert "internal error" not in err
     said = next(x for x in err.splitlines() if x.startswith("warning: stopped by SIGTERM"))
     assert read_epoch(history.with_name("last.pt")) == int(said.split("after epoch ", 1)[1].split(";", 1)[0])
+
+
+def test_any_command_stopped_by_sigterm_says_so_and_exits_143(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command, not only train: the real handler, in this process, restored afterwards."""
+    import time
+
+    from ur4rec_cli import api
+
+    def long_job(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # interrupted by the signal's exception well before this ends
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(api, "prepare_data", long_job)
+    before = signal.getsignal(signal.SIGTERM)
+    t0 = time.perf_counter()
+    r = cli("data")
+    assert r.code == 143 and r.stderr.strip().splitlines()[-1] == "error: stopped by SIGTERM", r
+    assert time.perf_counter() - t0 < 4
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_sigterm_during_an_artifacts_rename_waits_for_its_end(tmp_path: Path) -> None:
+    """Between the two renames of store.write the artifact would be missing: the stop comes after."""
+    from ur4rec_cli import store
+    from ur4rec_cli.termination import Terminated, handle_sigterm
+
+    s = store.ArtifactStore(tmp_path)
+    folder = tmp_path / "art"
+    with s.write(folder, kind="x") as tmp:
+        (tmp / "a.txt").write_text("old")
+    real = store.os.replace
+    calls = []
+
+    def replace_then_signal(src, dst):
+        real(src, dst)
+        if Path(src) == folder or Path(dst) == folder:
+            calls.append(dst)
+        if Path(src) == folder:  # the old artifact moved aside, the new one not yet in place
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with handle_sigterm():
+        store.os.replace = replace_then_signal
+        try:
+            with pytest.raises(Terminated):
+                with s.write(folder, kind="x") as tmp:
+                    (tmp / "a.txt").write_text("new")
+        finally:
+            store.os.replace = real
+    assert len(calls) == 2 and (folder / "a.txt").read_text() == "new" and s.load(folder, kind="x") is not None
+    assert not list(tmp_path.glob(".tmp-*"))
