@@ -99,11 +99,12 @@ def test_new_item_vector_is_the_unknown_item_vector(home) -> None:
 @pytest.mark.parametrize(
     "text, says",
     [
-        ("title,year\n,1990\n", "line 2: empty title"),
+        ("title,year\n,1990\nB,1991\n", "line 2: empty title"),
+        ("title,year\n,1990\n", "title column 'title' is empty in every row"),
         ("title,year\nA Film,19x0\n", "not a four-digit year"),
         ("item_id,title\n5,Already There\n", "item id 5 is already in the data set's catalogue"),
         ("item_id,title\n900,One\n900,Two\n", "item id 900 appears twice"),
-        ("name,year\nA,1990\n", "neither the u.item format nor a CSV"),
+        ("label,year\nA,1990\n", "neither the u.item format nor a CSV"),
         ("1|Bad Row (1990)|x\n", "the u.item format has 24"),
     ],
 )
