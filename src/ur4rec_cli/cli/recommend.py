@@ -74,8 +74,14 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
         # rank, item, score (and year) and the 3-character gaps between all columns
         room = max(46, out.width - (15 + (4 if "year" in middle else 0) + 3 * (3 + len(middle))))
         text_cols = [c for c in middle if c != "year"]
-        title_w = max(28, room * 3 // 5) if text_cols else room
-        widths = {c: max(10, (room - title_w) // len(text_cols)) for c in text_cols}
+        # The title takes up to 3/5 of the room (less when the titles are short), the other text columns share the rest.
+        need = {c: max(len(_shown(r, c)) for r in rows) for c in text_cols}
+        title_need = max((len(r["title"] or "") for r in rows), default=0)
+        title_w = min(max(28, room * 3 // 5), max(title_need, room - sum(need.values()))) if text_cols else room
+        widths, left = {}, room - title_w
+        for k, c in enumerate(sorted(text_cols, key=need.__getitem__)):  # the narrowest first, each up to its fair share
+            widths[c] = max(10, min(need[c], left // (len(text_cols) - k)))
+            left -= widths[c]
     table = Table(show_edge=False, pad_edge=False)
     for name, justify in (("rank", "right"), ("item", "right"), ("title", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]

@@ -210,7 +210,7 @@ def template_user_text(dataset: "Dataset", user: int, history_items: int) -> str
         parts.append(f"Mostly {w.verb} {join(top)}.")
     if p.best_recent:
         titles = "; ".join(no_full_stop(_title(dataset, i)) for i, _ in p.best_recent)
-        parts.append(f"Recently {'chose' if w.implicit else 'enjoyed'}: {titles}.")
+        parts.append(f"Recently {'chose' if w.implicit else 'enjoyed'}: {titles}" + ("" if titles.endswith(".") else "."))
     if w.implicit:
         parts.append(f"{p.n_train} {w.nouns if p.n_train != 1 else w.noun} in their history.")
     else:
