@@ -67,7 +67,8 @@ def role_by_name(column: str, rtype: str = "") -> str:
     """The role a column name asks for (``field`` when none; ``rtype``: a RecBole type)."""
     name = base_name(column)
     for role in _ORDER:
-        if name in _EXACT[role] or name.endswith(_SUFFIXES.get(role, ("\0",))):
+        suffixes = _SUFFIXES.get(role, ())
+        if name in _EXACT[role] or (suffixes and name.endswith(suffixes)):
             return role
     return "number" if rtype.strip().lower() == "float" else "field"
 

@@ -1,7 +1,9 @@
 """`ur4rec data`: pick a source, verify and parse it, build the split, write the dataset artifact.
 
-A valid artifact made from the same source and filter is served from the store without parsing
-anything (manifest check + summary.json), unless ``force``.
+A valid artifact made from the same source, filter and ``data.noun`` is served from the store
+without parsing anything (manifest check + summary.json), unless ``force``. The data set records
+its noun (``data.noun``, else the parser's: data/item_fields.py), whether it has ratings and which
+item column took which role (summary.json), so every text made from it uses the same words.
 """
 
 from __future__ import annotations
