@@ -243,6 +243,7 @@ def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, liv
     from ur4rec_cli.console import info
     from ur4rec_cli.runs import FINAL
     from ur4rec_cli.training import checkpoints as ck
+
     t, p = ctx.settings.train, live.parts
     last = from_main(ctx.dist, lambda: ck.read_checkpoint(files.last) if files.last.is_file() else None) if resume else None
     if last is not None:
