@@ -23,7 +23,6 @@ def choose_final(ctx: "TrainContext") -> dict[str, Any] | None:
     Under train.learn_validation nothing was validated: the final model is the last finished
     stage of the fixed schedule.
     """
-    from ur4rec_cli.runs import FINAL
     from ur4rec_cli.training import checkpoints as ck
 
     best = None
@@ -41,7 +40,7 @@ def choose_final(ctx: "TrainContext") -> dict[str, Any] | None:
         if best is None or score > best["val_ndcg10"]:
             best = {"stage": stage, "val_ndcg10": score, "val": ckpt.get("val", {}), "path": str(folder / "best.pt"), "selected_by": "validation NDCG@10"}
     if best is not None:
-        atomic_write_json(ctx.run_dir / FINAL, best)
+        atomic_write_json(ctx.run_dir / ck.FINAL, best)
     return best
 
 

@@ -241,7 +241,6 @@ def _wrap(engine, ctx: TrainContext):
 def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, live: StageRun, resume: bool) -> EarlyStopping:
     """Resume from last.pt exactly, or start the stage afresh (its epoch 0 is the predecessor's model)."""
     from ur4rec_cli.console import info
-    from ur4rec_cli.runs import FINAL
     from ur4rec_cli.training import checkpoints as ck
 
     t, p = ctx.settings.train, live.parts
@@ -264,7 +263,7 @@ def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, liv
         # Retraining a stage makes this stage and every later one stale until they rerun.
         for later in STAGES[plan.index :]:
             (ctx.run_dir / later / "manifest.json").unlink(missing_ok=True)
-        (ctx.run_dir / FINAL).unlink(missing_ok=True)
+        (ctx.run_dir / ck.FINAL).unlink(missing_ok=True)
     if plan.index > 0 and plan.selects:
         # The predecessor's model is this stage's epoch 0: a stage can never end worse than it.
         val = _validate(ctx, live)
