@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ur4rec_cli.data.item_fields import empty_item as empty_item_meta
+from ur4rec_cli.data.item_fields import common_labels, empty_item as empty_item_meta
 
 Split = Literal["train", "valid", "test", "full"]
 
@@ -47,6 +47,8 @@ class Dataset:
     noun: str = "movie"
     has_rating: bool = True  # False: implicit feedback (every rating 1.0 and never shown)
     item_columns: dict[str, str] = field(default_factory=dict)  # item column -> its role (the summary)
+    common_labels: list[str] = field(default_factory=list)  # labels on every labelled item (item_fields.common_labels)
+    rating_scale: float = 5.0  # the highest rating ("4.5/5"), fixed when the data set is built
     cold: Any = None  # cold.ColdSplit of a cold-item variant (`data --cold-items`), else None
 
     # Sizes ------------------------------------------------------------------------------------
@@ -178,6 +180,8 @@ class Dataset:
             noun=summary.get("noun", "movie"),
             has_rating=summary.get("feedback", "explicit") != "implicit",
             item_columns=dict(summary.get("item_columns") or {}),
+            common_labels=list(summary.get("common_labels") or []),
+            rating_scale=float(summary.get("rating_scale", 5.0)),
             cold=cold,
         )
 
@@ -204,6 +208,8 @@ class Dataset:
             "noun": self.noun,
             "feedback": "explicit" if self.has_rating else "implicit",
             "item_columns": self.item_columns,
+            "common_labels": self.common_labels,
+            "rating_scale": self.rating_scale,
             **(self.cold.summary() if self.cold is not None else {}),
         }
 
@@ -253,12 +259,13 @@ def build_dataset(
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     empty_item = empty_item_meta(item_meta)
+    metas = [{**empty_item, **item_meta.get(i, {})} for i in item_ids]
     empty_user = {"age": None, "gender": None, "occupation": None}
     return Dataset(
         name=name,
         item_ids=item_ids,
         user_ids=user_ids,
-        items=[{**empty_item, **item_meta.get(i, {})} for i in item_ids],
+        items=metas,
         users=[{**empty_user, **user_meta.get(u, {})} for u in user_ids],
         offsets=offsets,
         seq_items=i_int[order].astype(np.int32),
@@ -268,6 +275,8 @@ def build_dataset(
         noun=noun,
         has_rating=has_rating,
         item_columns=dict(item_columns or {}),
+        common_labels=common_labels(metas),
+        rating_scale=float(ratings.max()) if has_rating and ratings.size else 5.0,
     )
 
 

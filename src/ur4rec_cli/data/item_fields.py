@@ -230,6 +230,20 @@ def infer_noun(cols: ItemColumns) -> str:
     return "product" if "brand" in cols.roles else "item"
 
 
+def item_labels(meta: dict[str, Any]) -> list[str]:
+    """An item's genres (but "unknown"), categories and tags, each once: what a user's shares count."""
+    out = [g for g in (meta.get("genres") or []) if g and g.lower() != "unknown"]
+    out += [c for role in ("categories", "tags") for c in (meta.get(role) or []) if c]
+    return list(dict.fromkeys(out))
+
+
+def common_labels(items: list[dict[str, Any]]) -> list[str]:
+    """Labels every labelled item carries (a category path's root): they say nothing about a user."""
+    sets = [set(item_labels(meta)) for meta in items]
+    sets = [s for s in sets if s]
+    return sorted(set.intersection(*sets)) if len(sets) > 1 else []
+
+
 def empty_item(item_meta: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Metadata of an interacted item the item table lacks: the catalogue's keys, all empty
     (no table at all: title, year and genres, as before)."""

@@ -103,18 +103,11 @@ class Wording:
 
 
 def wording_of(dataset: "Dataset") -> Wording:
-    """The data set's wording (computed once, kept in ``dataset.extra``)."""
-    cached = dataset.extra.get("_wording")
-    if cached is not None:
-        return cached
-    roles = {r for meta in dataset.items for r in ("genres", "categories", "tags") if meta.get(r)}
+    """The data set's wording, from what `ur4rec data` recorded of it (noun, ratings, item columns,
+    common labels): no item or interaction is read, so a user's text looks at their own items only."""
+    roles = {role.split(" ", 1)[0] for role in dataset.item_columns.values()} & {"genres", "categories", "tags"}
     label = "genre" if roles <= {"genres"} else "tag" if roles == {"tags"} else "category"
-    with_labels = [set(labels(meta)) for meta in dataset.items if labels(meta)]
-    universal = frozenset(set.intersection(*with_labels)) if len(with_labels) > 1 else frozenset()
-    scale = float(dataset.seq_ratings.max()) if dataset.has_rating and dataset.seq_ratings.size else 5.0
-    wording = Wording(dataset.noun, not dataset.has_rating, scale, label, universal)
-    dataset.extra["_wording"] = wording
-    return wording
+    return Wording(dataset.noun, not dataset.has_rating, dataset.rating_scale, label, frozenset(dataset.common_labels))
 
 
 def genres(meta: dict[str, Any]) -> list[str]:
@@ -123,8 +116,9 @@ def genres(meta: dict[str, Any]) -> list[str]:
 
 def labels(meta: dict[str, Any]) -> list[str]:
     """An item's genres, categories and tags, each once (what a user's shares count)."""
-    out = genres(meta) + [c for r in ("categories", "tags") for c in (meta.get(r) or []) if c]
-    return list(dict.fromkeys(out))
+    from ur4rec_cli.data.item_fields import item_labels
+
+    return item_labels(meta)
 
 
 def field_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
