@@ -140,3 +140,48 @@ def ml100k(ml100k_home: Path, isolated_home: Path) -> Path:
     if (ml100k_home / "cache").exists():
         shutil.copytree(ml100k_home / "cache", isolated_home / "cache", dirs_exist_ok=True)
     return isolated_home
+
+
+# A tiny model on a toy data set (12 users, 20 items): the settings every command of the fault tests uses.
+TINY = {"UR4REC_MODEL__HIDDEN": "16", "UR4REC_MODEL__MAX_LEN": "8", "UR4REC_MODEL__EXPERT_DIM": "8", "UR4REC_MODEL__TIE_ORDERS": "1"}
+
+
+@pytest.fixture(scope="session")
+def toy_trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with the toy data set, its template texts and embeddings, and all four stages trained (2 epochs
+    each) and exported: one artifact of every kind, made once per session. Beside it: ``src/`` (the data set's
+    files and ``new.csv``, one new item)."""
+    from test_training_stages import _atomic_files
+
+    from ur4rec_cli import api
+    from ur4rec_cli.settings import load_settings
+
+    root = tmp_path_factory.mktemp("toy-trained")
+    home = root / "home"
+    source = _atomic_files(root / "src")
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("UR4REC_")}
+    os.environ.update(TINY)
+    try:
+        settings = load_settings(None, {"home": home, "data": {"source": str(source)}, "llm": {"backend": "template"}})
+        api.prepare_data(settings)
+        api.generate_texts(settings)
+        settings = load_settings(None, {"home": home, "train": {"epochs": 2, "device": "cpu"}, "model": {"modalities": ["item_text"]}})
+        api.train(api.select_dataset(settings, None), stage="all")
+    finally:
+        for k in TINY:
+            os.environ.pop(k, None)
+        os.environ.update(saved)
+    (root / "src" / "new.csv").write_text("title,year,genres\nMovie Returns,1999,Drama\n", "utf-8")
+    return home
+
+
+@pytest.fixture
+def toy_home(toy_trained: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's home: a copy of ``toy_trained``, with the tiny model's settings in the environment."""
+    import shutil
+
+    shutil.copytree(toy_trained, isolated_home)
+    for k, v in TINY.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("UR4REC_DATA__SOURCE", str(toy_trained.parent / "src" / "toy.inter"))
+    return isolated_home

@@ -254,17 +254,20 @@ def test_identical_prompts_are_sent_once(cli, isolated_home: Path, tmp_path: Pat
     assert len(_jsonl(_cache_file(isolated_home))) == N_PROMPTS
 
 
-def test_ctrl_c_keeps_every_answer(home: Path, server: ChatServer) -> None:
+@pytest.mark.parametrize("sig, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_keeps_every_answer(home: Path, server: ChatServer, sig: int, exit_code: int) -> None:
+    """Ctrl-C, and SIGTERM by the same path (termination.py)."""
     server.delay = 0.05
     server.hold_after = 3
     cmd = [sys.executable, "-m", "ur4rec_cli", "llm", "--backend", "openai", "--base-url", server.base_url,
            "--model", "test-model", "--concurrency", "2", "--no-embed"]  # fmt: skip
     cache = _cache_file(home)
     code, err = signal_when(
-        cmd, lambda: cache.exists() and len(cache.read_bytes().splitlines()) >= 3 and server.in_flight == 2, signal.SIGINT,
+        cmd, lambda: cache.exists() and len(cache.read_bytes().splitlines()) >= 3 and server.in_flight == 2, sig,
         within=60, wait=30, what="the interrupt point",
     )  # fmt: skip
-    assert code == 130, err
+    assert code == exit_code, err
+    assert err.strip().splitlines()[-1] == ("error: interrupted" if sig == signal.SIGINT else "error: stopped by SIGTERM"), err
     assert "interrupted: every answer received so far is in the cache" in err and "Traceback" not in err
     assert len(_jsonl(_cache_file(home))) == 3
     assert KEY not in err

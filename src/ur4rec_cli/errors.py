@@ -1,5 +1,6 @@
 """Exception types of the library; the CLI maps each to one line on stderr and an exit code.
-An allocation failure from torch becomes a ResourceError naming the setting to lower (``out_of_memory``)."""
+An allocation failure from torch becomes a ResourceError naming the setting to lower (``out_of_memory``);
+a full disk a DiskFullError naming the path and its free space (``diskspace.py``)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,27 @@ class ResourceError(Ur4recError):
     """The machine ran out of a resource (memory) for the size of the job as configured."""
 
     exit_code = 10
+
+
+class DiskFullError(ResourceError):
+    """A write failed for want of disk space (ENOSPC, EDQUOT, EFBIG); ``diskspace.py`` words it."""
+
+    exit_code = 12
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+    def then(self, what: str) -> "DiskFullError":
+        """The same error, its last clause (what to run once space is freed) replaced by ``what``."""
+        head = str(self).rsplit("; then ", 1)[0]
+        return DiskFullError(f"{head}; then {what}", self.path)
+
+
+class DivergedError(Ur4recError):
+    """Training met a non-finite loss or gradient norm, or an index holds non-finite vectors."""
+
+    exit_code = 13
 
 
 # The setting that bounds the memory of each command's largest allocation.

@@ -2,7 +2,8 @@
 
 A folder counts as an artifact only when its ``manifest.json`` parses and every file it lists has
 the recorded size and sha256. Anything else (interrupted write, truncated file, hand edit) is
-treated as missing and rebuilt.
+treated as missing and rebuilt. A write refused for want of disk space leaves no temporary file
+behind and raises the DiskFullError of ``diskspace.py`` naming the file or artifact folder.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ur4rec_cli import __version__
+from ur4rec_cli.diskspace import disk_full, is_disk_full
+from ur4rec_cli.termination import deferred
 
 MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"
@@ -41,14 +44,19 @@ def sha256_json(obj: Any) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file through a temp file and ``os.replace``: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        tmp.unlink(missing_ok=True)  # before measuring: the space it held is free again
+        raise disk_full(exc, path) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -182,8 +190,11 @@ class ArtifactStore:
             )
             atomic_write_json(tmp / MANIFEST, man.to_json())
             _swap_into_place(tmp, folder)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            # Named by the artifact, not by its temp folder (now removed); another path's error stays as it is.
+            if is_disk_full(exc) and str(getattr(exc, "path", tmp)).startswith(str(tmp)):
+                raise disk_full(exc, folder) from None
             raise
 
     def clean_stale(self, older_than_s: float = 3600.0) -> int:
@@ -204,9 +215,10 @@ class ArtifactStore:
 
 def _swap_into_place(tmp: Path, folder: Path) -> None:
     old = None
-    if folder.exists():
-        old = folder.parent / f"{_TMP_PREFIX}old-{folder.name}-{uuid.uuid4().hex[:8]}"
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    with deferred():  # a SIGTERM between the two renames would leave no artifact at all
+        if folder.exists():
+            old = folder.parent / f"{_TMP_PREFIX}old-{folder.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Root of the ``ur4rec`` command: global options, command registration, error mapping.
+"""Root of the ``ur4rec`` command: global options, command registration, error mapping (SIGTERM
+included: it takes Ctrl-C's path and exits 143, ``termination.py``).
 
 Heavy libraries (torch, openai, open_clip, sentence-transformers) are imported inside the
 command functions only, so ``ur4rec --help`` starts fast.
@@ -103,9 +104,17 @@ _ABORTS = (typer.Abort, getattr(sys.modules[_CLICK_EXCEPTION.__module__], "Abort
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the app and maps library errors to one line + exit code."""
-    from ur4rec_cli.errors import Ur4recError
+    from ur4rec_cli.termination import handle_sigterm
 
     debug = _env_debug() or "--debug" in (argv if argv is not None else sys.argv[1:])
+    with handle_sigterm():  # SIGTERM takes Ctrl-C's path (termination.py)
+        _run(argv, debug)
+
+
+def _run(argv: list[str] | None, debug: bool) -> None:
+    from ur4rec_cli.errors import Ur4recError
+    from ur4rec_cli.termination import received
+
     try:
         # Not standalone: usage errors reach us, to be printed as one `error:` line like the rest.
         rv = app(args=argv, prog_name="ur4rec", standalone_mode=False)
@@ -121,30 +130,58 @@ def main(argv: list[str] | None = None) -> None:
             message += f" (see `{ctx.command_path if ctx is not None else 'ur4rec'} --help`)"
         _fail(message, exc.exit_code)
     except _ABORTS:
-        _fail("interrupted", 130)
+        _interrupted(received())
     except SystemExit as exc:
         # Typer turns Ctrl-C into a silent exit 130; say what happened, in the same one-line form.
         if exc.code == 130:
-            sys.stderr.write("error: interrupted\n")
+            _interrupted(received())
         raise
     except Ur4recError as exc:
         if debug:
             raise
         _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (termination.Terminated)
         if debug:
             raise
-        _fail("interrupted", 130)
+        _interrupted(received())
     except Exception as exc:  # the last line of defence: one line, no traceback, unless --debug
         if debug:
             raise
+        from ur4rec_cli.diskspace import disk_full, is_disk_full
         from ur4rec_cli.errors import out_of_memory
 
+        if received():  # a SIGTERM that broke a blocking call (a collective of torchrun's ranks) on its way
+            _interrupted(True)
+        if is_disk_full(exc):  # a writer that does not name its path: named here by the home
+            full = disk_full(exc, getattr(exc, "filename", None) or _home(argv if argv is not None else sys.argv[1:]))
+            _fail(str(full), full.exit_code)
         oom = out_of_memory(exc, _command(argv if argv is not None else sys.argv[1:]))
         if oom is not None:
             _fail(str(oom), oom.exit_code)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _fail(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for a traceback)", 70)
+
+
+def _interrupted(terminated: bool) -> None:
+    """Ctrl-C: exit 130; SIGTERM: exit 143, said once (rank 0 speaks for a torchrun job)."""
+    from ur4rec_cli.termination import EXIT_CODE
+
+    if not terminated:
+        _fail("interrupted", 130)
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        raise SystemExit(EXIT_CODE)
+    _fail("stopped by SIGTERM", EXIT_CODE)
+
+
+def _home(argv: list[str]) -> str:
+    """The artifact home this command writes: --home, UR4REC_HOME, else the user data directory."""
+    if "--home" in argv[:-1]:
+        return argv[argv.index("--home") + 1]
+    if os.environ.get("UR4REC_HOME"):
+        return os.environ["UR4REC_HOME"]
+    import platformdirs
+
+    return str(platformdirs.user_data_path("ur4rec"))
 
 
 def _command(argv: list[str]) -> str | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ur4rec_cli import __version__
+from ur4rec_cli.diskspace import disk_full, is_disk_full
 from ur4rec_cli.errors import ChecksumError, DataError, DownloadError
 from ur4rec_cli.settings import Settings
 from ur4rec_cli.store import ArtifactStore, sha256_file
@@ -116,7 +117,10 @@ def download(url: str, dest: Path, *, timeout: float) -> None:
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise DownloadError(f"{url}: {exc.reason}") from None
-    except (OSError, ValueError) as exc:  # timeouts, resets, malformed URL
+    except (OSError, ValueError) as exc:  # timeouts, resets, malformed URL; a full disk is no download error
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            tmp.unlink(missing_ok=True)
+            raise disk_full(exc, dest) from None
         raise DownloadError(f"{url}: {exc}") from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -4,7 +4,8 @@ Training writes ``<home>/runs/<name>/<run>/index/``: ``user_vecs.npy`` [n_users 
 the user's vector from the full history), ``item_vecs.npy`` [n_items + 1, D], ``blocks.json``
 (which columns of D each modality owns), ``gates.npz`` (per-user gate weights) and, once `items add`
 ran, ``added_items.json`` (the items appended after the catalogue's rows). Nothing here
-imports torch, so a recommendation starts in a fraction of torch's import time.
+imports torch, so a recommendation starts in a fraction of torch's import time. An index holding
+non-finite vectors (a diverged run exported before the export refused them) is an error, never served.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ur4rec_cli.errors import ArtifactMissingError, DataError
+from ur4rec_cli.errors import ArtifactMissingError, DataError, DivergedError
 from ur4rec_cli.store import ArtifactStore
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class ServingData:
     item_ids: list[str]
     items: list[dict[str, Any]]
     user_ids: list[str]
+    noun: str = "movie"  # what the items are (summary.json; an artifact without one was worded as movies)
 
     @property
     def n_users(self) -> int:
@@ -129,6 +131,7 @@ def load_serving_data(settings: "Settings") -> ServingData:
             seq_items = z["items"].astype(np.int64)
         items = json.loads((folder / "items.json").read_text("utf-8"))
         users = json.loads((folder / "users.json").read_text("utf-8"))
+        summary = json.loads((folder / "summary.json").read_text("utf-8"))
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"cannot read the dataset artifact {folder}: {exc}") from None
     return ServingData(
@@ -139,6 +142,7 @@ def load_serving_data(settings: "Settings") -> ServingData:
         item_ids=[str(r.get("id")) for r in items],
         items=items,
         user_ids=[str(r.get("id")) for r in users],
+        noun=str(summary.get("noun") or "movie"),
     )
 
 
@@ -174,6 +178,12 @@ def load_index(settings: "Settings", data: ServingData | None = None) -> Serving
             added = json.loads((folder / "added_items.json").read_text("utf-8"))
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read the index {folder}: {exc}") from None
+    bad = int((~np.isfinite(user_vecs)).any(axis=1).sum()), int((~np.isfinite(item_vecs)).any(axis=1).sum())
+    if any(bad):  # an index exported before the export refused them: a model that diverged
+        raise DivergedError(
+            f"the index at {folder} holds non-finite vectors ({bad[0]} users, {bad[1]} items): the run diverged; "
+            f"train it again with a lower train.lr (UR4REC_TRAIN__LR)"
+        )
     if data is not None and (user_vecs.shape[0] != data.n_users + 1 or item_vecs.shape[0] != data.n_items + 1 + len(added)):
         raise DataError(
             f"index {folder}: {user_vecs.shape[0] - 1} users x {item_vecs.shape[0] - 1} items, "

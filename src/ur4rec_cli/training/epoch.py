@@ -1,4 +1,7 @@
-"""One training epoch over the stage's sequences: the only place a gradient step is taken."""
+"""One training epoch over the stage's sequences: the only place a gradient step is taken.
+
+Each step's loss and gradient norm are checked to be finite (``stops.check_step``) at the host sync
+the step already had; a non-finite one stops the stage at that step."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
 
     from ur4rec_cli.training import distributed as dd
     from ur4rec_cli.training.chunked_loss import uses_bf16_logits
+    from ur4rec_cli.training.stops import check_step, gradient_norm
     from ur4rec_cli.training.trainer import iterate_batches, shard_pairs, softmax_loss
 
     t, dist = ctx.settings.train, ctx.dist
@@ -79,11 +83,14 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
         objective = loss + t.aux_loss_weight * aux
         parts.optimizer.zero_grad(set_to_none=True)
         objective.backward()
+        grad_norm, lrs = gradient_norm(parts.optimizer), [g["lr"] for g in parts.optimizer.param_groups]
         parts.optimizer.step()
         parts.scheduler.step()
-        total += step_loss.item()
+        value = step_loss.item()
+        check_step(value, grad_norm, plan.stage, epoch, done + 1, lrs)
+        total += value
         aux_total += float(aux.detach())
         done += 1
         if on_step is not None:
-            on_step(step_loss.item())
+            on_step(value)
     return total / max(1, done), aux_total / max(1, done)

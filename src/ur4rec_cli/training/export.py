@@ -1,6 +1,7 @@
 """Export a trained model as a numpy index: user and item vectors, block bounds, gate weights.
 
-`recommend` reads it with numpy alone (no torch import, fast cold start).
+`recommend` reads it with numpy alone (no torch import, fast cold start). Non-finite vectors (a model
+that diverged) are refused: no index is written from them.
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def export_index(
                 vecs = scorer.user_vectors(seqs, ids)
             user_vecs[chunk] = vecs.float().cpu().numpy()
             progress.advance(task, len(idx))
+    bad_users, bad_items = int((~np.isfinite(user_vecs)).any(axis=1).sum()), int((~np.isfinite(items)).any(axis=1).sum())
+    if bad_users or bad_items:
+        from ur4rec_cli.errors import DivergedError
+
+        raise DivergedError(
+            f"the {(extra or {}).get('stage', 'trained')} model gives non-finite vectors ({bad_users} users, {bad_items} items): "
+            f"it diverged, and no index was written from it; train it again with a lower train.lr (UR4REC_TRAIN__LR)"
+        )
     if has_gates:
         bounds = model.block_bounds()
         active = [m for m in MODALITIES if m in model.args.modalities]

@@ -7,10 +7,10 @@ the last stage is final. With ``--select-on-validation`` each stage early-stops 
 NDCG@10, starts from its predecessor's best (or last, ``train.start_from``) checkpoint, and the
 stage with the best validation NDCG@10 becomes final.json. The final stage is exported as the
 serving index (``final.py``). After each stage's first epoch a whole-job estimate is printed (``estimate.py``).
-``train`` holds the run folder's writer lock (``runlock.py``) throughout; stage 2 may reuse its frozen
-SASRec's states (``state_cache.py``, off by default). When stage 2 starts, the stage-1 SASRec is
-also copied into the model's frozen anchor (``model.sasrec_anchor``; models/ur4rec.py), which
-stages 2-4 add to their score and never train. Test data is never read here.
+``train`` holds the run folder's writer lock (``runlock.py``) throughout, and stops early as ``stops.py`` says
+(Ctrl-C, SIGTERM, a non-finite loss, a full disk); stage 2 may reuse its frozen SASRec's states (``state_cache.py``,
+off by default). When stage 2 starts, the stage-1 SASRec is also copied into the model's frozen anchor
+(``model.sasrec_anchor``; models/ur4rec.py), which stages 2-4 add to their score and never train. Test data is never read here.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ur4rec_cli.training.final import choose_final, export_final
 from ur4rec_cli.training.plan import StagePlan, configure_stage, lr_schedule, stage_plan
 from ur4rec_cli.training.state import METRIC, EarlyStopping, StageFiles, check_resume_settings, resume_command
 from ur4rec_cli.training.state_cache import stage_pool
+from ur4rec_cli.training.stops import after_resume, rates_may_change, stage_stops, train_stops
 
 if TYPE_CHECKING:
     from ur4rec_cli.settings import Settings
@@ -68,12 +69,13 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> 
     try:
         if not dist.is_main:
             _silence_output()
-            return _train(settings, stages, stage, resume, dist)
+            with train_stops(settings, stage):
+                return _train(settings, stages, stage, resume, dist)
         from ur4rec_cli.runlock import command_line, run_lock
         from ur4rec_cli.runs import run_dir
 
         # One writer per run folder (rank 0 speaks for a torchrun job); a second `train` of the run is refused.
-        with run_lock(run_dir(settings), command_line(), f"run {settings.train.run} ({run_dir(settings)})"):
+        with run_lock(run_dir(settings), command_line(), f"run {settings.train.run} ({run_dir(settings)})"), train_stops(settings, stage):
             return _train(settings, stages, stage, resume, dist)
     finally:
         dd.shutdown(dist)
@@ -154,7 +156,7 @@ class StageRun:
 
 def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested: str | None = None) -> dict[str, Any]:
     """Train one stage with early stopping; writes best.pt, last.pt, history.jsonl, manifest.json."""
-    from ur4rec_cli.console import info, warn
+    from ur4rec_cli.console import info
 
     plan = stage_plan(ctx.settings, stage)
     files = StageFiles(ctx.run_dir / stage, _checkpoint_base(ctx, stage), write=ctx.dist.is_main)
@@ -167,14 +169,11 @@ def run_stage(ctx: TrainContext, stage: str, *, resume: bool = False, requested:
         # An interrupted stage continues with the settings it started with, or not at all.
         saved = from_main(ctx.dist, lambda: runs.read_checkpoint(files.last).get("settings") if files.last.is_file() else None)
         if saved is not None:
-            check_resume_settings(stage, saved, files.base["settings"], hint)
+            check_resume_settings(stage, saved, files.base["settings"], hint, from_main(ctx.dist, lambda: rates_may_change(stage, files.folder)))
     live = _build_stage(ctx, plan)
     state = _restore_or_begin(ctx, plan, files, live, resume)
-    try:
+    with stage_stops(plan, files, state, hint):  # Ctrl-C, SIGTERM, divergence: what was kept, how to resume
         _fit(ctx, plan, files, live, state)
-    except KeyboardInterrupt:
-        warn(f"interrupted in {stage} after epoch {state.epoch}; {files.last} holds the state: resume with `{hint}`")
-        raise
     return _finish_stage(ctx, plan, files, live, state)
 
 
@@ -252,6 +251,7 @@ def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, liv
         if live.average is not None and last.get("average"):
             live.average = WeightAverage.from_dict(last["average"])
         state = EarlyStopping.from_dict(last["early_stopping"], t.patience)
+        after_resume(plan, files, p, state)  # rates lowered after a divergence; history rows past last.pt (stops.py)
         info(f"{plan.stage}: resuming after epoch {state.epoch}")
         return state
     state = EarlyStopping(t.patience)

@@ -71,6 +71,7 @@ class StageFiles:
     def __init__(self, folder: Path, base: dict[str, Any], write: bool = True) -> None:
         self.folder, self.base, self.write = Path(folder), base, write
         self.best, self.last, self.history = self.folder / "best.pt", self.folder / "last.pt", self.folder / "history.jsonl"
+        self.saved_epoch: int | None = None  # the epoch last.pt holds, once this process wrote it (what a stop keeps)
 
     def save_best(self, model, epoch: int, state: EarlyStopping) -> None:
         from ur4rec_cli.training.checkpoints import save_checkpoint
@@ -99,6 +100,7 @@ class StageFiles:
                 "average": average.to_dict() if average is not None else None,
             },
         )
+        self.saved_epoch = state.epoch
 
     def append_history(self, row: dict[str, Any]) -> None:
         if self.write:
@@ -106,11 +108,12 @@ class StageFiles:
             atomic_write_text(self.history, old + json.dumps(row) + "\n")
 
 
-def check_resume_settings(stage: str, saved: dict[str, Any], current: dict[str, Any], hint: str) -> None:
-    """--resume continues the interrupted run as it was: a changed model or train setting is refused."""
+def check_resume_settings(stage: str, saved: dict[str, Any], current: dict[str, Any], hint: str, also: frozenset[str] = frozenset()) -> None:
+    """--resume continues the interrupted run as it was: a changed model or train setting is refused
+    (but those of ``also``: a diverged stage's learning rates, stops.py)."""
     old, new = _flatten(saved), _flatten(current)
     for key in sorted(set(old) | set(new)):
-        if key in RESUMABLE_CHANGES or old.get(key) == new.get(key):
+        if key in RESUMABLE_CHANGES or key in also or old.get(key) == new.get(key):
             continue
         raise ConfigError(
             f"--resume: {stage} was started with {key} = {old.get(key)!r}, not {new.get(key)!r}; "
@@ -120,10 +123,14 @@ def check_resume_settings(stage: str, saved: dict[str, Any], current: dict[str, 
 
 def resume_command(settings: "Settings", stage: str) -> str:
     """The `ur4rec train` line that resumes this run with the settings it was started with."""
-    from ur4rec_cli.settings import TrainConfig
+    import shlex
+
+    from ur4rec_cli.settings import TrainConfig, default_home
 
     t, defaults = settings.train, TrainConfig()
-    parts = ["ur4rec", "train", "--stage", stage, "--run", t.run]
+    # A home given by --home (or the config file) is named: the same command in the same environment finds the run.
+    home = [] if Path(settings.home).expanduser().absolute() == default_home().absolute() else ["--home", shlex.quote(str(settings.home))]
+    parts = ["ur4rec", *home, "train", "--stage", stage, "--run", t.run]
     if settings.data.name:
         parts += ["--dataset", settings.data.name]
     if t.epochs is not None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ur4rec_cli.diskspace import append_line
 from ur4rec_cli.errors import ConfigError, DownloadError
 
 POSTER_DIR = ("posters",)
@@ -276,8 +277,7 @@ def fetch_posters(settings: Any, items: Iterable[tuple[str, dict[str, Any]]], *,
                 except _Transient:
                     report.errors += 1
                     continue
-                log.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                log.flush()
+                append_line(log, lookups_path, json.dumps(rec, ensure_ascii=False) + "\n")  # a full disk: one line, no torn record
                 lookups[str(raw_id)] = rec
             if not rec.get("poster_path"):
                 report.unmatched.append(shown)

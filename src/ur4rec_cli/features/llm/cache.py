@@ -3,8 +3,8 @@
 A run killed at any point loses at most the requests in flight: every finished answer is on disk,
 and a torn last line (killed mid-write) is skipped on reading, never fatal. A file with such a line
 (or a duplicated key) is rewritten atomically, one valid line per key, by :meth:`AnswerCache.repair`
-(at the latest before the next append), so the cache on disk stays valid JSONL. Reading alone
-(a dry run) never writes.
+(at the latest before the next append), so the cache on disk stays valid JSONL; an append that
+meets a full disk is cut back off (``diskspace.append_line``). Reading alone (a dry run) never writes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
+from ur4rec_cli.diskspace import append_line
 from ur4rec_cli.errors import DataError
 
 
@@ -84,16 +85,14 @@ class AnswerCache:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one answer as a line and flush it to the OS before returning."""
-        if self._fh is None:
+        if self._fh is None or self._fh.closed:  # closed: a disk-full append (diskspace.append_line)
             self.repair()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torn = self.path.exists() and self.path.stat().st_size > 0 and not self._ends_with_newline()
             self._fh = open(self.path, "a", encoding="utf-8")
             if torn:  # start on a fresh line so the torn one can't swallow this record
                 self._fh.write("\n")
-        self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        append_line(self._fh, self.path, json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         self.entries[str(record["key"])] = record
 
     def _ends_with_newline(self) -> bool:
