@@ -229,9 +229,11 @@ def test_padding_sink_equals_a_zero_padded_sasrec_that_attends_to_padding() -> N
         plain = SASRecEncoder(N_ITEMS, L, 16, 2, 2, 0.0).eval()
         plain.load_state_dict(enc.state_dict())
     assert torch.allclose(ours, explicit, atol=1e-5)
-    # It changes the states of short rows (a full-length row has no padding, so no sink).
+    # It changes the states of short rows (a full-length row has no padding, so no sink). The
+    # full-length row matches to float rounding, not bit for bit: the two paths call attention with
+    # different masks, and on some CPUs (AVX2-only AMD EPYC, torch 2.14.1) the kernels differ by ~5e-7.
     differs = (ours - plain(hist)).abs().amax(dim=(1, 2))
-    assert differs[0] == 0 and (differs[1:] > 1e-3).all()
+    assert differs[0] <= 1e-5 and (differs[1:] > 1e-3).all()
 
 
 @pytest.mark.parametrize("grad", [True, False])
