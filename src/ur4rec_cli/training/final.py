@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ur4rec_cli.runs import learned_validation
+from ur4rec_cli.runs import FINAL, learned_validation
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.store import atomic_write_json
 
@@ -40,7 +40,7 @@ def choose_final(ctx: "TrainContext") -> dict[str, Any] | None:
         if best is None or score > best["val_ndcg10"]:
             best = {"stage": stage, "val_ndcg10": score, "val": ckpt.get("val", {}), "path": str(folder / "best.pt"), "selected_by": "validation NDCG@10"}
     if best is not None:
-        atomic_write_json(ctx.run_dir / ck.FINAL, best)
+        atomic_write_json(ctx.run_dir / FINAL, best)
     return best
 
 

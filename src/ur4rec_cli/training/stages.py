@@ -28,6 +28,7 @@ import numpy as np
 
 from ur4rec_cli import __version__
 from ur4rec_cli.errors import ConfigError, StageOrderError
+from ur4rec_cli.runs import FINAL
 from ur4rec_cli.settings import STAGES
 from ur4rec_cli.training.averaging import WeightAverage
 from ur4rec_cli.training.checkpoints import predecessor_weights
@@ -52,11 +53,12 @@ __all__ = ["STAGE_END_HOOKS", "TrainContext", "choose_final", "export_final", "p
 STAGE_END_HOOKS: list[Callable[[str, Any, DistContext], None]] = []
 
 
-def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> dict[str, Any]:
-    """Train one stage or all four; returns {"run", "stages": [summary...], "final", "notes", ...}."""
+def train(settings: "Settings", *, stage: str = "all", resume: bool = False, upto: bool = False) -> dict[str, Any]:
+    """Train one stage (``upto``: every stage up to it) or all four; returns {"run", "stages": [summary...], "final", "notes", ...}."""
     if stage != "all" and stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose from all, {', '.join(STAGES)}")
-    stages = list(STAGES) if stage == "all" else [stage]
+    stages = list(STAGES) if stage == "all" else (list(STAGES[: STAGES.index(stage) + 1]) if upto else [stage])
+    stage = "all" if upto else stage
     from ur4rec_cli.training import distributed as dd
 
     if dd.launched_by_torchrun():
@@ -263,7 +265,7 @@ def _restore_or_begin(ctx: TrainContext, plan: StagePlan, files: StageFiles, liv
         # Retraining a stage makes this stage and every later one stale until they rerun.
         for later in STAGES[plan.index :]:
             (ctx.run_dir / later / "manifest.json").unlink(missing_ok=True)
-        (ctx.run_dir / ck.FINAL).unlink(missing_ok=True)
+        (ctx.run_dir / FINAL).unlink(missing_ok=True)
     if plan.index > 0 and plan.selects:
         # The predecessor's model is this stage's epoch 0: a stage can never end worse than it.
         val = _validate(ctx, live)
@@ -388,11 +390,9 @@ def _val(val: dict[str, float] | None) -> dict[str, float]:
 
 def _peak_gpu_mb(device) -> float | None:
     """Peak CUDA memory allocated by this process (MiB), or None off CUDA."""
-    if device.type != "cuda":
-        return None
     import torch
 
-    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
 
 
 def _peak_rss_mb() -> float:
