@@ -47,14 +47,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "benchmarks-scientific.json"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cold import ranks_of  # noqa: E402
-from ml100k import cli, ndcg10, paired_bootstrap, read_ranks  # noqa: E402
+from cold import ranks_of, render_page, save_figures  # noqa: E402
+from ml100k import cli, read_ranks  # noqa: E402
 from scale import machine  # noqa: E402
 
 SASREC, FINAL, POP, KNN, FUSION, REFERENCE = "SASRec (stage 1)", "UR4Rec V2 (final)", "popularity", "content-KNN", "late fusion: SASRec + w·KNN", "reference SASRec (same data)"
 PLAIN = "UR4Rec V2, neighbours off"
 FUSION_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # w = 0 is the stage-1 SASRec itself
 CUTS, SHORT = (5, 20), 5  # target training interactions: tail 1-5, torso 6-20, head > 20; history short <= 5
+PARTS = ("default", "main", "fusion", "ablations", "reference", "cold")
 REFERENCE_MAX_LEN, REFERENCE_EPOCHS = 50, 60  # Kang & McAuley's n for their sparse Amazon sets; a cap, chosen every 5 epochs on validation
 
 
@@ -83,9 +84,9 @@ def cpu_line() -> str:
 
 
 def run_all(args: argparse.Namespace) -> dict:
-    home = Path(tempfile.mkdtemp(prefix="ur4rec-sci-"))
+    home = args.home or Path(tempfile.mkdtemp(prefix="ur4rec-sci-"))
     work = home / "ranks"
-    work.mkdir()
+    work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     data, t_data = cli(home, "data", "--source", str(args.path))
     name = data["name"]
@@ -93,12 +94,14 @@ def run_all(args: argparse.Namespace) -> dict:
     ds_args = ("--dataset", name)
     # 1. The default job, alone: texts + embeddings, then train --stage all (seed 42).
     llm, t_llm, rss_llm = measured(home, "llm", "--backend", "template", *ds_args)
-    train, t_train, rss_train = measured(home, "train", "--stage", "all", "--device", "cpu", "--run", "default", *ds_args)
-    default_ev, _ = cli(home, "evaluate", "--run", "default", *ds_args)
-    default = {"llm_s": round(t_llm, 1), "train_s": round(t_train, 1), "llm_rss_gb": round(rss_llm, 2), "train_rss_gb": round(rss_train, 2),
-               "stages": train["stages"], "epoch_rule": train.get("epoch_rule"), "loss": train.get("loss"), "test": default_ev["metrics"],
-               "embedding": llm.get("embedding") or llm.get("embeddings")}  # fmt: skip
-    print(f"default job: llm {t_llm:.0f} s ({rss_llm:.2f} GB), train {t_train:.0f} s ({rss_train:.2f} GB), test NDCG@10 {default_ev['metrics']['NDCG@10']:.4f}", flush=True)
+    default = None
+    if "default" in args.parts:
+        train, t_train, rss_train = measured(home, "train", "--stage", "all", "--device", "cpu", "--run", "default", *ds_args)
+        default_ev, _ = cli(home, "evaluate", "--run", "default", *ds_args)
+        default = {"llm_s": round(t_llm, 1), "train_s": round(t_train, 1), "llm_rss_gb": round(rss_llm, 2), "train_rss_gb": round(rss_train, 2),
+                   "llm_status": (llm.get("embeddings") or {}).get("status"), "stages": train["stages"], "epoch_rule": train.get("epoch_rule"),
+                   "loss": train.get("loss"), "test": default_ev["metrics"]}  # fmt: skip
+        print(f"default job: llm {t_llm:.0f} s ({rss_llm:.2f} GB), train {t_train:.0f} s ({rss_train:.2f} GB), test NDCG@10 {default_ev['metrics']['NDCG@10']:.4f}", flush=True)
 
     lock, counter = threading.Lock(), itertools.count()
     models: dict[str, list[dict]] = {}
@@ -137,8 +140,16 @@ def run_all(args: argparse.Namespace) -> dict:
             walls.setdefault("default job", []).append(round(wall, 1))
             extra["epoch_rule"].append({"seed": seed, **(res.get("epoch_rule") or {"rule": "fixed"})})
         print(f"seed {seed}: train {wall:.0f} s", flush=True)
+        with lock:
+            extra.setdefault("train", []).append({"seed": seed, "stages": res["stages"], "loss": res.get("loss")})
         keep(SASREC, evaluate(SASREC, name, "--run", run, "--stage", "pretrain_sasrec"))
         keep(FINAL, evaluate(FINAL, name, "--run", run))
+        if "fusion" in args.parts:
+            fusion(seed, run)
+        if "ablations" in args.parts:
+            ablations(seed, run, res.get("modalities") or [])
+
+    def fusion(seed: int, run: str) -> None:
         # Late fusion: w chosen on validation with the selection run's stage 1 (validation items held out).
         val = {w: cli(home, "evaluate", "--run", run + "-select", "--stage", "late_fusion", "--split", "valid", *ds_args,
                       env={**env, "UR4REC_EVAL__FUSION_WEIGHT": str(w)})[0]["metrics"]["NDCG@10"] for w in FUSION_GRID}  # fmt: skip
@@ -146,10 +157,12 @@ def run_all(args: argparse.Namespace) -> dict:
         with lock:
             extra["fusion_w"].append({"seed": seed, "w": best_w, "validation": val})
         keep(FUSION, evaluate(FUSION, name, "--run", run, "--stage", "late_fusion", extra_env={"UR4REC_EVAL__FUSION_WEIGHT": str(best_w)}))
-        for off in [m for m in res.get("modalities") or [] if len(res["modalities"]) > 1]:
+
+    def ablations(seed: int, run: str, modalities: list[str]) -> None:
+        for off in [m for m in modalities if len(modalities) > 1]:
             arun = f"{run}-no-{off}"
             copy_stage1(name, run, arun)
-            keep_mods = ",".join(m for m in res["modalities"] if m != off)
+            keep_mods = ",".join(m for m in modalities if m != off)
             _, awall = cli(home, "train", "--stage", "all", "--resume", "--device", "cpu", "--seed", str(seed), "--run", arun, "--modalities", keep_mods, *ds_args, env=env)
             keep(f"without {off}", evaluate(f"without {off}", name, "--run", arun), awall, f"without {off} (stages 2-4)")
 
@@ -176,18 +189,23 @@ def run_all(args: argparse.Namespace) -> dict:
 
     keep(POP, evaluate(POP, name, "--stage", "popularity"))
     keep(KNN, evaluate(KNN, name, "--stage", "content_knn"))
-    cold_data, _ = cli(home, "data", "--source", str(args.path), "--cold-items", str(args.share))
-    cold_name = cold_data["name"]
-    _, t_cold_llm = cli(home, "llm", "--backend", "template", "--dataset", cold_name)
-    keep(f"cold/{POP}", evaluate(POP, cold_name, "--stage", "popularity"))
-    keep(f"cold/{KNN}", evaluate(KNN, cold_name, "--stage", "content_knn"))
-    jobs = [(main_seed, (s,)) for s in args.seeds] + [(cold_seed, (s, cold_name)) for s in args.seeds] + [(reference_seed, (s,)) for s in args.seeds]
+    cold_data, t_cold_llm, jobs = None, None, []
+    if "cold" in args.parts:
+        cold_data, _ = cli(home, "data", "--source", str(args.path), "--cold-items", str(args.share))
+        cold_name = cold_data["name"]
+        _, t_cold_llm = cli(home, "llm", "--backend", "template", "--dataset", cold_name)
+        keep(f"cold/{POP}", evaluate(POP, cold_name, "--stage", "popularity"))
+        keep(f"cold/{KNN}", evaluate(KNN, cold_name, "--stage", "content_knn"))
+        jobs += [(cold_seed, (s, cold_name)) for s in args.seeds]
+    jobs = [(main_seed, (s,)) for s in args.seeds if "main" in args.parts] + jobs
+    jobs += [(reference_seed, (s,)) for s in args.seeds if "reference" in args.parts]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for future in [pool.submit(fn, *a) for fn, a in jobs]:
             future.result()
     ds = _dataset(home, name)
     return {"data": data, "cold_data": cold_data, "default": default, "models": models, "walls": walls, "extra": extra,
-            "slices": _slice_cases(ds, models), "t_data": round(t_data, 1), "t_cold_llm": round(t_cold_llm, 1),
+            "slices": _slice_cases(ds, models), "t_data": round(t_data, 1), "t_cold_llm": t_cold_llm and round(t_cold_llm, 1),
+            "llm": {"wall_s": round(t_llm, 1), "rss_gb": round(rss_llm, 2), "status": (llm.get("embeddings") or {}).get("status")},
             "total_s": round(time.perf_counter() - t_start)}  # fmt: skip
 
 
@@ -218,19 +236,15 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.2, help="share of interacted items made cold (data --cold-items)")
     ap.add_argument("--jobs", type=int, default=1, help="jobs side by side, one torch thread each (default 1: one at a time, all threads)")
     ap.add_argument("--note", default="", help="what else ran on the machine meanwhile (printed on the page)")
+    ap.add_argument("--home", type=Path, default=None, help="artifact home to work in (default: a fresh temporary one); texts already embedded there are reused")
+    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to measure (default: everything)")
     ap.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from docs/benchmarks-scientific.json")
     args = ap.parse_args()
     if not args.render:
         from scientific_page import summarise
 
-        raw = run_all(args)
-        figures = summarise(raw, args, machine("cpu"), cpu_line())
-        tmp = FIGURES.with_suffix(".tmp")
-        tmp.write_text(json.dumps(figures, indent=1) + "\n", "utf-8")
-        tmp.replace(FIGURES)
-        for t in figures["targets"]:
-            print(f"{'MET' if t['met'] else 'NOT MET'}: {t['target']}: {t['measured']}")
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ml100k.py"), "--render", str(ROOT / "docs" / "benchmarks.json")], check=True)
+        save_figures(FIGURES, summarise(run_all(args), args, machine("cpu"), cpu_line()))
+    render_page()
 
 
 if __name__ == "__main__":

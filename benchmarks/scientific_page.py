@@ -57,14 +57,17 @@ def summarise(raw: dict, args: Any, machine: str, cpu: str) -> dict:
                       "cold": [r["cold_metrics"]["NDCG@10"] for r in rs], "cold_hr": [r["cold_metrics"]["HR@10"] for r in rs],
                       "shelf": [r["shelf_metrics"]["NDCG@10"] for r in rs], "shelf_hr": [r["shelf_metrics"]["HR@10"] for r in rs]}
                   for m, rs in cold.items()}  # fmt: skip
-    cold_pairs = [{"a": OURS, "b": KNN, "part": p, **_ci(case[OURS][p], case[KNN][p])} for p in ("cold", "shelf")]
-    cold_pairs.append({"a": OURS, "b": PLAIN, "part": "warm", **_ci(warm[OURS], warm[PLAIN])})
+    cold_pairs = []
+    if OURS in case and KNN in case:
+        cold_pairs = [{"a": OURS, "b": KNN, "part": p, **_ci(case[OURS][p], case[KNN][p])} for p in ("cold", "shelf")]
+        cold_pairs.append({"a": OURS, "b": PLAIN, "part": "warm", **_ci(warm[OURS], warm[PLAIN])})
     figures = {
         "date": time.strftime("%Y-%m-%d"), "machine": machine, "cpu": cpu, "note": args.note,
         "command": f"python benchmarks/scientific.py {args.path} --seeds {' '.join(map(str, args.seeds))} --share {args.share:g}" + (f" --jobs {args.jobs}" if args.jobs > 1 else ""),
         "seeds": args.seeds, "share": args.share, "data": raw["data"], "cold_data": raw["cold_data"], "default": raw["default"],
         "table": table, "diffs": diffs, "slices": slice_rows, "cold_table": cold_table, "cold_pairs": cold_pairs,
-        "cold_description": cold[OURS][0]["cold_description"], "shelf_description": cold[OURS][0]["shelf_description"],
+        "cold_description": cold[OURS][0]["cold_description"] if OURS in cold else None,
+        "shelf_description": cold[OURS][0]["shelf_description"] if OURS in cold else None, "parts": list(args.parts), "llm": raw.get("llm"),
         "walls": raw["walls"], "extra": raw["extra"], "t_data": raw["t_data"], "t_cold_llm": raw["t_cold_llm"], "total_s": raw["total_s"],
     }  # fmt: skip
     figures["targets"] = targets(figures)
@@ -96,6 +99,9 @@ def targets(f: dict) -> list[dict]:
         d = _diff(f, FINAL, "without item_text")
         out.append({"target": "content earns it: final - without item_text, CI above zero", "measured": f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]", "met": bool(d["ci95"][0] > 0)})
     c = f["cold_table"]
+    if OURS not in c:
+        out.append({"target": "cold items, new-items shelf, warm cost of the cold machinery", "measured": "not measured in this run", "met": False})
+        return out + _default_targets(f)
     for part, bar, label in (("cold", 1.5, "cold items (mixed ranking)"), ("cold", 2.0, "cold items (mixed ranking, moonshot)"), ("shelf", 1.5, "new-items shelf (candidates = cold items)")):
         ours, knn, d = _mean(c[OURS][part]), _mean(c[KNN][part]), _diff(f, OURS, KNN, part)
         out.append({"target": f"{label}: NDCG@10 >= {bar}x content-KNN, CI above zero",
@@ -104,7 +110,13 @@ def targets(f: dict) -> list[dict]:
     warm, plain = _mean(c[OURS]["warm"]), _mean(c[PLAIN]["warm"])
     out.append({"target": "cold machinery: warm NDCG@10 within 2% of the same model without it (neighbours off)",
                 "measured": f"{warm:.4f} vs {plain:.4f} ({(warm / plain - 1) * 100:+.1f}%)", "met": bool(warm >= 0.98 * plain)})  # fmt: skip
-    dj = f["default"]
+    return out + _default_targets(f)
+
+
+def _default_targets(f: dict) -> list[dict]:
+    out, dj = [], f["default"]
+    if dj is None:
+        return [{"target": "default job <= 10 min and <= 3 GB", "measured": "not measured in this run", "met": False}]
     total = dj["llm_s"] + dj["train_s"]
     rss = max(dj["llm_rss_gb"], dj["train_rss_gb"])
     out.append({"target": "default job (texts + embeddings + train --stage all) <= 10 min on this CPU", "measured": f"{total / 60:.1f} min ({dj['llm_s']:.0f} s + {dj['train_s']:.0f} s)", "met": total <= 600})
@@ -121,15 +133,18 @@ def _d(d: dict) -> str:
 
 
 def render_section(f: dict[str, Any]) -> list[str]:
-    d, cd, dj = f["data"], f["cold_data"], f["default"]
+    d, cd, dj = f["data"], f["cold_data"], f["default"] or {}
     seeds = " ".join(str(s) for s in f["seeds"])
     rule = dj.get("epoch_rule") or {}
     chosen = "; ".join(f"seed {r['seed']}: " + ", ".join(f"{n}" for n in r.get("epochs", {}).values()) for r in f["extra"]["epoch_rule"]) or "fixed"
+    loss = dj.get("loss") or next((t.get("loss") for t in f["extra"].get("train", [])), "") or ""
+    missing = [p for p in ("default", "main", "fusion", "ablations", "reference", "cold") if p not in f.get("parts", [])]
     out = [
         "## Amazon Industrial & Scientific (a sparse, text-rich catalogue)",
         "",
-        f"`{f['command']}` ({f['date']}; {f['cpu']}; {f['machine']}; precision path: {_precision(dj.get('loss') or '')}; "
-        f"{f['note'] or 'nothing else heavy ran'}). Whole benchmark {f['total_s'] / 60:.0f} min.",
+        f"`{f['command']}` ({f['date']}; {f['cpu']}; {f['machine']}; precision path: {_precision(loss)}; "
+        f"{f['note'] or 'nothing else heavy ran'}). Whole benchmark {f['total_s'] / 60:.0f} min."
+        + (f" **Not measured in this run: {', '.join(missing)}** (`--parts`)." if missing else ""),
         "",
         f"Data: {d['users']:,} users, {d['items']:,} items, {d['interactions']:,} interactions (RecBole atomic files, "
         "`../shared/data/amazon-scientific`; implicit feedback, no ratings). Provenance, as its README gives it: "
@@ -145,8 +160,8 @@ def render_section(f: dict[str, Any]) -> list[str]:
         f"with the chosen counts; stages 1-4 per seed: {chosen}). Late fusion: the seed's stage-1 SASRec score + w x content-KNN cosine, "
         "w chosen on the validation split of the selection run (its stage 1 never saw the validation items): "
         + ", ".join(f"seed {r['seed']}: w = {r['w']:g}" for r in f["extra"]["fusion_w"])
-        + f". Reference SASRec: benchmarks/reference_sasrec.py --max-len 50, its epoch chosen on validation every 5 epochs ("
-        + ", ".join(f"seed {r['seed']}: {r['epoch']}" for r in f["extra"]["reference_epoch"]) + ").",
+        + (f". Reference SASRec: benchmarks/reference_sasrec.py --max-len 50, its epoch chosen on validation every 5 epochs ("
+           + ", ".join(f"seed {r['seed']}: {r['epoch']}" for r in f["extra"]["reference_epoch"]) + ")." if f["extra"]["reference_epoch"] else "."),
         "",
         "### Targets (issue 34)",
         "",
@@ -156,9 +171,7 @@ def render_section(f: dict[str, Any]) -> list[str]:
         "",
         "### Test metrics, full ranking",
         "",
-        "| model | " + " | ".join(COLS) + " |",
-        "| --- | " + " | ".join("---" for _ in COLS) + " |",
-        *(f"| {m} | " + " | ".join(_fmt(f["table"][m][c]) for c in COLS) + " |" for m in ORDER if m in f["table"]),
+        *_metric_table(f["table"]),
         "",
         "Paired differences (test NDCG@10 per user, averaged over seeds):",
         "",
@@ -175,7 +188,13 @@ def render_section(f: dict[str, Any]) -> list[str]:
         n = r["ndcg10"]
         cells = " | ".join("–" if n.get(m) is None else f"{n[m]:.4f}" for m in (KNN, SASREC, FUSION, FINAL))
         out.append(f"| {r['slice']} | {r['cases']:,} | {cells} | {_d(r['final_vs_sasrec']) if 'final_vs_sasrec' in r else '–'} |")
-    out += [
+    out += _cold_section(f, cd) if cd else []
+    out += _cost_section(f, dj, rule)
+    return out
+
+
+def _cold_section(f: dict[str, Any], cd: dict[str, Any]) -> list[str]:
+    return [
         "",
         f"### Cold items and the new-items shelf (`{cd['name']}`: {cd['cold_items']:,} of {cd['items']:,} items cold, share {f['share']:g}, cold seed 0; "
         f"{cd['cold_cases']:,} cold cases)",
@@ -194,20 +213,27 @@ def render_section(f: dict[str, Any]) -> list[str]:
         "| difference | test set | mean [95% CI] |",
         "| --- | --- | --- |",
         *(f"| {x['a']} − {x['b']} | {x['part']} | {_d(x)} |" for x in f["cold_pairs"]),
-        "",
-        "### What it costs",
-        "",
-        f"The default job alone (seed 42, from the prepared data set): `ur4rec llm --backend template` {dj['llm_s']:.0f} s "
-        f"(peak RSS {dj['llm_rss_gb']:.2f} GB), `ur4rec train --stage all` {dj['train_s']:.0f} s (peak RSS {dj['train_rss_gb']:.2f} GB; "
-        f"selection pass {rule.get('selection_wall_s', 0):.0f} s of stage time, epochs chosen {', '.join(f'{k} {v}' for k, v in (rule.get('epochs') or {}).items())}); "
-        f"its test NDCG@10 {dj['test']['NDCG@10']:.4f}. Data preparation {f['t_data']:.0f} s; the cold variant's texts {f['t_cold_llm']:.0f} s.",
-        "",
-        "| job | wall s per seed |",
-        "| --- | --- |",
-        *(f"| {k} | {', '.join(f'{w:.0f}' for w in v)} |" for k, v in f["walls"].items()),
-        "",
     ]
+
+
+def _cost_section(f: dict[str, Any], dj: dict[str, Any], rule: dict[str, Any]) -> list[str]:
+    out = ["", "### What it costs", ""]
+    if dj:
+        out.append(f"The default job alone (seed 42, from the prepared data set): `ur4rec llm --backend template` {dj['llm_s']:.0f} s "
+                   f"(peak RSS {dj['llm_rss_gb']:.2f} GB), `ur4rec train --stage all` {dj['train_s']:.0f} s (peak RSS {dj['train_rss_gb']:.2f} GB; "
+                   f"selection pass {rule.get('selection_wall_s', 0):.0f} s of stage time, epochs chosen {', '.join(f'{k} {v}' for k, v in (rule.get('epochs') or {}).items())}); "
+                   f"its test NDCG@10 {dj['test']['NDCG@10']:.4f}.")  # fmt: skip
+    llm = f.get("llm") or {}
+    out.append(f"`ur4rec llm` in this run: {llm.get('wall_s', 0):.0f} s ({llm.get('status')}); data preparation {f['t_data']:.0f} s"
+               + (f"; the cold variant's texts {f['t_cold_llm']:.0f} s." if f.get("t_cold_llm") else "."))
+    out += ["", "| job | wall s per seed |", "| --- | --- |", *(f"| {k} | {', '.join(f'{w:.0f}' for w in v)} |" for k, v in f["walls"].items()), ""]
     return out
+
+
+def _metric_table(table: dict[str, Any]) -> list[str]:
+    head = ["model", *COLS]
+    return ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head),
+            *(f"| {m} | " + " | ".join(_fmt(table[m][c]) for c in COLS) + " |" for m in ORDER if m in table)]  # fmt: skip
 
 
 def _precision(loss: str) -> str:

@@ -33,7 +33,7 @@ def test_selection_and_refit_settings() -> None:
     s = load_settings(None, {"train": {"run": "main", "epochs": 7}})
     sel = selection_settings(s)
     t = sel.train
-    assert t.run == "main-select" and not t.learn_validation and t.epochs is None and t.start_from == "best"
+    assert t.run == "main-select" and not t.learn_validation and t.epochs is None and t.start_from == "best" and t.patience == 10
     assert (t.sasrec_epochs, t.retriever_epochs, t.joint_epochs, t.end_to_end_epochs) == (CAP_FACTOR * 80, CAP_FACTOR * 20, CAP_FACTOR * 6, CAP_FACTOR * 4)
     summaries = [{"stage": "pretrain_sasrec", "best_epoch": 31}, {"stage": "pretrain_retriever", "best_epoch": 0},
                  {"stage": "joint_finetune", "best_epoch": 4}, {"stage": "end_to_end", "best_epoch": 2}]  # fmt: skip

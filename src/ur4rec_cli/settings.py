@@ -209,8 +209,8 @@ class TrainConfig(_Section):
     epoch_rule: Literal["auto", "fixed", "validation"] = Field(
         "auto",
         description="How `train --stage all` picks epoch counts: fixed = the stage epoch counts below (tuned on ML-100K's "
-        "validation); validation = a selection pass with the validation items held out (each stage early-stopped under twice "
-        "its count, run <run>-select), then a refit on them with the best epochs; auto = fixed on ML-100K or when an epoch "
+        "validation); validation = a selection pass with the validation items held out (each stage early-stopped, patience 10, "
+        "under twice its count, run <run>-select), then a refit on them with the best epochs; auto = fixed on ML-100K or when an epoch "
         "count or --learn-validation/--select-on-validation is set, validation on any other data set (training/epoch_rule.py).",
     )
     learn_validation: bool = Field(

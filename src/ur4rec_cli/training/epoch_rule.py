@@ -6,8 +6,8 @@ are, each user's validation item trained on (``train.learn_validation``). On any
 (``train.epoch_rule = auto``) validation chooses them instead, in two passes:
 
 1. selection: the four stages with each user's validation item held out, each stage early-stopped
-   on validation NDCG@10 (its fixed count is raised to a cap, ``CAP_FACTOR`` times it, with
-   ``train.patience``) and started from its predecessor's best epoch; the run folder is
+   on validation NDCG@10 (its fixed count is raised to a cap, ``CAP_FACTOR`` times it; patience
+   ``SELECT_PATIENCE`` epochs, or ``train.patience`` when set) and started from its predecessor's best epoch; the run folder is
    ``<run>-select``, and its final stage is the one with the best validation NDCG@10;
 2. refit: the stages up to that final stage, each for the epoch count validation chose (its best
    epoch, at least 1), with the validation items trained on, as the fixed schedule does; this is
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 TUNED_ON = (943, 1682)
 EPOCH_FIELDS = {"pretrain_sasrec": "sasrec_epochs", "pretrain_retriever": "retriever_epochs", "joint_finetune": "joint_epochs", "end_to_end": "end_to_end_epochs"}
 CAP_FACTOR = 2  # the selection pass may run each stage up to twice its fixed count
+SELECT_PATIENCE = 10  # ... and stops a stage after 10 epochs without a better validation NDCG@10 (unless train.patience is set)
 SELECT_SUFFIX = "-select"
 
 
@@ -50,7 +51,8 @@ def selection_settings(settings: "Settings") -> "Settings":
     """The selection pass: validation held out, each stage early-stopped under a raised cap, in ``<run>-select``."""
     t = settings.train
     caps = {field: CAP_FACTOR * getattr(t, field) for field in EPOCH_FIELDS.values()}
-    train = t.model_copy(update={"run": t.run + SELECT_SUFFIX, "learn_validation": False, "start_from": "best", "epochs": None, **caps})
+    patience = t.patience if "patience" in t.model_fields_set else min(t.patience, SELECT_PATIENCE)
+    train = t.model_copy(update={"run": t.run + SELECT_SUFFIX, "learn_validation": False, "start_from": "best", "epochs": None, "patience": patience, **caps})
     return settings.model_copy(update={"train": train})
 
 
@@ -85,7 +87,7 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> 
 
     info(f"epoch counts: chosen on validation ({dataset.n_users:,} users x {dataset.n_items:,} items is not the data set the fixed "
          f"schedule was tuned on; train.epoch_rule): a selection pass in run {settings.train.run}{SELECT_SUFFIX}, then the refit")  # fmt: skip
-    selection = stages.train(selection_settings(settings), stage="all", resume=resume)
+    selection = stages.train(selection_settings(settings), stage="all", resume=resume, export=False)  # only its epochs are wanted
     final = (selection.get("final") or {}).get("stage") or STAGES[0]
     epochs = chosen_epochs(selection["stages"], final)
     info("epoch counts chosen on validation: " + ", ".join(f"{s} {n}" for s, n in epochs.items()))

@@ -53,8 +53,8 @@ __all__ = ["STAGE_END_HOOKS", "TrainContext", "choose_final", "export_final", "p
 STAGE_END_HOOKS: list[Callable[[str, Any, DistContext], None]] = []
 
 
-def train(settings: "Settings", *, stage: str = "all", resume: bool = False, upto: bool = False) -> dict[str, Any]:
-    """Train one stage (``upto``: every stage up to it) or all four; returns {"run", "stages": [summary...], "final", "notes", ...}."""
+def train(settings: "Settings", *, stage: str = "all", resume: bool = False, upto: bool = False, export: bool = True) -> dict[str, Any]:
+    """Train one stage (``upto``: all up to it) or all four, export the final one (``export``); returns {"run", "stages", "final", ...}."""
     if stage != "all" and stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose from all, {', '.join(STAGES)}")
     stages = list(STAGES) if stage == "all" else (list(STAGES[: STAGES.index(stage) + 1]) if upto else [stage])
@@ -70,13 +70,13 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False, upt
     try:
         if not dist.is_main:
             _silence_output()
-            return _train(settings, stages, stage, resume, dist)
+            return _train(settings, stages, stage, resume, dist, export)
         from ur4rec_cli.runlock import command_line, run_lock
         from ur4rec_cli.runs import run_dir
 
         # One writer per run folder (rank 0 speaks for a torchrun job); a second `train` of the run is refused.
         with run_lock(run_dir(settings), command_line(), f"run {settings.train.run} ({run_dir(settings)})"):
-            return _train(settings, stages, stage, resume, dist)
+            return _train(settings, stages, stage, resume, dist, export)
     finally:
         dd.shutdown(dist)
 
@@ -90,7 +90,7 @@ def _silence_output() -> None:
     console.console.file = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
 
-def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, dist: DistContext) -> dict[str, Any]:
+def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, dist: DistContext, export: bool = True) -> dict[str, Any]:
     from ur4rec_cli.runs import stage_dir, stage_finished
     from ur4rec_cli.training.distributed import barrier, broadcast_object
 
@@ -115,7 +115,7 @@ def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, di
     if dist.is_main:
         final = choose_final(ctx)
         started = time.perf_counter()
-        index = export_final(ctx, final["stage"]) if final else None
+        index = export_final(ctx, final["stage"]) if final and export else None
         export_s = time.perf_counter() - started
     final, index = broadcast_object((final, index), dist)
     barrier(dist)
