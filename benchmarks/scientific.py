@@ -51,8 +51,8 @@ from cold import ranks_of, render_page, save_figures  # noqa: E402
 from ml100k import cli, read_ranks  # noqa: E402
 from scale import machine  # noqa: E402
 
-SASREC, FINAL, POP, KNN, FUSION, REFERENCE = "SASRec (stage 1)", "UR4Rec V2 (final)", "popularity", "content-KNN", "late fusion: SASRec + w·KNN", "reference SASRec (same data)"
-PLAIN = "UR4Rec V2, neighbours off"
+from scientific_page import FINAL, FUSION, KNN, PLAIN, POP, REFERENCE, SASREC, summarise  # noqa: E402
+
 FUSION_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # w = 0 is the stage-1 SASRec itself
 CUTS, SHORT = (5, 20), 5  # target training interactions: tail 1-5, torso 6-20, head > 20; history short <= 5
 PARTS = ("default", "main", "fusion", "ablations", "reference", "cold")
@@ -219,7 +219,7 @@ def _slice_cases(ds, models: dict) -> dict:
     """Per test user (raw id, in the ranks files' order): which slice of each cut the case falls in."""
     from ur4rec_cli.evaluation.slices import history_slices, popularity_slices
 
-    users = list(models[FINAL][0]["ranks"])
+    users = list(models[SASREC][0]["ranks"])
     internal = np.array([ds.find_user(u) for u in users], dtype=np.int64)
     counts = ds.item_popularity("train")[ds.targets(internal, "test")]
     lengths = ds.offsets[internal] - ds.offsets[internal - 1] - 1
@@ -241,8 +241,6 @@ def main() -> None:
     ap.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from docs/benchmarks-scientific.json")
     args = ap.parse_args()
     if not args.render:
-        from scientific_page import summarise
-
         save_figures(FIGURES, summarise(run_all(args), args, machine("cpu"), cpu_line()))
     render_page()
 
