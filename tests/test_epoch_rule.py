@@ -86,3 +86,15 @@ def test_a_single_stage_is_never_rescheduled(tmp_path: Path, stage: str) -> None
     result = api.train(load_settings(None, overrides), stage=stage)
     assert "epoch_rule" not in result and result["stages"][0]["epochs"] == 2
     assert not (home / "runs" / "shop" / "main-select").exists()
+
+
+def test_a_resume_of_a_run_begun_on_the_fixed_schedule_stays_on_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ur4rec_cli.training import epoch_rule, stages
+
+    calls = []
+    monkeypatch.setattr(stages, "train", lambda settings, **kw: calls.append((settings.train.run, kw)) or {"stages": []})
+    monkeypatch.setattr(epoch_rule, "chosen_rule", lambda settings, dataset: "validation")
+    s = load_settings(None, {"home": tmp_path, "data": {"name": "shop"}})
+    (tmp_path / "runs" / "shop" / "main" / "pretrain_sasrec").mkdir(parents=True)
+    epoch_rule.train(s, stage="all", resume=True)
+    assert calls == [("main", {"stage": "all", "resume": True})]  # straight to the stages, no selection pass

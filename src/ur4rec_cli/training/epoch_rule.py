@@ -14,7 +14,8 @@ are, each user's validation item trained on (``train.learn_validation``). On any
    the run's model and index.
 
 An epoch count or ``--learn-validation`` / ``--select-on-validation`` that the user set keeps the
-schedule the user asked for, and ``train.epoch_rule = fixed`` runs the fixed counts anywhere.
+schedule the user asked for, ``train.epoch_rule = fixed`` runs the fixed counts anywhere, and a
+``--resume`` of a run begun on the fixed schedule continues on it.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> 
     (``chosen_rule``) a selection pass and a refit with the epochs validation chose."""
     from ur4rec_cli.training import stages
 
-    if stage != "all" or _under_torchrun():
+    if stage != "all" or _under_torchrun() or (resume and _begun_without_rule(settings)):
         return stages.train(settings, stage=stage, resume=resume)
     from ur4rec_cli.data.prepare import load_dataset
 
@@ -102,6 +103,13 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> 
         "selection_wall_s": round(sum(s.get("wall_s") or 0 for s in selection["stages"]), 1),
     }
     return result
+
+
+def _begun_without_rule(settings: "Settings") -> bool:
+    """A --resume of a run whose stages were begun on the fixed schedule (no selection pass beside it): kept so."""
+    from ur4rec_cli.runs import run_dir
+
+    return (run_dir(settings) / STAGES[0]).is_dir() and not run_dir(selection_settings(settings)).is_dir()
 
 
 def _under_torchrun() -> bool:
