@@ -17,7 +17,8 @@ from ml100k import ndcg10, paired_bootstrap  # noqa: E402
 COLS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR"]
 SASREC, FINAL, POP, KNN, FUSION, REFERENCE = "SASRec (stage 1)", "UR4Rec V2 (final)", "popularity", "content-KNN", "late fusion: SASRec + w·KNN", "reference SASRec (same data)"
 OURS, PLAIN = "UR4Rec V2", "UR4Rec V2, neighbours off"
-ORDER = [POP, KNN, REFERENCE, SASREC, FUSION, "without item_text", "without user_text", FINAL]
+STAGE2 = "UR4Rec V2, stage 2 of the selection pass"  # partial runs only (validation held out, no refit)
+ORDER = [POP, KNN, REFERENCE, SASREC, FUSION, STAGE2, "without item_text", "without user_text", FINAL]
 
 
 def _per_user(rows: list[dict], users: list[str]) -> np.ndarray:
@@ -41,13 +42,13 @@ def summarise(raw: dict, args: Any, machine: str, cpu: str) -> dict:
     cold = {m.removeprefix("cold/"): rs for m, rs in models.items() if m.startswith("cold/")}
     user_ndcg = {m: _per_user(rs, users) for m, rs in main.items()}
     table = {m: {c: [r["metrics"][c] for r in rs] for c in COLS} for m, rs in main.items()}
-    pairs = [(FINAL, SASREC), (FINAL, REFERENCE), (FINAL, FUSION), (FUSION, SASREC), (FINAL, "without item_text"), (FINAL, "without user_text"), (SASREC, REFERENCE)]
+    pairs = [(FINAL, SASREC), (FINAL, REFERENCE), (FINAL, FUSION), (FUSION, SASREC), (FINAL, "without item_text"), (FINAL, "without user_text"), (SASREC, REFERENCE), (STAGE2, SASREC), (FUSION, STAGE2)]
     diffs = [{"a": a, "b": b, **_ci(user_ndcg[a], user_ndcg[b])} for a, b in pairs if a in user_ndcg and b in user_ndcg]
     slice_rows = []
     for cut in ("target_popularity", "history_length"):
         for label, idx in slices[cut]:
             idx = np.array(idx, dtype=np.int64)
-            row = {"cut": cut, "slice": label, "cases": int(len(idx)), "ndcg10": {m: float(user_ndcg[m][idx].mean()) if len(idx) else None for m in (KNN, SASREC, FUSION, FINAL) if m in user_ndcg}}
+            row = {"cut": cut, "slice": label, "cases": int(len(idx)), "ndcg10": {m: float(user_ndcg[m][idx].mean()) if len(idx) else None for m in (KNN, SASREC, FUSION, STAGE2, FINAL) if m in user_ndcg}}
             if len(idx) and FINAL in user_ndcg:
                 row["final_vs_sasrec"] = _ci(user_ndcg[FINAL][idx], user_ndcg[SASREC][idx])
             slice_rows.append(row)
@@ -188,12 +189,12 @@ def render_section(f: dict[str, Any]) -> list[str]:
         "",
         "Slices (test NDCG@10, mean over seeds; target popularity = the target's training interactions; history = items fed):",
         "",
-        "| slice | cases | content-KNN | SASRec (stage 1) | late fusion | UR4Rec V2 (final) | final − SASRec [95% CI] |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| slice | cases | content-KNN | SASRec (stage 1) | late fusion | UR4Rec V2, stage 2 (selection) | UR4Rec V2 (final) | final − SASRec [95% CI] |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in f["slices"]:
         n = r["ndcg10"]
-        cells = " | ".join("–" if n.get(m) is None else f"{n[m]:.4f}" for m in (KNN, SASREC, FUSION, FINAL))
+        cells = " | ".join("–" if n.get(m) is None else f"{n[m]:.4f}" for m in (KNN, SASREC, FUSION, STAGE2, FINAL))
         out.append(f"| {r['slice']} | {r['cases']:,} | {cells} | {_d(r['final_vs_sasrec']) if 'final_vs_sasrec' in r else '–'} |")
     out += _cold_section(f, cd) if cd else []
     out += _cost_section(f, dj, rule)
