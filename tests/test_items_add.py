@@ -96,14 +96,37 @@ def test_new_item_vector_is_the_unknown_item_vector(home) -> None:
     assert torch.allclose(direct, new, atol=1e-5)
 
 
+def test_a_csv_with_more_columns_gives_each_its_role(cli, home, tmp_path) -> None:
+    """Brand, a category path, a price and any other column reach the new item's metadata and text."""
+    new = tmp_path / "gadgets.csv"
+    new.write_text("item_id,title,brand,categories,price,colour,description\n"
+                   '701,Ghoul Detector,Acme,"Gadgets,Ghost Detectors",$19.99,green,Beeps near ghouls.\n', "utf-8")  # fmt: skip
+    r = cli("items", "add", str(new), "--json")
+    assert r.code == 0 and json.loads(r.stdout)["added"] == ["701"], r
+    index = next((home / "runs").rglob("index"))
+    row = next(a for a in json.loads((index / "added_items.json").read_text("utf-8")) if a["id"] == "701")
+    assert {k: row[k] for k in ("title", "year", "genres", "categories", "brand", "description", "fields")} == {
+        "title": "Ghoul Detector", "year": None, "genres": [], "categories": ["Gadgets", "Ghost Detectors"], "brand": "Acme",
+        "description": "Beeps near ghouls.", "fields": {"price": 19.99, "colour": "green"},
+    }  # fmt: skip
+    # The catalogue is worded as movies (its noun): the new item's text is too, from every column.
+    assert row["text"] == "Ghoul Detector is a movie by Acme. Categories: Gadgets, Ghost Detectors. price: 19.99. colour: green. Beeps near ghouls."
+    rec = json.loads(cli("recommend", "--user", "1", "--top", "100", "--json").stdout)
+    shown = next(i for i in rec["items"] if i["item_id"] == 701)
+    assert shown["brand"] == "Acme" and shown["categories"] == ["Gadgets", "Ghost Detectors"]
+
+
 @pytest.mark.parametrize(
     "text, says",
     [
-        ("title,year\n,1990\n", "line 2: empty title"),
+        ("title,year\n,1990\nB,1991\n", "line 2: empty title"),
+        ("title,year\n,1990\n", "title column 'title' is empty in every row"),
         ("title,year\nA Film,19x0\n", "not a four-digit year"),
         ("item_id,title\n5,Already There\n", "item id 5 is already in the data set's catalogue"),
         ("item_id,title\n900,One\n900,Two\n", "item id 900 appears twice"),
-        ("name,year\nA,1990\n", "neither the u.item format nor a CSV"),
+        ("label,year\nA,1990\n", "neither the u.item format nor a CSV"),
+        ("title,price\nA,9.5\nB,cheap\n", "line 3: non-numeric price 'cheap'"),
+        ("title,Title\nA,B\n", "column 'Title' appears twice"),
         ("1|Bad Row (1990)|x\n", "the u.item format has 24"),
     ],
 )

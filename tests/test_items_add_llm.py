@@ -72,7 +72,7 @@ def _added(home: Path) -> list[dict]:
 
 def _prompt(title: str, year: int, genres: list[str], raw_id: str, strict: bool = False) -> str:
     make = P.strict_item_prompt_of if strict else P.item_prompt_of
-    return make({"title": title, "year": year, "genres": genres}, raw_id, 1).user
+    return make({"title": title, "year": year, "genres": genres}, raw_id, 1, "movie").user
 
 
 def test_new_items_are_described_by_the_runs_own_llm_once(cli, home: Path, server: ChatServer, tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_changed_llm_settings_are_one_line_and_write_nothing(cli, home: Path, se
     r = cli("items", "add", str(new), "--text", "template", "--json")
     assert r.code == 0, r.stderr
     assert "trained on openai descriptions" in r.stderr and sum(server.requests.values()) == asked
-    assert _added(home)[-1]["text"] == P.template_item_text_of({"title": "The Quiet Cabin", "year": 1994, "genres": ["Horror"]}, "x")
+    assert _added(home)[-1]["text"] == P.template_item_text_of({"title": "The Quiet Cabin", "year": 1994, "genres": ["Horror"]}, "x", "movie")
     assert cli("items", "add", str(new), "--text", "gpt").code == 2
 
 
@@ -144,6 +144,6 @@ def test_texts_no_longer_in_the_home_give_template_descriptions_with_a_warning(h
     spec = run_text_spec(settings, "ml-100k", {"text_emb": digest})
     assert spec is not None and spec["backend"] == "openai" and spec["model"] == "test-model"
     rows = [{"id": "777", "title": "Echo Valley", "year": 1997, "genres": ["Western"]}]
-    texts, how = describe_new_items(settings, "ml-100k", None, rows)
-    assert texts == [P.template_item_text_of(rows[0], "777")] and how.startswith("template descriptions")
+    texts, how = describe_new_items(settings, "ml-100k", None, rows, noun="movie")
+    assert texts == [P.template_item_text_of(rows[0], "777", "movie")] and how.startswith("template descriptions")
     assert "no longer in the home" in capsys.readouterr().err

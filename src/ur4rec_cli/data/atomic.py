@@ -1,5 +1,9 @@
 """RecBole atomic files: ``<stem>.inter`` (user_id, item_id, optional rating and timestamp) plus
-optional ``.item`` and ``.user`` tables with typed headers (``name:token``), tab-separated UTF-8."""
+optional ``.item`` and ``.user`` tables with typed headers (``name:token``), tab-separated UTF-8.
+
+An ``.item`` table may carry any columns: ``data/item_fields.py`` says which role each takes and
+reads every row; the catalogue's noun comes from its columns there too. A column named twice in
+any header is an error."""
 
 from __future__ import annotations
 
@@ -7,13 +11,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ur4rec_cli.data.rawfiles import FileSet, RawData, parse_num, read_lines, split_title
+from ur4rec_cli.data.item_fields import detect_columns, infer_noun, read_item_row
+from ur4rec_cli.data.rawfiles import FileSet, RawData, parse_num, read_lines
 from ur4rec_cli.errors import DataError
-
-
-_TITLE_COLS = ("movie_title", "title", "name", "item_name")
-_YEAR_COLS = ("release_year", "year")
-_GENRE_COLS = ("class", "genre", "genres", "categories", "category")
 
 
 def _atomic_table(fs: FileSet, name: str) -> tuple[list[str], list[str], list[tuple[int, list[str]]]]:
@@ -25,6 +25,8 @@ def _atomic_table(fs: FileSet, name: str) -> tuple[list[str], list[str], list[tu
         if ":" not in tok:
             raise DataError(f"{name} line {head_line}: header column {tok!r} is not name:type (RecBole atomic format)")
         n, t = tok.rsplit(":", 1)
+        if n.strip() in names:
+            raise DataError(f"{name} line {head_line}: column {n.strip()!r} appears twice in the header")
         names.append(n.strip())
         types.append(t.strip())
     rows = []
@@ -34,13 +36,6 @@ def _atomic_table(fs: FileSet, name: str) -> tuple[list[str], list[str], list[tu
             raise DataError(f"{name} line {line}: expected {len(names)} tab-separated columns, found {len(parts)} (missing column?)")
         rows.append((line, parts))
     return names, types, rows
-
-
-def _pick(names: list[str], candidates: tuple[str, ...]) -> int | None:
-    for c in candidates:
-        if c in names:
-            return names.index(c)
-    return None
 
 
 def parse_atomic(fs: FileSet, stem: str | None = None) -> RawData:
@@ -76,14 +71,29 @@ def parse_atomic(fs: FileSet, stem: str | None = None) -> RawData:
     files = [inter]
 
     item_meta: dict[str, dict[str, Any]] = {}
+    noun, columns = "item", {}
     if fs.has(f"{stem}.item"):
         files.append(f"{stem}.item")
-        item_meta = _atomic_meta(fs, f"{stem}.item", "item_id", _item_row)
+        item_meta, noun, columns = _atomic_items(fs, f"{stem}.item")
     user_meta: dict[str, dict[str, Any]] = {}
     if fs.has(f"{stem}.user"):
         files.append(f"{stem}.user")
         user_meta = _atomic_meta(fs, f"{stem}.user", "user_id", _user_row)
-    return RawData(users, items, ratings, times, item_meta, user_meta, files, cr is not None, "atomic")
+    return RawData(users, items, ratings, times, item_meta, user_meta, files, cr is not None, "atomic", noun, columns)
+
+
+def _atomic_items(fs: FileSet, name: str) -> tuple[dict[str, dict[str, Any]], str, dict[str, str]]:
+    """(item metadata by raw id, the catalogue's noun, {column: role}) of an ``.item`` table."""
+    names, types, rows = _atomic_table(fs, name)
+    cols = detect_columns(name, names, types, [parts for _, parts in rows], ("item_id",))
+    ck = cols.index("id")
+    meta: dict[str, dict[str, Any]] = {}
+    for line, parts in rows:
+        rid = parts[ck].strip()
+        if not rid:
+            raise DataError(f"{name} line {line}: empty item_id")
+        meta[rid] = read_item_row(name, line, cols, parts)
+    return meta, infer_noun(cols), cols.described()
 
 
 def _atomic_meta(
@@ -100,16 +110,6 @@ def _atomic_meta(
             raise DataError(f"{name} line {line}: empty {key}")
         meta[rid] = convert(name, names, parts, line)
     return meta
-
-
-def _item_row(name: str, names: list[str], parts: list[str], line: int) -> dict[str, Any]:
-    ct, cy, cg = _pick(names, _TITLE_COLS), _pick(names, _YEAR_COLS), _pick(names, _GENRE_COLS)
-    title, year = split_title(parts[ct]) if ct is not None else (None, None)
-    if cy is not None and parts[cy].strip():
-        raw_year = parts[cy].strip()
-        year = int(raw_year) if raw_year.isdigit() else year
-    genres = parts[cg].split() if cg is not None else []
-    return {"title": title or None, "year": year, "genres": genres}
 
 
 def _user_row(name: str, names: list[str], parts: list[str], line: int) -> dict[str, Any]:

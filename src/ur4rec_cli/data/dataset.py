@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ur4rec_cli.data.item_fields import common_labels, empty_item as empty_item_meta
+
 Split = Literal["train", "valid", "test", "full"]
 
 FILES = ("interactions.npz", "items.json", "users.json", "summary.json")
@@ -32,7 +34,7 @@ class Dataset:
     name: str
     item_ids: list[str]  # raw id of internal item i is item_ids[i - 1]
     user_ids: list[str]  # raw id of internal user u is user_ids[u - 1]
-    items: list[dict[str, Any]]  # {"title": str, "year": int | None, "genres": list[str]} per item, same order
+    items: list[dict[str, Any]]  # per item, same order: {"title", "year", ...} (data/item_fields.py)
     users: list[dict[str, Any]]  # {"age": int | None, "gender": str | None, "occupation": str | None}
     offsets: np.ndarray  # int64 [n_users + 1]; user u's sequence is seq_items[offsets[u-1]:offsets[u]]
     seq_items: np.ndarray  # int32, chronological per user (ties keep source order)
@@ -40,6 +42,13 @@ class Dataset:
     seq_times: np.ndarray  # int64
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the items are ("movie", "product", ...: the texts' words); an artifact written before the
+    # noun was recorded was worded as movies, so that is what it reads as.
+    noun: str = "movie"
+    has_rating: bool = True  # False: implicit feedback (every rating 1.0 and never shown)
+    item_columns: dict[str, str] = field(default_factory=dict)  # item column -> its role (the summary)
+    common_labels: list[str] = field(default_factory=list)  # labels on every labelled item (item_fields.common_labels)
+    rating_scale: float = 5.0  # the highest rating ("4.5/5"), fixed when the data set is built
     cold: Any = None  # cold.ColdSplit of a cold-item variant (`data --cold-items`), else None
 
     # Sizes ------------------------------------------------------------------------------------
@@ -168,6 +177,11 @@ class Dataset:
             seq_ratings=ratings,
             seq_times=times,
             source=summary.get("source", ""),
+            noun=summary.get("noun", "movie"),
+            has_rating=summary.get("feedback", "explicit") != "implicit",
+            item_columns=dict(summary.get("item_columns") or {}),
+            common_labels=list(summary.get("common_labels") or []),
+            rating_scale=float(summary.get("rating_scale", 5.0)),
             cold=cold,
         )
 
@@ -191,6 +205,11 @@ class Dataset:
             "test_users": n_eval,
             # Fewer than 3 interactions: their items are training data, they are never evaluated.
             "train_only_users": int(self.n_users - n_eval),
+            "noun": self.noun,
+            "feedback": "explicit" if self.has_rating else "implicit",
+            "item_columns": self.item_columns,
+            "common_labels": self.common_labels,
+            "rating_scale": self.rating_scale,
             **(self.cold.summary() if self.cold is not None else {}),
         }
 
@@ -204,6 +223,10 @@ def build_dataset(
     times: np.ndarray,
     item_meta: dict[str, dict[str, Any]],
     user_meta: dict[str, dict[str, Any]],
+    *,
+    noun: str = "movie",
+    has_rating: bool = True,
+    item_columns: dict[str, str] | None = None,
 ) -> Dataset:
     """Assemble a Dataset from parallel raw arrays in source order.
 
@@ -235,19 +258,25 @@ def build_dataset(
     counts = np.bincount(u_int, minlength=len(user_ids) + 1)[1:]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
-    empty_item = {"title": None, "year": None, "genres": []}
+    empty_item = empty_item_meta(item_meta)
+    metas = [{**empty_item, **item_meta.get(i, {})} for i in item_ids]
     empty_user = {"age": None, "gender": None, "occupation": None}
     return Dataset(
         name=name,
         item_ids=item_ids,
         user_ids=user_ids,
-        items=[{**empty_item, **item_meta.get(i, {})} for i in item_ids],
+        items=metas,
         users=[{**empty_user, **user_meta.get(u, {})} for u in user_ids],
         offsets=offsets,
         seq_items=i_int[order].astype(np.int32),
         seq_ratings=ratings[order],
         seq_times=times[order],
         source=source,
+        noun=noun,
+        has_rating=has_rating,
+        item_columns=dict(item_columns or {}),
+        common_labels=common_labels(metas),
+        rating_scale=float(ratings.max()) if has_rating and ratings.size else 5.0,
     )
 
 

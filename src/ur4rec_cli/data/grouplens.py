@@ -90,7 +90,8 @@ def parse_ml100k(fs: FileSet) -> RawData:
 
     if fs.has("u.info"):
         _check_info(fs, users, items)
-    return RawData(users, items, ratings, times, item_meta, user_meta, files, True, "ml-100k")
+    columns = {"movie title": "title (a year in brackets: year)", "release date": "year", "19 genre flags": "genres"} if item_meta else {}
+    return RawData(users, items, ratings, times, item_meta, user_meta, files, True, "ml-100k", "movie", columns)
 
 
 def _check_info(fs: FileSet, users: list[str], items: list[str]) -> None:
@@ -140,4 +141,5 @@ def parse_ml1m(fs: FileSet) -> RawData:
                 "gender": parts[1].strip() or None,
                 "occupation": occ or None,
             }
-    return RawData(users, items, ratings, times, item_meta, user_meta, files, True, "ml-1m")
+    columns = {"title": "title (a year in brackets: year)", "genres": "genres (a list split on '|')"} if item_meta else {}
+    return RawData(users, items, ratings, times, item_meta, user_meta, files, True, "ml-1m", "movie", columns)

@@ -1,7 +1,9 @@
 """`ur4rec data`: pick a source, verify and parse it, build the split, write the dataset artifact.
 
-A valid artifact made from the same source and filter is served from the store without parsing
-anything (manifest check + summary.json), unless ``force``.
+A valid artifact made from the same source, filter and ``data.noun`` is served from the store
+without parsing anything (manifest check + summary.json), unless ``force``. The data set records
+its noun (``data.noun``, else the parser's: data/item_fields.py), whether it has ratings and which
+item column took which role (summary.json), so every text made from it uses the same words.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def prepare_data(settings: Settings, force: bool = False) -> dict[str, Any]:
         served.fs.close()
     if served.warning:
         warn(served.warning)
-    dataset = _build(name, served.label, raw, settings.data.min_rating)
+    dataset = _build(name, served.label, raw, settings.data.min_rating, settings.data.noun)
     cold = _cold_key(settings)
     if cold is not None:
         from ur4rec_cli.data.cold import split_cold
@@ -113,9 +115,13 @@ def load_dataset(settings: Settings) -> tuple[Dataset, Manifest]:
     if man is None:
         raise ArtifactMissingError(f"no dataset artifact {name!r} in {folder.parent} (missing or corrupt): run `ur4rec data` first")
     try:
-        return Dataset.load(folder), man
+        dataset = Dataset.load(folder)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactMissingError(f"dataset artifact {folder} is unreadable ({exc}): run `ur4rec data --force`") from None
+    if settings.data.noun is not None and settings.data.noun != dataset.noun:
+        raise ArtifactMissingError(f"the data set {name} was prepared with the noun {dataset.noun!r}, not data.noun {settings.data.noun!r}: "
+                                   "run `ur4rec data` to remake it")  # fmt: skip
+    return dataset, man
 
 
 def ensure_dataset(settings: Settings) -> tuple[Dataset, Manifest]:
@@ -135,6 +141,8 @@ def _from_store(store: ArtifactStore, folder: Path, settings: Settings, local: _
     recorded = man.extra.get("source", "")
     if man.extra.get("min_rating") != settings.data.min_rating:
         return None
+    if (man.settings.get("data") or {}).get("noun") != settings.data.noun:
+        return None  # another noun is other texts: the data set is remade with it
     cold = _cold_key(settings)
     if (list(cold) if cold else None) != man.extra.get("cold"):
         return None
@@ -148,6 +156,9 @@ def _from_store(store: ArtifactStore, folder: Path, settings: Settings, local: _
         summary = json.loads((folder / "summary.json").read_text("utf-8"))
     except (OSError, ValueError):
         return None
+    if man.extra.get("format") == "atomic" and "item_columns" not in summary and recorded != "mirror":
+        warn(f"{folder.name} was prepared by an older version that read only the title, year and genres of its items "
+             "and worded every text for movies: `ur4rec data --force` reads every item column")  # fmt: skip
     return {**summary, "name": folder.name, "source": recorded, "cached": True, "path": str(folder)}
 
 
@@ -214,7 +225,7 @@ def _open_path(source: str) -> _Served:
 
 
 # Build -----------------------------------------------------------------------------------------
-def _build(name: str, label: str, raw: RawData, min_rating: float | None) -> Dataset:
+def _build(name: str, label: str, raw: RawData, min_rating: float | None, noun: str | None = None) -> Dataset:
     main_file = raw.files[0]
     users = np.asarray(raw.users, dtype=object)
     items = np.asarray(raw.items, dtype=object)
@@ -243,7 +254,8 @@ def _build(name: str, label: str, raw: RawData, min_rating: float | None) -> Dat
     user_meta = {u: m for u, m in raw.user_meta.items() if u in present_users}
     if len(user_meta) < len(raw.user_meta):
         info(f"{len(raw.user_meta) - len(user_meta):,} users in {user_file} have no interactions; left out")
-    dataset = build_dataset(name, label, users, items, ratings, times, raw.item_meta, user_meta)
+    dataset = build_dataset(name, label, users, items, ratings, times, raw.item_meta, user_meta,
+                            noun=noun or raw.noun, has_rating=raw.has_rating, item_columns=raw.item_columns)  # fmt: skip
     if not dataset.eval_users().size:
         raise DataError(
             f"{main_file}: no user has the 3 interactions leave-one-out needs (train, validation, test); "

@@ -32,6 +32,8 @@ class RawData:
     files: list[str] = field(default_factory=list)  # names of the files read, for messages
     has_rating: bool = True
     fmt: str = ""
+    noun: str = "item"  # what the items are (data/item_fields.py: infer_noun); GroupLens: movie
+    item_columns: dict[str, str] = field(default_factory=dict)  # item column -> the role it took
 
 
 class FileSet:

@@ -73,6 +73,7 @@ class ServingData:
     item_ids: list[str]
     items: list[dict[str, Any]]
     user_ids: list[str]
+    noun: str = "movie"  # what the items are (summary.json; an artifact without one was worded as movies)
 
     @property
     def n_users(self) -> int:
@@ -129,6 +130,7 @@ def load_serving_data(settings: "Settings") -> ServingData:
             seq_items = z["items"].astype(np.int64)
         items = json.loads((folder / "items.json").read_text("utf-8"))
         users = json.loads((folder / "users.json").read_text("utf-8"))
+        summary = json.loads((folder / "summary.json").read_text("utf-8"))
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"cannot read the dataset artifact {folder}: {exc}") from None
     return ServingData(
@@ -139,6 +141,7 @@ def load_serving_data(settings: "Settings") -> ServingData:
         item_ids=[str(r.get("id")) for r in items],
         items=items,
         user_ids=[str(r.get("id")) for r in users],
+        noun=str(summary.get("noun") or "movie"),
     )
 
 

@@ -1,12 +1,15 @@
 """`ur4rec items add FILE`: items that arrived after training, scored by the trained model's content path.
 
 FILE is either the data set's item format (ML-100K ``u.item``: ``id|Title (year)|date|video|url|``
-then 19 genre flags) or a CSV with a header: ``title`` (required), ``item_id`` (or ``id``;
-default: the next free integer), ``year``, ``genres`` (separated by ``|`` or ``;``), ``poster`` (an
-image file, relative to the CSV's folder; read when the run's model reads images). Every row is
-checked first; a bad row is one line naming the file, line and problem, and then nothing is
+then 19 genre flags) or a CSV with a header whose columns take their roles by name as in an
+``.item`` file (data/item_fields.py: title (required), year, genres/categories/tags, brand,
+description, numbers such as price, any other column as ``column: value``), plus ``item_id`` (or
+``id``; default: the next free integer) and ``poster`` (an image file, relative to the CSV's folder;
+read when the run's model reads images). A new item starts from the catalogue's keys, so its texts
+have the catalogue's lines. Every row is checked first; a bad row is one line naming the file,
+line and problem, and then nothing is
 written. Each new item's description is made as the run's own item texts were
-(features/llm/new_items.py: the template text from title, year and genres, or the same LLM
+(features/llm/new_items.py: the template text from every field with the data set's noun, or the same LLM
 backend and prompt; ``--text template`` forces the template), encoded with the run's
 text-embedding model; its vector is ``UR4RecV2.new_item_vectors``: content alone, exactly as a
 catalogue item the model never trained on is scored (models/ur4rec.py). A model that reads images
@@ -74,30 +77,48 @@ def read_item_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             rows.append({"id": parts[0].strip() or None, "title": title, "year": year, "line": no,
                          "genres": [g for g, f in zip(ML100K_GENRES, flags) if f == "1"]})  # fmt: skip
     else:
-        reader = csv.DictReader(lines)
-        fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
-        if "title" not in fields:
-            raise DataError(f"{path}: neither the u.item format nor a CSV with a 'title' column (columns: item_id, title, year, genres)")
-        id_col = fields.get("item_id") or fields.get("id")
-        for no, rec in enumerate(reader, start=2):
-            title = (rec.get(fields["title"]) or "").strip()
-            raw_year = (rec.get(fields["year"]) or "").strip() if "year" in fields else ""
-            if not title:
-                problems.append(f"{path.name} line {no}: empty title")
-                continue
-            if raw_year and not re.fullmatch(r"\d{4}", raw_year):
-                problems.append(f"{path.name} line {no}: year {raw_year!r} is not a four-digit year")
-                continue
-            genres = [g.strip() for g in re.split(r"[|;]", rec.get(fields["genres"]) or "") if g.strip()] if "genres" in fields else []
-            poster, why = _poster(path, (rec.get(fields["poster"]) or "").strip() if "poster" in fields else "")
-            if why:
-                problems.append(f"{path.name} line {no}: {why}")
-                continue
-            rows.append({"id": ((rec.get(id_col) or "").strip() or None) if id_col else None, "title": title,
-                         "year": int(raw_year) if raw_year else None, "genres": genres, "poster": poster, "line": no})  # fmt: skip
+        _read_csv(path, lines, rows, problems)
     if not rows and not problems:
         problems.append(f"{path.name}: no item rows")
     return rows, problems
+
+
+def _read_csv(path: Path, lines: list[str], rows: list[dict[str, Any]], problems: list[str]) -> None:
+    """The CSV's rows into ``rows`` (metadata as data/item_fields.py reads an ``.item`` row, plus "id",
+    "poster" and "line"); a bad row is one line in ``problems``. DataError for a bad header."""
+    from ur4rec_cli.data.item_fields import detect_columns, read_item_row
+
+    records = [(no, rec) for no, rec in enumerate(csv.reader(lines), start=1) if any(v.strip() for v in rec)]
+    if not records:
+        return
+    (_, header), body = records[0], records[1:]
+    cols = detect_columns(path.name, header, [], [rec for _, rec in body], ("item_id", "id"), id_required=False, special=("poster",))
+    if cols.index("title") is None:
+        raise DataError(f"{path}: neither the u.item format nor a CSV with a title column "
+                        f"(title, name or <word>_title; columns: {', '.join(cols.names)})")  # fmt: skip
+    at = {role: cols.index(role) for role in ("id", "title", "year", "poster")}
+
+    def cell(rec: list[str], role: str) -> str:
+        k = at[role]
+        return rec[k].strip() if k is not None and k < len(rec) else ""
+
+    for no, rec in body:
+        if not cell(rec, "title"):
+            problems.append(f"{path.name} line {no}: empty title")
+            continue
+        if cell(rec, "year") and not re.search(r"(?<!\d)\d{4}(?!\d)", cell(rec, "year")):
+            problems.append(f"{path.name} line {no}: year {cell(rec, 'year')!r} is not a four-digit year")
+            continue
+        try:
+            meta = read_item_row(path.name, no, cols, rec)
+        except DataError as exc:  # a number column that holds no number
+            problems.append(str(exc))
+            continue
+        poster, why = _poster(path, cell(rec, "poster"))
+        if why:
+            problems.append(f"{path.name} line {no}: {why}")
+            continue
+        rows.append({"id": cell(rec, "id") or None, **meta, "poster": poster, "line": no})
 
 
 def _poster(csv_path: Path, value: str) -> tuple[str | None, str | None]:
@@ -117,8 +138,11 @@ def _poster(csv_path: Path, value: str) -> tuple[str | None, str | None]:
     return str(path.resolve()), None
 
 
-def _plan(rows: list[dict[str, Any]], catalogue: list[str], added: list[dict[str, Any]], path: Path) -> tuple[list[dict[str, Any]], int, list[str]]:
-    """(new items with their ids, how many were already added, problems)."""
+def _plan(
+    rows: list[dict[str, Any]], catalogue: list[str], added: list[dict[str, Any]], path: Path, schema: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """(new items with their ids, how many were already added, problems); ``schema``: the catalogue's
+    empty item, whose keys every new item gets first (its prompt then has the catalogue's lines)."""
     in_data = set(catalogue)
     by_id = {a["id"]: a for a in added}
     by_title = {(a["title"], a["year"]) for a in added}
@@ -126,7 +150,7 @@ def _plan(rows: list[dict[str, Any]], catalogue: list[str], added: list[dict[str
     next_id = max(numeric, default=0) + 1
     new, skipped, problems, seen = [], 0, [], set()
     for r in rows:
-        meta = {"title": r["title"], "year": r["year"], "genres": r["genres"]}
+        meta = {**(schema or {}), **{k: v for k, v in r.items() if k not in ("id", "line", "poster")}}
         if r["id"] is None and (r["title"], r["year"]) in by_title:
             skipped += 1
             continue
@@ -135,7 +159,7 @@ def _plan(rows: list[dict[str, Any]], catalogue: list[str], added: list[dict[str
                 problems.append(f"{path.name} line {r['line']}: item id {r['id']} is already in the data set's catalogue")
                 continue
             if r["id"] in by_id:
-                old = {k: by_id[r["id"]][k] for k in meta}
+                old = {k: by_id[r["id"]].get(k) for k in meta}
                 if old == meta:
                     skipped += 1
                 else:
@@ -157,6 +181,7 @@ def _plan(rows: list[dict[str, Any]], catalogue: list[str], added: list[dict[str
 def add_items(settings: "Settings", path: Path, text: str = "auto") -> dict[str, Any]:
     """Append the items of ``path`` to the run's exported index; returns what was added and skipped."""
     from ur4rec_cli.console import warn
+    from ur4rec_cli.data.item_fields import empty_item
     from ur4rec_cli.runlock import command_line, run_lock
     from ur4rec_cli.serving.index import index_folder, load_index, load_serving_data
 
@@ -170,7 +195,8 @@ def add_items(settings: "Settings", path: Path, text: str = "auto") -> dict[str,
     with run_lock(folder.parent, command_line(), f"run {settings.train.run} ({folder.parent})"):
         data = load_serving_data(settings)
         index = load_index(settings, data)
-        new, skipped, more = _plan(rows, data.item_ids[: index.n_trained], index.added, path)
+        schema = empty_item({"first": {k: v for k, v in data.items[0].items() if k != "id"}}) if data.items else None
+        new, skipped, more = _plan(rows, data.item_ids[: index.n_trained], index.added, path, schema)
         problems += more
         if problems:
             for line in problems:
@@ -180,12 +206,12 @@ def add_items(settings: "Settings", path: Path, text: str = "auto") -> dict[str,
                   "items_in_index": len(data.item_ids) + len(new)}  # fmt: skip
         if not new:
             return result
-        vecs, how = _vectors(settings, index, new, text)
+        vecs, how = _vectors(settings, index, new, text, data.noun)
         _write(settings, folder, index, vecs, index.added + new, {"file": path.name, "sha256": sha256_file(path), "items": len(new)})
         return {**result, "text": how}
 
 
-def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: str = "auto") -> tuple[np.ndarray, str]:
+def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: str, noun: str) -> tuple[np.ndarray, str]:
     """Content-only vectors [M, D] of the new items from the run's model and text encoder."""
     import torch
 
@@ -199,7 +225,7 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: 
     if not hasattr(model, "new_item_vectors"):
         raise ConfigError(f"the run's final stage {loaded.stage} is SASRec alone (IDs only): it has no content path to score new items; train the later stages")
     name, digests = dataset_name(settings.data), loaded.info.get("digests") or {}
-    texts, how = describe_new_items(settings, name, run_text_spec(settings, name, digests), new, text)
+    texts, how = describe_new_items(settings, name, run_text_spec(settings, name, digests), new, text, noun=noun)
     for row, description in zip(new, texts):
         row["text"] = description  # kept in added_items.json: what the item was scored from
     encoder, _ = E.load_encoder(settings.llm.embedding_model, settings.llm.device)

@@ -113,8 +113,9 @@ def recommend(
 
 
 def item_rows(data: ServingData, items: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
-    """One ranked row per item of a ``ranked_unseen`` row (rank, ids, title, year, genres, score;
-    ``_item``, the internal id, for the caller to drop), up to the first padding item."""
+    """One ranked row per item of a ``ranked_unseen`` row (rank, ids, title, year, genres, what else
+    the catalogue has of brand, categories and tags, score; ``_item``, the internal id, for the
+    caller to drop), up to the first padding item."""
     rows = []
     for rank, (i, s) in enumerate(zip(items.tolist(), scores.tolist()), start=1):
         if i == 0:
@@ -125,11 +126,13 @@ def item_rows(data: ServingData, items: np.ndarray, scores: np.ndarray) -> list[
 
 def _item_fields(data: ServingData, item: int) -> dict[str, Any]:
     meta = data.items[item - 1]
+    shown = {key: meta[key] for key in ("brand", "categories", "tags") if key in meta}
     return {
         "item_id": display_id(data.item_ids[item - 1]),
         "title": meta.get("title"),
         "year": meta.get("year"),
         "genres": list(meta.get("genres") or []),
+        **shown,
         "_item": item,
     }
 

@@ -140,7 +140,7 @@ class _Plan:
             forbidden = self._forbidden[i]
         # The entry's own name (title, demographics) may be repeated; copying the rest of the prompt is an echo.
         if g == "items":
-            name = P.title_of(self.dataset.items[i], self.dataset.item_ids[i])
+            name = P.title_of(self.dataset.items[i], self.dataset.item_ids[i], self.dataset.noun)
         else:
             name = P.user_profile(self.dataset, i + 1, self.cfg.history_items).demographics
         reference = self.prompts[strict][g][i].user.replace(name, " ")
@@ -288,7 +288,7 @@ def _local_estimate(settings, cache, model_id: str, pending: list) -> dict[str, 
 
 def answer_text(record: dict[str, Any] | None, max_chars: int, prompt: str = "") -> str:
     """The text of a cached answer, parsed from the raw reply with the current ``max_chars``;
-    leading lines that copy the prompt's own lines (``Movie: ...``, ``Genres: ...``) are dropped."""
+    leading lines that copy the prompt's own lines (``Movie: ...``, ``Genres: ...``, ``Brand: ...``) are dropped."""
     from ur4rec_cli.features.llm.cleanup import parse_answer
 
     if record is None:  # pragma: no cover - the caller checked every key is cached

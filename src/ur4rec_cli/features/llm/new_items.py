@@ -5,7 +5,8 @@ text. The run's checkpoint names the text embeddings it was trained on (``digest
 their manifest names the texts artifact, whose ``spec`` says which backend, model, prompt version
 and parameters wrote them (`ur4rec llm`). New items get the same:
 
-- ``template`` texts: the template description (title, year, genres), as before;
+- ``template`` texts: the template description from every field of the item (``wording.py``), as
+  for the catalogue's own items, with the data set's noun;
 - ``openai`` / ``local`` texts: the same item prompt (``prompts.item_prompt_of``) sent to the same
   backend with the same parameters, checked like every answer of `ur4rec llm` (a rejected answer
   gets the stricter second prompt, then the template), through the data set's answer cache
@@ -43,22 +44,24 @@ def run_text_spec(settings: "Settings", dataset_name: str, digests: dict[str, st
     return tman.extra.get("spec")
 
 
-def describe_new_items(settings: "Settings", dataset_name: str, spec: dict[str, Any] | None, rows: list[dict[str, Any]], mode: str = "auto") -> tuple[list[str], str]:
-    """(one text per row, how they were made) for new items' metadata rows ({"id", "title", "year", "genres"});
-    ``mode``: "auto" or "template" (checked by the caller, `items add`)."""
-    templates = [P.template_item_text_of(r, r["id"]) for r in rows]
+def describe_new_items(
+    settings: "Settings", dataset_name: str, spec: dict[str, Any] | None, rows: list[dict[str, Any]], mode: str = "auto", *, noun: str
+) -> tuple[list[str], str]:
+    """(one text per row, how they were made) for new items' metadata rows ({"id", "title", "year", ...});
+    ``mode``: "auto" or "template" (checked by the caller, `items add`); ``noun``: the data set's."""
+    templates = [P.template_item_text_of(r, r["id"], noun) for r in rows]
     backend = (spec or {}).get("backend", "template")
     if spec is None:
         console.warn("the texts this run was trained on are no longer in the home (`ur4rec llm` ran since): new items get template descriptions")
     if backend == "template" or spec is None:
-        return templates, "template descriptions (title, year, genres)"
+        return templates, "template descriptions (every item field)"
     if mode == "template":
         console.warn(f"this run was trained on {backend} descriptions; --text template gives its new items template descriptions instead")
         return templates, f"template descriptions (--text template; the run's own are {backend} texts)"
-    return _ask(settings, dataset_name, spec, rows, templates)
+    return _ask(settings, dataset_name, spec, rows, templates, noun)
 
 
-def _ask(settings: "Settings", dataset_name: str, spec: dict[str, Any], rows: list[dict[str, Any]], templates: list[str]) -> tuple[list[str], str]:
+def _ask(settings: "Settings", dataset_name: str, spec: dict[str, Any], rows: list[dict[str, Any]], templates: list[str], noun: str) -> tuple[list[str], str]:
     from ur4rec_cli.features.llm.texts import text_spec
     from ur4rec_cli.features.llm.answers import answer_text, merge_stats, send_params, make_sender
     from ur4rec_cli.features.llm.cache import AnswerCache, cache_key
@@ -81,7 +84,7 @@ def _ask(settings: "Settings", dataset_name: str, spec: dict[str, Any], rows: li
     params = send_params(spec)
     tries = []
     for strict, version, make in ((False, P.PROMPT_VERSION, P.item_prompt_of), (True, P.STRICT_VERSION, P.strict_item_prompt_of)):
-        built = [make(r, r["id"], i + 1) for i, r in enumerate(rows)]
+        built = [make(r, r["id"], i + 1, noun) for i, r in enumerate(rows)]
         keys = [cache_key(backend=backend, model=spec["model"], prompt_version=version, messages=p.messages(), params=params) for p in built]
         tries.append((built, keys))
     cache = AnswerCache(ArtifactStore(settings.home).cache_dir("llm") / f"{dataset_name}.jsonl")
@@ -91,7 +94,7 @@ def _ask(settings: "Settings", dataset_name: str, spec: dict[str, Any], rows: li
     def verdict(strict: int, i: int) -> tuple[str, str | None]:
         prompt, key = tries[strict][0][i], tries[strict][1][i]
         text = answer_text(cache.get(key), cfg.max_chars, prompt.user)
-        return text, rejection(text, prompt.user.replace(P.title_of(rows[i], rows[i]["id"]), " "), max_chars=cfg.max_chars)
+        return text, rejection(text, prompt.user.replace(P.title_of(rows[i], rows[i]["id"], noun), " "), max_chars=cfg.max_chars)
 
     stats = []
     try:
