@@ -80,8 +80,12 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> 
     if stage != "all" or _under_torchrun() or (resume and _begun_without_rule(settings)):
         return stages.train(settings, stage=stage, resume=resume)
     from ur4rec_cli.data.prepare import load_dataset
+    from ur4rec_cli.errors import Ur4recError
 
-    dataset, _ = load_dataset(settings)
+    try:
+        dataset, _ = load_dataset(settings)
+    except Ur4recError:  # no data set yet: training says so, in its own order of checks (device first)
+        return stages.train(settings, stage=stage, resume=resume)
     if chosen_rule(settings, dataset) == "fixed":
         return stages.train(settings, stage=stage, resume=resume)
     from ur4rec_cli.console import info
