@@ -169,12 +169,21 @@ def main() -> None:
         figures["targets"] = [t for t in figures["targets"] if not t["target"].startswith("items add")] + [items_add_target(add)]
         FIGURES.write_text(json.dumps(figures, indent=1) + "\n", "utf-8")
     elif not args.render:
-        figures = summarise(run(args), args)
-        tmp = FIGURES.with_suffix(".tmp")
-        tmp.write_text(json.dumps(figures, indent=1) + "\n", "utf-8")
-        tmp.replace(FIGURES)
-        for t in figures["targets"]:
-            print(f"{'MET' if t['met'] else 'NOT MET'}: {t['target']}: {t['measured']}")
+        save_figures(FIGURES, summarise(run(args), args))
+    render_page()
+
+
+def save_figures(path: Path, figures: dict) -> None:
+    """Write a benchmark's figures atomically and print its targets, met or not."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(figures, indent=1) + "\n", "utf-8")
+    tmp.replace(path)
+    for t in figures["targets"]:
+        print(f"{'MET' if t['met'] else 'NOT MET'}: {t['target']}: {t['measured']}")
+
+
+def render_page() -> None:
+    """docs/benchmarks.md again, from every benchmark's saved figures (benchmarks/ml100k.py --render)."""
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ml100k.py"), "--render", str(ROOT / "docs" / "benchmarks.json")], check=True)
 
 

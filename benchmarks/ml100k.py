@@ -448,6 +448,7 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
         "| --- | --- |",
         *(f"| {name} | {fmt(vals)} |" for name, vals in eval_seconds.items()),
         "",
+        *_section("scientific_page", "benchmarks-scientific.json"),
         *_section("scale_page", "benchmarks-scale.json"),
         *_section("cold_page", "benchmarks-cold.json"),
         *_section("attribution_page", "benchmarks-attribution.json"),
@@ -456,7 +457,7 @@ def render(seeds, date, machine, data, t_data, llm, t_llm, train_rows, results, 
 
 
 def _section(module: str, figures: str) -> list[str]:
-    """A section another benchmark script renders (scale_page, cold_page, attribution_page) from the
+    """A section another benchmark script renders (scientific_page, scale_page, cold_page, attribution_page) from the
     figures it saved in docs/ (none saved: no section)."""
     import importlib
 

@@ -204,7 +204,7 @@ def test_content_knn_needs_text_embeddings(cli, home) -> None:
     r = cli("evaluate", "--stage", "content_knn")
     assert r.code == 4 and r.stderr.strip() == "error: content_knn needs the item-text embeddings: run `ur4rec llm` first"
     bad = cli("evaluate", "--stage", "knn")
-    assert bad.code == 2 and "popularity or content_knn" in bad.stderr
+    assert bad.code == 2 and "popularity, content_knn or late_fusion" in bad.stderr
 
 
 def test_content_knn_scores_the_mean_of_the_newest_items() -> None:

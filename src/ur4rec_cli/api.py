@@ -69,8 +69,9 @@ def extract_clip_features(settings: "Settings", **kwargs: Any) -> dict[str, Any]
 
 
 def train(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
-    """Train one stage or all four; returns per-stage summaries."""
-    from ur4rec_cli.training.stages import train as impl
+    """Train one stage or all four; returns per-stage summaries. On a data set the fixed schedule was not
+    tuned on, `--stage all` runs the epoch counts validation chooses (training/epoch_rule.py)."""
+    from ur4rec_cli.training.epoch_rule import train as impl
 
     return impl(settings, **kwargs)
 
@@ -93,12 +94,12 @@ def add_items(settings: "Settings", path: Any, text: str = "auto") -> dict[str, 
 def recommend(settings: "Settings", **kwargs: Any) -> dict[str, Any]:
     """Top-N items for a user from the exported index (numpy only), or for a history of item ids
     (``history``: raw item ids, a list or "50,172,181", of a user outside the data set, through the
-    trained encoder; imports torch)."""
+    trained encoder; imports torch); ``new``: only items new to the model (the new-items shelf)."""
     history = kwargs.pop("history", None)
     if history is not None:
         from ur4rec_cli.serving.history import recommend_history
 
-        return recommend_history(settings, history, top=kwargs.get("top", 10))
+        return recommend_history(settings, history, top=kwargs.get("top", 10), new=kwargs.get("new", False))
     from ur4rec_cli.serving.recommend import recommend as impl
 
     return impl(settings, **kwargs)

@@ -223,6 +223,13 @@ class TrainConfig(_Section):
         description="When selecting on validation: stages 2-4 start from their predecessor's best epoch, or from its last "
         "(as the fixed schedule of train.learn_validation does; the benchmark's per-stage table uses last).",
     )
+    epoch_rule: Literal["auto", "fixed", "validation"] = Field(
+        "auto",
+        description="How `train --stage all` picks epoch counts: fixed = the stage epoch counts below (tuned on ML-100K's "
+        "validation); validation = a selection pass with the validation items held out (each stage early-stopped, patience 10, "
+        "under twice its count, run <run>-select), then a refit on them with the best epochs; auto = fixed on ML-100K or when an epoch "
+        "count or --learn-validation/--select-on-validation is set, validation on any other data set (training/epoch_rule.py).",
+    )
     learn_validation: bool = Field(
         True,
         description="Also train on each user's validation item (the final fit for test and recommend): every stage runs its "
@@ -280,6 +287,8 @@ class EvalConfig(_Section):
     batch_size: int = Field(64, ge=1, description="Users per scoring batch (users of similar history length share a batch; small batches pad less).")
     popularity_cuts: list[int] = Field(default_factory=lambda: [50, 200], description="Target-popularity slices by training interactions: cold 0, tail 1..a, torso a+1..b, head > b.")
     short_history: int = Field(20, ge=1, description="History-length slices: short <= this < long (items fed as history).")
+    fusion_weight: float = Field(1.0, ge=0, description="Weight w of content-KNN's cosine in the late-fusion baseline (evaluate --stage "
+                                 "late_fusion: stage-1 SASRec score + w x cosine); choose it on validation (benchmarks/fusion_weight.py).")
 
     @field_validator("popularity_cuts")
     @classmethod

@@ -49,7 +49,7 @@ def command(
     ] = None,
     stage: Annotated[
         str | None,
-        typer.Option("--stage", help="Stage to evaluate [default: the final stage]; 'popularity' or 'content_knn' for a baseline.", show_default=False),
+        typer.Option("--stage", help="Stage to evaluate [default: the final stage]; 'popularity', 'content_knn' or 'late_fusion' (stage-1 SASRec + eval.fusion_weight x content-KNN) for a baseline.", show_default=False),
     ] = None,
     run: Annotated[str | None, typer.Option("--run", help="Run folder [default: main].", show_default=False)] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.", show_default=False)] = None,
@@ -161,16 +161,21 @@ def print_result(result: dict[str, Any]) -> None:
 
 
 def _cold_lines(result: dict[str, Any]) -> list[str]:
-    """The cold test cases of a cold-item variant: one line per model (every model of --compare)."""
+    """The cold test cases of a cold-item variant, among every item and on the new-items shelf: one
+    line per model (every model of --compare)."""
     rows = [r for r in (result.get("compare") or [{"name": result["stage"], **result}]) if r.get("cold")]
     if not rows:
         return []
     keys = list(rows[0]["cold"]["metrics"])
     name_w = max(5, *(len(r["name"]) for r in rows))
-    lines = ["", f"cold items, {rows[0]['cold']['cases']:,} cases: {rows[0]['cold']['description']}"]
-    lines.append("  ".join(["model".ljust(name_w), *(key.rjust(max(7, len(key))) for key in keys)]))
-    for r in rows:
-        lines.append("  ".join([r["name"].ljust(name_w), *(f"{r['cold']['metrics'][key]:.4f}".rjust(max(7, len(key))) for key in keys)]))
+    lines: list[str] = []
+    for title, pick in (("cold items", lambda r: r["cold"]), ("new-items shelf", lambda r: r["cold"].get("shelf"))):
+        if pick(rows[0]) is None:
+            continue
+        lines += ["", f"{title}, {pick(rows[0])['cases']:,} cases: {pick(rows[0])['description']}"]
+        lines.append("  ".join(["model".ljust(name_w), *(key.rjust(max(7, len(key))) for key in keys)]))
+        for r in rows:
+            lines.append("  ".join([r["name"].ljust(name_w), *(f"{pick(r)['metrics'][key]:.4f}".rjust(max(7, len(key))) for key in keys)]))
     return lines
 
 

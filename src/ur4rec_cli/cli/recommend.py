@@ -21,6 +21,10 @@ def command(
     explain: Annotated[
         bool, typer.Option("--explain", help="Split each score into the parts that add up to it (sequence model, each modality) and show the user's gate weights.")
     ] = False,
+    new: Annotated[
+        bool,
+        typer.Option("--new", help="Only new items: those added after training (items add) or without any interaction in the data set (cold items)."),
+    ] = False,
     all_users: Annotated[bool, typer.Option("--all", help="Every user's top N into --output FILE (JSON lines).")] = False,
     output: Annotated[Path | None, typer.Option("--output", help="File for --all.", show_default=False)] = None,
     run: Annotated[str | None, typer.Option("--run", help="Run folder [default: main].", show_default=False)] = None,
@@ -35,9 +39,12 @@ def command(
     if history is not None:
         if user is not None or all_users or explain:
             raise ConfigError("--history stands alone: not with --user, --all or --explain")
-        result = {"dataset": api.dataset_name(settings), **api.recommend(settings, history=history, top=top)}
+        result = {"dataset": api.dataset_name(settings), **api.recommend(settings, history=history, top=top, new=new)}
     else:
-        result = {"dataset": api.dataset_name(settings), **api.recommend(settings, user=user, top=top, explain=explain, all_users=all_users, output=output)}
+        result = {
+            "dataset": api.dataset_name(settings),
+            **api.recommend(settings, user=user, top=top, explain=explain, all_users=all_users, output=output, new=new),
+        }
     if all_users:
         info(f"wrote the top {result['top']} of {result['users']:,} users to {result['output']} ({result['seconds']:.2f} s)")
         if json_out:
@@ -58,7 +65,7 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
 
     out.print(
         f"user {result['user']} of {result.get('dataset', '?')} ({result['history']} items seen, never recommended)"
-        f" - stage {result['stage'] or '?'}",
+        f" - stage {result['stage'] or '?'}" + (" - new items only" if result.get("new") else ""),
         markup=False,
     )
     rows = result["items"]

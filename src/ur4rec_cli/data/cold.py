@@ -120,14 +120,17 @@ class ColdView:
     ``history(c, "test")`` is the case's warm history, ``targets`` its cold item, ``times`` the
     history's timestamps (tie orders shuffle within them). ``owners`` maps pseudo-users back to the
     real users (whose preference text the model reads): wrap a scorer with ``OwnerScorer``.
+    ``shelf``: the new-items shelf, where the candidates are the cold items alone (every warm item
+    is absent), as `recommend --new` ranks them.
     """
 
-    def __init__(self, dataset: Any) -> None:
+    def __init__(self, dataset: Any, shelf: bool = False) -> None:
         if dataset.cold is None:
             raise ValueError("the data set has no cold split")
         self.base, self.cold = dataset, dataset.cold
         self.n_items = dataset.n_items
         self.owners = self.cold.users
+        self.shelf = shelf
 
     def eval_users(self) -> np.ndarray:
         return np.arange(1, len(self.cold.targets) + 1, dtype=np.int64)
@@ -144,8 +147,13 @@ class ColdView:
     def item_popularity(self, split: str = "train") -> np.ndarray:
         return self.base.item_popularity(split)
 
-    def absent_items(self, split: str = "test") -> None:
-        return None  # at test time every item exists
+    def absent_items(self, split: str = "test") -> np.ndarray | None:
+        if not self.shelf:
+            return None  # at test time every item exists
+        warm = np.ones(self.n_items + 1, dtype=bool)
+        warm[0] = False
+        warm[self.cold.items] = False
+        return np.nonzero(warm)[0].astype(np.int64)
 
 
 class OwnerScorer:

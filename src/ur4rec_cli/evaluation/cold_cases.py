@@ -5,6 +5,9 @@ items) through the scorer, averaged over the same tie orders, full ranking over 
 that history, pessimistic ties. Only the history and the target differ; the user's preference
 text is the user's own (written from warm items only). ``evaluate`` prints these figures beside
 the warm ones, and the benchmark pairs them case by case.
+
+The new-items shelf (``shelf=True``) ranks the same cases with the candidates cut to the cold items
+(every warm item left out), as `recommend --new` serves them: a second cold protocol.
 """
 
 from __future__ import annotations
@@ -19,19 +22,22 @@ if TYPE_CHECKING:
     from ur4rec_cli.evaluation.ranked import Ranked
 
 
-def rank_cold_cases(raw_scorer: Any, dataset: "Dataset", *, tie_orders: int, max_len: int, batch_size: int = 64, device: Any = "cpu") -> "Ranked":
-    """Ranks of every cold case's target (``raw_scorer``: the model or baseline without tie-order averaging)."""
+def rank_cold_cases(
+    raw_scorer: Any, dataset: "Dataset", *, tie_orders: int, max_len: int, batch_size: int = 64, device: Any = "cpu", shelf: bool = False
+) -> "Ranked":
+    """Ranks of every cold case's target (``raw_scorer``: the model or baseline without tie-order averaging);
+    ``shelf``: among the cold items only."""
     from ur4rec_cli.console import make_progress
     from ur4rec_cli.data.cold import ColdView, OwnerScorer
     from ur4rec_cli.evaluation.protocols import full_candidates
     from ur4rec_cli.evaluation.ranked import Ranked
     from ur4rec_cli.ranking import full_ranking_ranks, with_tie_orders
 
-    view = ColdView(dataset)
+    view = ColdView(dataset, shelf=shelf)
     scorer = with_tie_orders(OwnerScorer(raw_scorer, view.owners), view, "test", tie_orders)
     started = time.perf_counter()
     with make_progress() as progress:  # off a terminal: a line every 30 s
-        task = progress.add_task("ranking cold cases", total=len(view.eval_users()))
+        task = progress.add_task("ranking cold cases" + (" on the new-items shelf" if shelf else ""), total=len(view.eval_users()))
         cases, targets, ranks = full_ranking_ranks(
             scorer, view, "test", max_len=max_len, batch_size=batch_size, device=device, on_batch=lambda n: progress.advance(task, n)  # type: ignore[arg-type]
         )
@@ -39,23 +45,24 @@ def rank_cold_cases(raw_scorer: Any, dataset: "Dataset", *, tie_orders: int, max
     return Ranked(cases, targets, ranks, full_candidates(view, cases, "test"), seconds)  # type: ignore[arg-type]
 
 
-def describe_cold(dataset: "Dataset", ranked: "Ranked", tie_orders: int) -> str:
-    """The protocol line of the cold figures."""
+def describe_cold(dataset: "Dataset", ranked: "Ranked", tie_orders: int, shelf: bool = False) -> str:
+    """The protocol line of the cold figures (``shelf``: of the new-items shelf)."""
     c = dataset.cold
     orders = f"; user vector = mean over {tie_orders} orders of same-second history items" if tie_orders > 1 else ""
+    where = "the cold items only (the new-items shelf)" if shelf else "all items not in the history"
     return (
         f"cold items: {len(c.items):,} items ({c.share:g} of the interacted ones, seed {c.seed}) absent from training and "
         f"validation; {len(ranked.targets):,} cases, one per interaction with a cold item, history = the user's earlier warm "
-        f"items; candidates: all items not in the history (~{int(np.median(ranked.candidates)):,}); pessimistic ties{orders}"
+        f"items; candidates: {where} (~{int(np.median(ranked.candidates)):,}); pessimistic ties{orders}"
     )
 
 
-def cold_block(dataset: "Dataset", ranked: "Ranked", ks: list[int], tie_orders: int) -> dict[str, Any]:
-    """What ``evaluate --json`` carries under ``cold``."""
+def cold_block(dataset: "Dataset", ranked: "Ranked", ks: list[int], tie_orders: int, shelf: bool = False) -> dict[str, Any]:
+    """What ``evaluate --json`` carries under ``cold`` (``shelf``: under ``shelf``)."""
     return {
         "cases": int(len(ranked.targets)),
         "items": int(len(dataset.cold.items)),
         "metrics": ranked.metrics(ks),
-        "description": describe_cold(dataset, ranked, tie_orders),
+        "description": describe_cold(dataset, ranked, tie_orders, shelf),
         "seconds": ranked.seconds,
     }

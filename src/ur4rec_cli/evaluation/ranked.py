@@ -20,6 +20,7 @@ class Ranked:
     candidates: np.ndarray
     seconds: float
     cold: "Ranked | None" = None  # the cold test cases of a cold-item variant (users: case numbers)
+    shelf: "Ranked | None" = None  # the same cases, candidates = the cold items only (the new-items shelf)
 
     def metrics(self, ks: list[int]) -> dict[str, float]:
         return metrics_from_ranks(self.ranks, ks)

@@ -1,6 +1,7 @@
 """`ur4rec evaluate`: metrics of a trained stage (or a baseline: popularity, content-KNN) under one
 protocol, overall and per slice (target-item popularity, history length: ``slices.py``); on a
-cold-item variant also over its cold test cases (``cold_cases.py``).
+cold-item variant also over its cold test cases (``cold_cases.py``), ranked twice: among every item
+and on the new-items shelf (among the cold items only).
 
 Evaluation never trains and never selects anything: it reads the checkpoint validation chose and
 ranks the held-out item of every evaluable user once.
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 POPULARITY = "popularity"
 CONTENT_KNN = "content_knn"
-BASELINES = (POPULARITY, CONTENT_KNN)
+LATE_FUSION = "late_fusion"  # the run's stage-1 SASRec + eval.fusion_weight x content-KNN (late_fusion.py)
+BASELINES = (POPULARITY, CONTENT_KNN, LATE_FUSION)
 
 
 def rank_scorer(
@@ -114,7 +116,7 @@ def evaluate(
     if negatives < 1:
         raise ConfigError(f"--negatives must be a positive integer, got {negatives}")
     if stage is not None and stage not in BASELINES and stage not in STAGES:
-        raise ConfigError(f"--stage: unknown stage {stage!r} (choose {', '.join(STAGES)}, {POPULARITY} or {CONTENT_KNN})")
+        raise ConfigError(f"--stage: unknown stage {stage!r} (choose {', '.join(STAGES)}, {POPULARITY}, {CONTENT_KNN} or {LATE_FUSION})")
 
     dataset, dman = load_dataset(settings)
     device = resolve_device(settings.train.device)
@@ -136,10 +138,14 @@ def evaluate(
         if dataset.cold is not None and split == "test" and protocol == "full":
             from ur4rec_cli.evaluation.cold_cases import cold_block, rank_cold_cases
 
-            orders = 1 if info["stage"] in BASELINES else settings.model.tie_orders
+            orders = 1 if info["stage"] in (POPULARITY, CONTENT_KNN) else settings.model.tie_orders
             cold = rank_cold_cases(info["raw"], dataset, tie_orders=orders, max_len=info["max_len"], batch_size=cfg.batch_size, device=device)
             row["cold"] = cold_block(dataset, cold, ks, orders)
             ranked.cold = cold
+            # The same cases on the new-items shelf: candidates = the cold items alone (`recommend --new`).
+            shelf = rank_cold_cases(info["raw"], dataset, tie_orders=orders, max_len=info["max_len"], batch_size=cfg.batch_size, device=device, shelf=True)
+            row["cold"]["shelf"] = cold_block(dataset, shelf, ks, orders, shelf=True)
+            ranked.shelf = shelf
         return row, ranked
 
     main_row, main_ranked = run(stage)
@@ -152,7 +158,7 @@ def evaluate(
         "checkpoint": main_row["checkpoint"],
         "candidates": _candidates_summary(main_ranked.candidates),
         "description": describe_protocol(
-            protocol, split, main_ranked.candidates, negatives, cfg.seed, 1 if stage in BASELINES else settings.model.tie_orders
+            protocol, split, main_ranked.candidates, negatives, cfg.seed, 1 if stage in (POPULARITY, CONTENT_KNN) else settings.model.tie_orders
         ),
         "k": ks,
         "negatives": negatives if protocol == "sampled" else None,
@@ -173,6 +179,10 @@ def evaluate(
             cold_path = Path(output).with_name(f"{Path(output).stem}.cold{Path(output).suffix}")
             write_ranks(cold_path, dataset, main_ranked.cold, owners=dataset.cold.users)
             result["cold"]["output"] = str(cold_path)
+            if main_ranked.shelf is not None:  # and the shelf's: <name>.shelf<suffix>
+                shelf_path = Path(output).with_name(f"{Path(output).stem}.shelf{Path(output).suffix}")
+                write_ranks(shelf_path, dataset, main_ranked.shelf, owners=dataset.cold.users)
+                result["cold"]["shelf"]["output"] = str(shelf_path)
     if compare:
         result["compare"] = _compare(settings, run, main_row, main_ranked, ks, with_knn=item_text() is not None)
     return result
@@ -230,7 +240,8 @@ def _load_scorer(
         return scorer, {"stage": CONTENT_KNN, "checkpoint": None, "max_len": scorer.max_len, "raw": scorer}  # type: ignore[return-value]
     from ur4rec_cli.runs import learned_validation, load_stage_model
 
-    loaded = load_stage_model(settings, stage, device=str(device))
+    fusion = stage == LATE_FUSION
+    loaded = load_stage_model(settings, STAGES[0] if fusion else stage, device=str(device))
     if split == "valid" and learned_validation(loaded.info):
         raise ConfigError(
             f"{loaded.stage} of run {settings.train.run} was trained on the validation items (train.learn_validation): "
@@ -238,8 +249,15 @@ def _load_scorer(
         )
     from ur4rec_cli.ranking import with_tie_orders
 
-    scorer = with_tie_orders(loaded.model, dataset, split, settings.model.tie_orders)
-    return scorer, {"stage": loaded.stage, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len), "raw": loaded.model}
+    raw = loaded.model
+    if fusion:
+        from ur4rec_cli.evaluation.late_fusion import LateFusionScorer
+
+        knn, _ = _load_scorer(settings, dataset, CONTENT_KNN, split, device, item_text)
+        raw = LateFusionScorer(loaded.model, knn, settings.eval.fusion_weight)  # type: ignore[arg-type]
+    scorer = with_tie_orders(raw, dataset, split, settings.model.tie_orders)
+    name = LATE_FUSION if fusion else loaded.stage
+    return scorer, {"stage": name, "checkpoint": str(loaded.path), "max_len": int(loaded.model.max_len), "raw": raw}
 
 
 def _item_text(settings: "Settings", dman: Any) -> np.ndarray | None:

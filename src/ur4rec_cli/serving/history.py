@@ -31,13 +31,14 @@ def parse_history(raw: str) -> list[str]:
     return items
 
 
-def recommend_history(settings: "Settings", history: str | list[str], top: int = 10) -> dict[str, Any]:
-    """Top-N unseen items for a history of raw item ids, oldest first (a list, or the comma-separated text of --history)."""
+def recommend_history(settings: "Settings", history: str | list[str], top: int = 10, new: bool = False) -> dict[str, Any]:
+    """Top-N unseen items for a history of raw item ids, oldest first (a list, or the comma-separated text of --history);
+    ``new``: among the new-items shelf only."""
     import torch
 
     from ur4rec_cli.data.sequences import pad_left
     from ur4rec_cli.runs import load_stage_model
-    from ur4rec_cli.serving.recommend import item_rows, ranked_unseen
+    from ur4rec_cli.serving.recommend import item_rows, new_items, ranked_unseen
 
     if isinstance(history, str):
         history = parse_history(history)
@@ -64,6 +65,8 @@ def recommend_history(settings: "Settings", history: str | list[str], top: int =
     scores = (index.item_vecs @ vec)[None]
     scores[0, 0] = -np.inf
     scores[0, internal] = -np.inf
+    if new:
+        scores[0, ~new_items(index, data)] = -np.inf
     items, best = ranked_unseen(scores, top)
     rows = item_rows(data, items[0], best[0])
     for row in rows:
@@ -72,6 +75,7 @@ def recommend_history(settings: "Settings", history: str | list[str], top: int =
         "user": f"(new: {len(history)} given items)",
         "items": rows,
         "history": len(history),
+        "new": bool(new),
         "stage": index.stage,
         "run": settings.train.run,
         "index": str(index.folder),

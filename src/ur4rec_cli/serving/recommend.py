@@ -1,4 +1,5 @@
-"""Top-N recommendations from the exported index: one matrix product, seen items masked, numpy only."""
+"""Top-N recommendations from the exported index: one matrix product, seen items masked, numpy only;
+with ``new``, only items new to the model (the new-items shelf: ``new_items``)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,27 @@ if TYPE_CHECKING:
 _CHUNK = 2048
 
 
-def top_items(index: ServingIndex, data: ServingData, users: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(items [B, N], scores [B, N])``, best first, never an item the user has seen.
+def top_items(index: ServingIndex, data: ServingData, users: np.ndarray, top: int, new: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(items [B, N], scores [B, N])``, best first, never an item the user has seen; ``new``: only
+    items new to the model (``new_items``).
 
     Rows with fewer unseen items than N are padded with item 0 and score -inf.
     """
     scores = index.user_vecs[users] @ index.item_vecs.T
     scores[data.seen_mask(users)] = -np.inf
+    if new:
+        scores[:, ~new_items(index, data)] = -np.inf
     return ranked_unseen(scores, top)
+
+
+def new_items(index: ServingIndex, data: ServingData) -> np.ndarray:
+    """[n_items + 1] bool, the new-items shelf: True for every item the model never trained on, i.e. the
+    catalogue's items without any interaction in the data set (the cold items of a `data --cold-items`
+    variant, items no one has used yet) and the items appended after training (`items add`)."""
+    counts = np.bincount(data.seq_items, minlength=index.item_vecs.shape[0])[: index.item_vecs.shape[0]]
+    shelf = counts == 0
+    shelf[0] = False
+    return shelf
 
 
 def ranked_unseen(scores: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +65,10 @@ def recommend(
     explain: bool = False,
     all_users: bool = False,
     output: Path | None = None,
+    new: bool = False,
 ) -> dict[str, Any]:
-    """Top-N unseen items for one user (``user``) or for every user (``all_users`` into ``output``)."""
+    """Top-N unseen items for one user (``user``) or for every user (``all_users`` into ``output``);
+    ``new``: among the new-items shelf only (``new_items``)."""
     if top < 1:
         raise ConfigError(f"--top must be a positive integer, got {top}")
     if all_users == (user is not None):
@@ -61,15 +77,20 @@ def recommend(
         raise ConfigError("--all needs --output FILE (one JSON line per user)")
     data = load_serving_data(settings)
     index = load_index(settings, data)
+    if new and not new_items(index, data).any():
+        raise ConfigError(
+            "--new: the catalogue has no new items (every item has an interaction and none was added): "
+            "add some with `ur4rec items add FILE`"
+        )
     if all_users:
-        return _recommend_all(index, data, top, Path(output))  # type: ignore[arg-type]
+        return _recommend_all(index, data, top, Path(output), new)  # type: ignore[arg-type]
     u = data.find_user(user)  # type: ignore[arg-type]
     if u is None:
         raise UnknownUserError(
             f"unknown user {user!r}: the dataset {data.folder} has {data.n_users} users "
             f"(ids {id_range(data.user_ids)})"
         )
-    items, scores = top_items(index, data, np.array([u]), top)
+    items, scores = top_items(index, data, np.array([u]), top, new)
     rows = item_rows(data, items[0], scores[0])
     result: dict[str, Any] = {
         "user": display_id(data.user_ids[u - 1]),
@@ -78,6 +99,7 @@ def recommend(
         "stage": index.stage,
         "run": settings.train.run,
         "index": str(index.folder),
+        "new": bool(new),
     }
     if explain:
         result["explain"] = _gates(index, u)
@@ -144,14 +166,14 @@ def _contributions(index: ServingIndex, user: int, items: np.ndarray) -> list[di
     return [{name: float(col[j]) for name, col in zip(names, per_block)} for j in range(len(items))]
 
 
-def _recommend_all(index: ServingIndex, data: ServingData, top: int, output: Path) -> dict[str, Any]:
+def _recommend_all(index: ServingIndex, data: ServingData, top: int, output: Path, new: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     users = np.arange(1, data.n_users + 1, dtype=np.int64)
     item_ids = np.array([display_id(i) for i in data.item_ids], dtype=object)
     lines: list[str] = []
     for start in range(0, len(users), _CHUNK):
         chunk = users[start : start + _CHUNK]
-        items, scores = top_items(index, data, chunk, top)
+        items, scores = top_items(index, data, chunk, top, new)
         for row, u in enumerate(chunk.tolist()):
             keep = items[row] > 0
             record = {
@@ -164,6 +186,7 @@ def _recommend_all(index: ServingIndex, data: ServingData, top: int, output: Pat
     return {
         "users": len(users),
         "top": top,
+        "new": bool(new),
         "output": str(output),
         "stage": index.stage,
         "index": str(index.folder),

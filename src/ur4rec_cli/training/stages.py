@@ -53,11 +53,12 @@ __all__ = ["STAGE_END_HOOKS", "TrainContext", "choose_final", "export_final", "p
 STAGE_END_HOOKS: list[Callable[[str, Any, DistContext], None]] = []
 
 
-def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> dict[str, Any]:
-    """Train one stage or all four; returns {"run", "stages": [summary...], "final", "notes", ...}."""
+def train(settings: "Settings", *, stage: str = "all", resume: bool = False, upto: bool = False, export: bool = True) -> dict[str, Any]:
+    """Train one stage (``upto``: all up to it) or all four, export the final one (``export``); returns {"run", "stages", "final", ...}."""
     if stage != "all" and stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose from all, {', '.join(STAGES)}")
-    stages = list(STAGES) if stage == "all" else [stage]
+    stages = list(STAGES) if stage == "all" else (list(STAGES[: STAGES.index(stage) + 1]) if upto else [stage])
+    stage = "all" if upto else stage
     from ur4rec_cli.training import distributed as dd
 
     if dd.launched_by_torchrun():
@@ -70,13 +71,13 @@ def train(settings: "Settings", *, stage: str = "all", resume: bool = False) -> 
         if not dist.is_main:
             _silence_output()
             with train_stops(settings, stage):
-                return _train(settings, stages, stage, resume, dist)
+                return _train(settings, stages, stage, resume, dist, export)
         from ur4rec_cli.runlock import command_line, run_lock
         from ur4rec_cli.runs import run_dir
 
         # One writer per run folder (rank 0 speaks for a torchrun job); a second `train` of the run is refused.
         with run_lock(run_dir(settings), command_line(), f"run {settings.train.run} ({run_dir(settings)})"), train_stops(settings, stage):
-            return _train(settings, stages, stage, resume, dist)
+            return _train(settings, stages, stage, resume, dist, export)
     finally:
         dd.shutdown(dist)
 
@@ -90,7 +91,7 @@ def _silence_output() -> None:
     console.console.file = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
 
-def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, dist: DistContext) -> dict[str, Any]:
+def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, dist: DistContext, export: bool = True) -> dict[str, Any]:
     from ur4rec_cli.runs import stage_dir, stage_finished
     from ur4rec_cli.training.distributed import barrier, broadcast_object
 
@@ -115,7 +116,7 @@ def _train(settings: "Settings", stages: list[str], stage: str, resume: bool, di
     if dist.is_main:
         final = choose_final(ctx)
         started = time.perf_counter()
-        index = export_final(ctx, final["stage"]) if final else None
+        index = export_final(ctx, final["stage"]) if final and export else None
         export_s = time.perf_counter() - started
     final, index = broadcast_object((final, index), dist)
     barrier(dist)
@@ -386,11 +387,9 @@ def _val(val: dict[str, float] | None) -> dict[str, float]:
 
 def _peak_gpu_mb(device) -> float | None:
     """Peak CUDA memory allocated by this process (MiB), or None off CUDA."""
-    if device.type != "cuda":
-        return None
     import torch
 
-    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
 
 
 def _peak_rss_mb() -> float:

@@ -1,0 +1,249 @@
+#!/usr/bin/env python
+"""A second real benchmark: any prepared catalogue (Amazon Industrial & Scientific by default), the
+same machinery as ML-100K, the data read from a path.
+
+    python benchmarks/scientific.py PATH [--seeds 0 1 2] [--share 0.2] [--jobs 1] [--note TEXT]
+    python benchmarks/scientific.py --render          # the page section from docs/benchmarks-scientific.json
+
+One home, every step the installed CLI in its own process (benchmarks/ml100k.py's ``cli``):
+1. the default job, alone, timed from a prepared data set: `ur4rec llm --backend template` (texts and
+   MiniLM embeddings) then `ur4rec train --stage all` (seed 42; peak RSS of each process), and its
+   test figures;
+2. per seed: the default job (`train --stage all --seed S`; on a data set other than ML-100K its
+   epoch counts are chosen on validation: training/epoch_rule.py), evaluated as SASRec (stage 1) and
+   UR4Rec V2 (final); one ablation per modality (the same stage-1 SASRec, stages 2-4 with that
+   modality off); the late-fusion baseline (stage-1 SASRec + w x content-KNN cosine, w chosen on
+   the validation split of the seed's selection run, never on test); the reference SASRec
+   (benchmarks/reference_sasrec.py, its epoch chosen on validation every 5 epochs);
+3. the cold-item protocol: `data --cold-items SHARE` (cold seed 0), per seed the default job,
+   evaluated with the cold machinery on (the defaults) and off (``cold_neighbours=0``), every
+   evaluation ranking the warm test, the cold cases among every item, and the same cold cases on the
+   new-items shelf (candidates = the cold items only, as `recommend --new` serves them).
+Popularity and content-KNN learn nothing and are evaluated once per data set. Per case, NDCG@10 is
+averaged over seeds and differences get a paired bootstrap 95% CI (benchmarks/ml100k.py); slices by
+the target's training interactions and by history length use the library's own cuts
+(evaluation/slices.py) with the cuts ``CUTS`` and ``SHORT`` of this sparser catalogue.
+The figures go to docs/benchmarks-scientific.json and its section of docs/benchmarks.md
+(benchmarks/scientific_page.py, re-rendered by benchmarks/ml100k.py --render).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "docs" / "benchmarks-scientific.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cold import ranks_of, render_page, save_figures  # noqa: E402
+from ml100k import cli, read_ranks  # noqa: E402
+from scale import machine  # noqa: E402
+
+from scientific_page import FINAL, FUSION, KNN, PLAIN, POP, REFERENCE, SASREC, summarise  # noqa: E402
+
+FUSION_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # w = 0 is the stage-1 SASRec itself
+CUTS, SHORT = (5, 20), 5  # target training interactions: tail 1-5, torso 6-20, head > 20; history short <= 5
+PARTS = ("default", "main", "fusion", "ablations", "reference", "cold")
+REFERENCE_MAX_LEN, REFERENCE_EPOCHS = 50, 60  # Kang & McAuley's n for their sparse Amazon sets; a cap, chosen every 5 epochs on validation
+
+
+def measured(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict, float, float]:
+    """``ur4rec ARGS --json`` in its own process: (result, wall seconds, the process's peak RSS in GB)."""
+    cmd = [sys.executable, "-m", "ur4rec_cli", "--home", str(home), *args, "--json"]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        out.seek(0), err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"`ur4rec {' '.join(args)}` failed: {err.read().strip()[-800:]}")
+        lines = out.read().strip().splitlines()
+    return json.loads(lines[-1]), wall, usage.ru_maxrss * 1024 / 1e9
+
+
+def cpu_line() -> str:
+    """The CPU model and the matrix units the precision path depends on (docs: bf16 needs AVX512-BF16 or AMX)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    units = [name for flag, name in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX")) if flag in flags]
+    return f"{model} ({os.cpu_count()} cores; {', '.join(units) or 'no AVX2'}{'' if 'amx_bf16' in flags else ', no AMX'})"
+
+
+def run_all(args: argparse.Namespace) -> dict:
+    home = args.home or Path(tempfile.mkdtemp(prefix="ur4rec-sci-"))
+    work = home / "ranks"
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    data, t_data = cli(home, "data", "--source", str(args.path))
+    name = data["name"]
+    print(f"data: {data['users']} users, {data['items']} items, {data['interactions']} interactions ({t_data:.0f} s)", flush=True)
+    ds_args = ("--dataset", name)
+    # 1. The default job, alone: texts + embeddings, then train --stage all (seed 42).
+    llm, t_llm, rss_llm = measured(home, "llm", "--backend", "template", *ds_args)
+    default = None
+    if "default" in args.parts:
+        train, t_train, rss_train = measured(home, "train", "--stage", "all", "--device", "cpu", "--run", "default", *ds_args)
+        default_ev, _ = cli(home, "evaluate", "--run", "default", *ds_args)
+        default = {"llm_s": round(t_llm, 1), "train_s": round(t_train, 1), "llm_rss_gb": round(rss_llm, 2), "train_rss_gb": round(rss_train, 2),
+                   "llm_status": (llm.get("embeddings") or {}).get("status"), "stages": train["stages"], "epoch_rule": train.get("epoch_rule"),
+                   "loss": train.get("loss"), "test": default_ev["metrics"]}  # fmt: skip
+        print(f"default job: llm {t_llm:.0f} s ({rss_llm:.2f} GB), train {t_train:.0f} s ({rss_train:.2f} GB), test NDCG@10 {default_ev['metrics']['NDCG@10']:.4f}", flush=True)
+
+    lock, counter = threading.Lock(), itertools.count()
+    models: dict[str, list[dict]] = {}
+    walls: dict[str, list[float]] = {}
+    extra: dict[str, list] = {"fusion_w": [], "reference_epoch": [], "epoch_rule": []}
+    threads = "1" if args.jobs > 1 else str(os.cpu_count() or 1)
+    env = {"UR4REC_TRAIN__NUM_THREADS": threads, "UR4REC_EVAL__POPULARITY_CUTS": json.dumps(list(CUTS)), "UR4REC_EVAL__SHORT_HISTORY": str(SHORT)}
+
+    def keep(label: str, row: dict, wall: float | None = None, cost: str | None = None) -> None:
+        with lock:
+            models.setdefault(label, []).append(row)
+            if wall is not None:
+                walls.setdefault(cost or label, []).append(round(wall, 1))
+
+    def evaluate(label: str, dataset: str, *a: str, extra_env: dict | None = None) -> dict:
+        out = work / f"eval-{next(counter)}.jsonl"
+        ev, wall = cli(home, "evaluate", "--dataset", dataset, "--output", str(out), *a, env={**env, **(extra_env or {})})
+        row = {"metrics": ev["metrics"], "ranks": read_ranks(out), "eval_s": round(ev["seconds"], 1)}
+        if "cold" in ev:
+            row |= {"cold": ranks_of(Path(ev["cold"]["output"])).tolist(), "shelf": ranks_of(Path(ev["cold"]["shelf"]["output"])).tolist(),
+                    "cold_metrics": ev["cold"]["metrics"], "shelf_metrics": ev["cold"]["shelf"]["metrics"],
+                    "cold_description": ev["cold"]["description"], "shelf_description": ev["cold"]["shelf"]["description"]}  # fmt: skip
+        print(f"  {label} ({dataset}): NDCG@10 {ev['metrics']['NDCG@10']:.4f} ({wall:.0f} s)", flush=True)
+        return row
+
+    def copy_stage1(dataset: str, src: str, dst: str) -> None:
+        runs = home / "runs" / dataset
+        for suffix in ("", "-select"):
+            shutil.rmtree(runs / (dst + suffix), ignore_errors=True)
+            shutil.copytree(runs / (src + suffix) / "pretrain_sasrec", runs / (dst + suffix) / "pretrain_sasrec")
+
+    def main_seed(seed: int) -> None:
+        run = f"s{seed}"
+        res, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, *ds_args, env=env)
+        with lock:
+            walls.setdefault("default job", []).append(round(wall, 1))
+            extra["epoch_rule"].append({"seed": seed, **(res.get("epoch_rule") or {"rule": "fixed"})})
+        print(f"seed {seed}: train {wall:.0f} s", flush=True)
+        with lock:
+            extra.setdefault("train", []).append({"seed": seed, "stages": res["stages"], "loss": res.get("loss")})
+        keep(SASREC, evaluate(SASREC, name, "--run", run, "--stage", "pretrain_sasrec"))
+        keep(FINAL, evaluate(FINAL, name, "--run", run))
+        if "fusion" in args.parts:
+            fusion(seed, run)
+        if "ablations" in args.parts:
+            ablations(seed, run, res.get("modalities") or [])
+
+    def fusion(seed: int, run: str) -> None:
+        # Late fusion: w chosen on validation with the selection run's stage 1 (validation items held out).
+        val = {w: cli(home, "evaluate", "--run", run + "-select", "--stage", "late_fusion", "--split", "valid", *ds_args,
+                      env={**env, "UR4REC_EVAL__FUSION_WEIGHT": str(w)})[0]["metrics"]["NDCG@10"] for w in FUSION_GRID}  # fmt: skip
+        best_w = max(FUSION_GRID, key=lambda w: (val[w], -w))
+        with lock:
+            extra["fusion_w"].append({"seed": seed, "w": best_w, "validation": val})
+        keep(FUSION, evaluate(FUSION, name, "--run", run, "--stage", "late_fusion", extra_env={"UR4REC_EVAL__FUSION_WEIGHT": str(best_w)}))
+
+    def ablations(seed: int, run: str, modalities: list[str]) -> None:
+        for off in [m for m in modalities if len(modalities) > 1]:
+            arun = f"{run}-no-{off}"
+            copy_stage1(name, run, arun)
+            keep_mods = ",".join(m for m in modalities if m != off)
+            _, awall = cli(home, "train", "--stage", "all", "--resume", "--device", "cpu", "--seed", str(seed), "--run", arun, "--modalities", keep_mods, *ds_args, env=env)
+            keep(f"without {off}", evaluate(f"without {off}", name, "--run", arun), awall, f"without {off} (stages 2-4)")
+
+    def reference_seed(seed: int) -> None:
+        out = work / f"reference-{seed}.json"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reference_sasrec.py"), "--home", str(home), "--dataset", name, "--seed", str(seed),
+                        "--max-len", str(REFERENCE_MAX_LEN), "--epochs", str(REFERENCE_EPOCHS), "--threads", threads, "--json", str(out)],
+                       check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+        ref = json.loads(out.read_text("utf-8"))
+        keep(REFERENCE, {"metrics": ref["test"], "ranks": ref["ranks"]}, time.perf_counter() - t0)
+        with lock:
+            extra["reference_epoch"].append({"seed": seed, "epoch": ref["epoch"]})
+        print(f"seed {seed}: reference SASRec (epoch {ref['epoch']}) NDCG@10 {ref['test']['NDCG@10']:.4f}", flush=True)
+
+    def cold_seed(seed: int, cold_name: str) -> None:
+        run = f"c{seed}"
+        _, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, "--dataset", cold_name, env=env)
+        with lock:
+            walls.setdefault("cold: default job", []).append(round(wall, 1))
+        keep(f"cold/{SASREC}", evaluate(SASREC, cold_name, "--run", run, "--stage", "pretrain_sasrec"))
+        keep("cold/UR4Rec V2", evaluate("UR4Rec V2", cold_name, "--run", run))
+        keep(f"cold/{PLAIN}", evaluate(PLAIN, cold_name, "--run", run, extra_env={"UR4REC_MODEL__COLD_NEIGHBOURS": "0"}))
+
+    keep(POP, evaluate(POP, name, "--stage", "popularity"))
+    keep(KNN, evaluate(KNN, name, "--stage", "content_knn"))
+    cold_data, t_cold_llm, jobs = None, None, []
+    if "cold" in args.parts:
+        cold_data, _ = cli(home, "data", "--source", str(args.path), "--cold-items", str(args.share))
+        cold_name = cold_data["name"]
+        _, t_cold_llm = cli(home, "llm", "--backend", "template", "--dataset", cold_name)
+        keep(f"cold/{POP}", evaluate(POP, cold_name, "--stage", "popularity"))
+        keep(f"cold/{KNN}", evaluate(KNN, cold_name, "--stage", "content_knn"))
+        jobs += [(cold_seed, (s, cold_name)) for s in args.seeds]
+    jobs = [(main_seed, (s,)) for s in args.seeds if "main" in args.parts] + jobs
+    jobs += [(reference_seed, (s,)) for s in args.seeds if "reference" in args.parts]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for future in [pool.submit(fn, *a) for fn, a in jobs]:
+            future.result()
+    ds = _dataset(home, name)
+    return {"data": data, "cold_data": cold_data, "default": default, "models": models, "walls": walls, "extra": extra,
+            "slices": _slice_cases(ds, models), "t_data": round(t_data, 1), "t_cold_llm": t_cold_llm and round(t_cold_llm, 1),
+            "llm": {"wall_s": round(t_llm, 1), "rss_gb": round(rss_llm, 2), "status": (llm.get("embeddings") or {}).get("status")},
+            "total_s": round(time.perf_counter() - t_start)}  # fmt: skip
+
+
+def _dataset(home: Path, name: str):
+    from ur4rec_cli.data.dataset import Dataset
+
+    return Dataset.load(home / "datasets" / name)
+
+
+def _slice_cases(ds, models: dict) -> dict:
+    """Per test user (raw id, in the ranks files' order): which slice of each cut the case falls in."""
+    from ur4rec_cli.evaluation.slices import history_slices, popularity_slices
+
+    users = list(models[SASREC][0]["ranks"])
+    internal = np.array([ds.find_user(u) for u in users], dtype=np.int64)
+    counts = ds.item_popularity("train")[ds.targets(internal, "test")]
+    lengths = ds.offsets[internal] - ds.offsets[internal - 1] - 1
+    out = {"users": users}
+    for cut, slices in (("target_popularity", popularity_slices(counts, CUTS)), ("history_length", history_slices(lengths, SHORT))):
+        out[cut] = [(label, np.nonzero(mask)[0].tolist()) for label, mask in slices]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("path", nargs="?", type=Path, default=Path("../shared/data/amazon-scientific"), help="the catalogue (RecBole atomic files or any `ur4rec data --source` path)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--share", type=float, default=0.2, help="share of interacted items made cold (data --cold-items)")
+    ap.add_argument("--jobs", type=int, default=1, help="jobs side by side, one torch thread each (default 1: one at a time, all threads)")
+    ap.add_argument("--note", default="", help="what else ran on the machine meanwhile (printed on the page)")
+    ap.add_argument("--home", type=Path, default=None, help="artifact home to work in (default: a fresh temporary one); texts already embedded there are reused")
+    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to measure (default: everything)")
+    ap.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from docs/benchmarks-scientific.json")
+    args = ap.parse_args()
+    if not args.render:
+        save_figures(FIGURES, summarise(run_all(args), args, machine("cpu"), cpu_line()))
+    render_page()
+
+
+if __name__ == "__main__":
+    main()
