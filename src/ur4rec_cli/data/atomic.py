@@ -86,13 +86,7 @@ def _atomic_items(fs: FileSet, name: str) -> tuple[dict[str, dict[str, Any]], st
     """(item metadata by raw id, the catalogue's noun, {column: role}) of an ``.item`` table."""
     names, types, rows = _atomic_table(fs, name)
     cols = detect_columns(name, names, types, [parts for _, parts in rows], ("item_id",))
-    ck = cols.index("id")
-    meta: dict[str, dict[str, Any]] = {}
-    for line, parts in rows:
-        rid = parts[ck].strip()
-        if not rid:
-            raise DataError(f"{name} line {line}: empty item_id")
-        meta[rid] = read_item_row(name, line, cols, parts)
+    meta = _rows_by_id(name, "item_id", cols.index("id"), rows, lambda line, parts: read_item_row(name, line, cols, parts))
     return meta, infer_noun(cols), cols.described()
 
 
@@ -102,13 +96,19 @@ def _atomic_meta(
     names, types, rows = _atomic_table(fs, name)
     if key not in names:
         raise DataError(f"{name} line 1: no {key} column in the header")
-    ck = names.index(key)
+    return _rows_by_id(name, key, names.index(key), rows, lambda line, parts: convert(name, names, parts, line))
+
+
+def _rows_by_id(
+    name: str, key: str, ck: int, rows: list[tuple[int, list[str]]], read: Callable[[int, list[str]], dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Each row read into metadata under its id (column ``ck``); an empty id is a one-line error."""
     meta: dict[str, dict[str, Any]] = {}
     for line, parts in rows:
         rid = parts[ck].strip()
         if not rid:
             raise DataError(f"{name} line {line}: empty {key}")
-        meta[rid] = convert(name, names, parts, line)
+        meta[rid] = read(line, parts)
     return meta
 
 
