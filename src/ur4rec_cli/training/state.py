@@ -85,6 +85,16 @@ class StageFiles:
 
         if not self.write:
             return
+        try:
+            self._write_last(ck, model, optimizer, scheduler, rng, neg_gen, state, average)
+        except KeyboardInterrupt:
+            # A SIGTERM held across the rename fires once last.pt is in place: what it holds now is
+            # what a stop keeps (this epoch if the rename happened, else the one before).
+            self.saved_epoch = _epoch_in(self.last, self.saved_epoch)
+            raise
+        self.saved_epoch = state.epoch
+
+    def _write_last(self, ck, model, optimizer, scheduler, rng, neg_gen, state: EarlyStopping, average) -> None:
         ck.save_checkpoint(
             self.last,
             {
@@ -100,12 +110,21 @@ class StageFiles:
                 "average": average.to_dict() if average is not None else None,
             },
         )
-        self.saved_epoch = state.epoch
 
     def append_history(self, row: dict[str, Any]) -> None:
         if self.write:
             old = self.history.read_text("utf-8") if self.history.is_file() else ""
             atomic_write_text(self.history, old + json.dumps(row) + "\n")
+
+
+def _epoch_in(path: Path, fallback: int | None) -> int | None:
+    """The epoch a saved ``last.pt`` holds (``fallback`` when it cannot be read)."""
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:  # noqa: BLE001 - a stop path: a missing or unreadable file keeps what we knew
+        return fallback
 
 
 def check_resume_settings(stage: str, saved: dict[str, Any], current: dict[str, Any], hint: str, also: frozenset[str] = frozenset()) -> None:
