@@ -86,30 +86,27 @@ class StageFiles:
         if not self.write:
             return
         try:
-            self._write_last(ck, model, optimizer, scheduler, rng, neg_gen, state, average)
+            ck.save_checkpoint(
+                self.last,
+                {
+                    **self.base,
+                    "state_dict": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": ck.rng_state(rng),
+                    "neg_rng": neg_gen.get_state(),
+                    "early_stopping": state.to_dict(),
+                    "epoch": state.epoch,
+                    "best_metric": state.best,
+                    "average": average.to_dict() if average is not None else None,
+                },
+            )
         except KeyboardInterrupt:
             # A SIGTERM held across the rename fires once last.pt is in place: what it holds now is
             # what a stop keeps (this epoch if the rename happened, else the one before).
             self.saved_epoch = _epoch_in(self.last, self.saved_epoch)
             raise
         self.saved_epoch = state.epoch
-
-    def _write_last(self, ck, model, optimizer, scheduler, rng, neg_gen, state: EarlyStopping, average) -> None:
-        ck.save_checkpoint(
-            self.last,
-            {
-                **self.base,
-                "state_dict": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": ck.rng_state(rng),
-                "neg_rng": neg_gen.get_state(),
-                "early_stopping": state.to_dict(),
-                "epoch": state.epoch,
-                "best_metric": state.best,
-                "average": average.to_dict() if average is not None else None,
-            },
-        )
 
     def append_history(self, row: dict[str, Any]) -> None:
         if self.write:
