@@ -23,7 +23,10 @@ Popularity and content-KNN learn nothing and are evaluated once per data set. Pe
 averaged over seeds and differences get a paired bootstrap 95% CI (benchmarks/ml100k.py); slices by
 the target's training interactions and by history length use the library's own cuts
 (evaluation/slices.py) with the cuts ``CUTS`` and ``SHORT`` of this sparser catalogue.
-The figures go to docs/benchmarks-scientific.json and its section of docs/benchmarks.md
+Each finished job (texts, the default job, baselines, one seed's main runs, reference or cold runs)
+is saved under HOME/bench-jobs/: a rerun with the same ``--home`` reads it back instead of
+measuring it again, and ``--only-done`` summarises what finished without running anything new
+(the page then names the seeds that did). The figures go to docs/benchmarks-scientific.json and its section of docs/benchmarks.md
 (benchmarks/scientific_page.py, re-rendered by benchmarks/ml100k.py --render).
 """
 
@@ -92,17 +95,6 @@ def run_all(args: argparse.Namespace) -> dict:
     name = data["name"]
     print(f"data: {data['users']} users, {data['items']} items, {data['interactions']} interactions ({t_data:.0f} s)", flush=True)
     ds_args = ("--dataset", name)
-    # 1. The default job, alone: texts + embeddings, then train --stage all (seed 42).
-    llm, t_llm, rss_llm = measured(home, "llm", "--backend", "template", *ds_args)
-    default = None
-    if "default" in args.parts:
-        train, t_train, rss_train = measured(home, "train", "--stage", "all", "--device", "cpu", "--run", "default", *ds_args)
-        default_ev, _ = cli(home, "evaluate", "--run", "default", *ds_args)
-        default = {"llm_s": round(t_llm, 1), "train_s": round(t_train, 1), "llm_rss_gb": round(rss_llm, 2), "train_rss_gb": round(rss_train, 2),
-                   "llm_status": (llm.get("embeddings") or {}).get("status"), "stages": train["stages"], "epoch_rule": train.get("epoch_rule"),
-                   "loss": train.get("loss"), "test": default_ev["metrics"]}  # fmt: skip
-        print(f"default job: llm {t_llm:.0f} s ({rss_llm:.2f} GB), train {t_train:.0f} s ({rss_train:.2f} GB), test NDCG@10 {default_ev['metrics']['NDCG@10']:.4f}", flush=True)
-
     lock, counter = threading.Lock(), itertools.count()
     models: dict[str, list[dict]] = {}
     walls: dict[str, list[float]] = {}
@@ -110,11 +102,41 @@ def run_all(args: argparse.Namespace) -> dict:
     threads = "1" if args.jobs > 1 else str(os.cpu_count() or 1)
     env = {"UR4REC_TRAIN__NUM_THREADS": threads, "UR4REC_EVAL__POPULARITY_CUTS": json.dumps(list(CUTS)), "UR4REC_EVAL__SHORT_HISTORY": str(SHORT)}
 
+    done_dir = home / "bench-jobs"  # one file per finished job: a rerun with the same --home skips it
+    done_dir.mkdir(exist_ok=True)
+    record = threading.local()  # the running job's own rows, saved when the job ends
+
     def keep(label: str, row: dict, wall: float | None = None, cost: str | None = None) -> None:
+        getattr(record, "events", []).append(["keep", label, row, wall, cost])
         with lock:
             models.setdefault(label, []).append(row)
             if wall is not None:
                 walls.setdefault(cost or label, []).append(round(wall, 1))
+
+    def note(key: str, value, wall_key: str | None = None) -> None:
+        """An ``extra[key]`` entry (or, with ``wall_key``, a wall time) kept with the running job."""
+        getattr(record, "events", []).append(["note", key, value, wall_key])
+        with lock:
+            (walls if wall_key else extra).setdefault(wall_key or key, []).append(value)
+
+    def replay(events: list) -> None:
+        for kind, *rest in events:
+            keep(*rest) if kind == "keep" else note(*rest)
+
+    def job(key: str, fn, *a) -> None:
+        """Run ``fn(*a)`` once per home: a finished job's rows are read back instead of measured again."""
+        path = done_dir / f"{key}.json"
+        if path.is_file():
+            replay(json.loads(path.read_text("utf-8")))
+            print(f"{key}: read back from {path}", flush=True)
+            return
+        if args.only_done:
+            return
+        record.events = []
+        fn(*a)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record.events), "utf-8")
+        os.replace(tmp, path)
 
     def evaluate(label: str, dataset: str, *a: str, extra_env: dict | None = None) -> dict:
         out = work / f"eval-{next(counter)}.jsonl"
@@ -136,12 +158,10 @@ def run_all(args: argparse.Namespace) -> dict:
     def main_seed(seed: int) -> None:
         run = f"s{seed}"
         res, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, *ds_args, env=env)
-        with lock:
-            walls.setdefault("default job", []).append(round(wall, 1))
-            extra["epoch_rule"].append({"seed": seed, **(res.get("epoch_rule") or {"rule": "fixed"})})
+        note("default job", round(wall, 1), "default job")
+        note("epoch_rule", {"seed": seed, **(res.get("epoch_rule") or {"rule": "fixed"})})
         print(f"seed {seed}: train {wall:.0f} s", flush=True)
-        with lock:
-            extra.setdefault("train", []).append({"seed": seed, "stages": res["stages"], "loss": res.get("loss")})
+        note("train", {"seed": seed, "stages": res["stages"], "loss": res.get("loss")})
         keep(SASREC, evaluate(SASREC, name, "--run", run, "--stage", "pretrain_sasrec"))
         keep(FINAL, evaluate(FINAL, name, "--run", run))
         if "fusion" in args.parts:
@@ -154,8 +174,7 @@ def run_all(args: argparse.Namespace) -> dict:
         val = {w: cli(home, "evaluate", "--run", run + "-select", "--stage", "late_fusion", "--split", "valid", *ds_args,
                       env={**env, "UR4REC_EVAL__FUSION_WEIGHT": str(w)})[0]["metrics"]["NDCG@10"] for w in FUSION_GRID}  # fmt: skip
         best_w = max(FUSION_GRID, key=lambda w: (val[w], -w))
-        with lock:
-            extra["fusion_w"].append({"seed": seed, "w": best_w, "validation": val})
+        note("fusion_w", {"seed": seed, "w": best_w, "validation": val})
         keep(FUSION, evaluate(FUSION, name, "--run", run, "--stage", "late_fusion", extra_env={"UR4REC_EVAL__FUSION_WEIGHT": str(best_w)}))
 
     def ablations(seed: int, run: str, modalities: list[str]) -> None:
@@ -174,39 +193,60 @@ def run_all(args: argparse.Namespace) -> dict:
                        check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
         ref = json.loads(out.read_text("utf-8"))
         keep(REFERENCE, {"metrics": ref["test"], "ranks": ref["ranks"]}, time.perf_counter() - t0)
-        with lock:
-            extra["reference_epoch"].append({"seed": seed, "epoch": ref["epoch"]})
+        note("reference_epoch", {"seed": seed, "epoch": ref["epoch"]})
         print(f"seed {seed}: reference SASRec (epoch {ref['epoch']}) NDCG@10 {ref['test']['NDCG@10']:.4f}", flush=True)
 
     def cold_seed(seed: int, cold_name: str) -> None:
         run = f"c{seed}"
         _, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, "--dataset", cold_name, env=env)
-        with lock:
-            walls.setdefault("cold: default job", []).append(round(wall, 1))
+        note("cold: default job", round(wall, 1), "cold: default job")
         keep(f"cold/{SASREC}", evaluate(SASREC, cold_name, "--run", run, "--stage", "pretrain_sasrec"))
         keep("cold/UR4Rec V2", evaluate("UR4Rec V2", cold_name, "--run", run))
         keep(f"cold/{PLAIN}", evaluate(PLAIN, cold_name, "--run", run, extra_env={"UR4REC_MODEL__COLD_NEIGHBOURS": "0"}))
 
-    keep(POP, evaluate(POP, name, "--stage", "popularity"))
-    keep(KNN, evaluate(KNN, name, "--stage", "content_knn"))
-    cold_data, t_cold_llm, jobs = None, None, []
+    def texts_job() -> None:  # the first `ur4rec llm` in this home: texts and embeddings from nothing, timed alone
+        llm, t_llm, rss_llm = measured(home, "llm", "--backend", "template", *ds_args)
+        note("llm", {"wall_s": round(t_llm, 1), "rss_gb": round(rss_llm, 2), "status": (llm.get("embeddings") or {}).get("status")})
+        print(f"texts + embeddings: {t_llm:.0f} s, peak RSS {rss_llm:.2f} GB", flush=True)
+
+    def default_job() -> None:  # the default job (seed 42), alone: train --stage all, timed, then its test figures
+        train, t_train, rss_train = measured(home, "train", "--stage", "all", "--device", "cpu", "--run", "default", *ds_args)
+        ev, _ = cli(home, "evaluate", "--run", "default", *ds_args)
+        llm = extra["llm"][0]
+        note("default", {"llm_s": llm["wall_s"], "train_s": round(t_train, 1), "llm_rss_gb": llm["rss_gb"], "train_rss_gb": round(rss_train, 2),
+                         "llm_status": llm["status"], "stages": train["stages"], "epoch_rule": train.get("epoch_rule"),
+                         "loss": train.get("loss"), "test": ev["metrics"]})  # fmt: skip
+        print(f"default job: train {t_train:.0f} s ({rss_train:.2f} GB), test NDCG@10 {ev['metrics']['NDCG@10']:.4f}", flush=True)
+
+    def baselines(dataset: str, prefix: str = "") -> None:
+        keep(prefix + POP, evaluate(POP, dataset, "--stage", "popularity"))
+        keep(prefix + KNN, evaluate(KNN, dataset, "--stage", "content_knn"))
+
+    def cold_texts(cold_name: str) -> None:
+        _, t_cold_llm = cli(home, "llm", "--backend", "template", "--dataset", cold_name)
+        note("t_cold_llm", round(t_cold_llm, 1))
+
+    job("texts", texts_job)
+    if "default" in args.parts:
+        job("default", default_job)
+    job("baselines", baselines, name)
+    cold_data, jobs = None, []
     if "cold" in args.parts:
         cold_data, _ = cli(home, "data", "--source", str(args.path), "--cold-items", str(args.share))
         cold_name = cold_data["name"]
-        _, t_cold_llm = cli(home, "llm", "--backend", "template", "--dataset", cold_name)
-        keep(f"cold/{POP}", evaluate(POP, cold_name, "--stage", "popularity"))
-        keep(f"cold/{KNN}", evaluate(KNN, cold_name, "--stage", "content_knn"))
-        jobs += [(cold_seed, (s, cold_name)) for s in args.seeds]
-    jobs = [(main_seed, (s,)) for s in args.seeds if "main" in args.parts] + jobs
-    jobs += [(reference_seed, (s,)) for s in args.seeds if "reference" in args.parts]
+        job("cold-texts", cold_texts, cold_name)
+        job("cold-baselines", baselines, cold_name, "cold/")
+    for s in args.seeds:  # seed by seed, so that an interrupted run leaves whole seeds behind
+        jobs += [(f"main-s{s}", main_seed, (s,))] if "main" in args.parts else []
+        jobs += [(f"reference-s{s}", reference_seed, (s,))] if "reference" in args.parts else []
+        jobs += [(f"cold-s{s}", cold_seed, (s, cold_name))] if "cold" in args.parts else []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for future in [pool.submit(fn, *a) for fn, a in jobs]:
+        for future in [pool.submit(job, key, fn, *a) for key, fn, a in jobs]:
             future.result()
     ds = _dataset(home, name)
-    return {"data": data, "cold_data": cold_data, "default": default, "models": models, "walls": walls, "extra": extra,
-            "slices": _slice_cases(ds, models), "t_data": round(t_data, 1), "t_cold_llm": t_cold_llm and round(t_cold_llm, 1),
-            "llm": {"wall_s": round(t_llm, 1), "rss_gb": round(rss_llm, 2), "status": (llm.get("embeddings") or {}).get("status")},
-            "total_s": round(time.perf_counter() - t_start)}  # fmt: skip
+    return {"data": data, "cold_data": cold_data, "default": (extra.get("default") or [None])[0], "models": models, "walls": walls, "extra": extra,
+            "slices": _slice_cases(ds, models), "t_data": round(t_data, 1), "t_cold_llm": (extra.get("t_cold_llm") or [None])[0],
+            "llm": (extra.get("llm") or [None])[0], "seeds": [s for s in args.seeds if (done_dir / f"main-s{s}.json").is_file()], "total_s": round(time.perf_counter() - t_start)}  # fmt: skip
 
 
 def _dataset(home: Path, name: str):
@@ -238,10 +278,13 @@ def main() -> None:
     ap.add_argument("--note", default="", help="what else ran on the machine meanwhile (printed on the page)")
     ap.add_argument("--home", type=Path, default=None, help="artifact home to work in (default: a fresh temporary one); texts already embedded there are reused")
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to measure (default: everything)")
+    ap.add_argument("--only-done", action="store_true", help="with --home: summarise the jobs that finished there, run nothing new")
     ap.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from docs/benchmarks-scientific.json")
     args = ap.parse_args()
     if not args.render:
-        save_figures(FIGURES, summarise(run_all(args), args, machine("cpu"), cpu_line()))
+        raw = run_all(args)
+        args.seeds = raw["seeds"] or args.seeds  # --only-done: the seeds whose runs finished
+        save_figures(FIGURES, summarise(raw, args, machine("cpu"), cpu_line()))
     render_page()
 
 
