@@ -3,7 +3,10 @@
 for a grid of w, for a run trained with the validation items held out (--select-on-validation, or the
 `<run>-select` pass of train.epoch_rule).
 
-    python benchmarks/fusion_weight.py --home DIR --run RUN [--dataset NAME] [--grid 0 1 2 4 8 16 32]
+    python benchmarks/fusion_weight.py --home DIR --run RUN [--dataset NAME] [--grid 0 1 2 4 8 16 32] [--base final]
+
+``--base`` names the trained model the cosine is added to (``eval.fusion_base``): the stage-1 SASRec
+by default, or another stage, or ``final`` (the run's last stage: UR4Rec V2 plus the fixed cosine).
 
 The user vectors of both parts are computed once (the scorer of `evaluate --stage late_fusion`,
 evaluation/late_fusion.py, read in its two blocks; same-second history items in file order, one
@@ -54,6 +57,7 @@ def main() -> None:
     ap.add_argument("--run", required=True)
     ap.add_argument("--dataset", default=None)
     ap.add_argument("--grid", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    ap.add_argument("--base", default="pretrain_sasrec", help="the model the cosine is added to: a stage name or final")
     ap.add_argument("--json", type=Path, default=None, help="write {w: validation NDCG@10} and the choice here")
     args = ap.parse_args()
     from ur4rec_cli.data.current import select_dataset
@@ -61,7 +65,7 @@ def main() -> None:
     settings = select_dataset(load_settings(None, {"home": args.home, "train": {"run": args.run, "device": "cpu"}}), args.dataset)
     dataset, dman = load_dataset(settings)
     item_text = load_text_embeddings(settings, dman)[0]
-    raw = LateFusionScorer(load_stage_model(settings, "pretrain_sasrec", device="cpu").model, ContentKNNScorer(item_text), 1.0)
+    raw = LateFusionScorer(load_stage_model(settings, None if args.base == "final" else args.base, device="cpu").model, ContentKNNScorer(item_text), 1.0)
     users = dataset.eval_users()
     seq, knn = [], []
     with torch.inference_mode():
@@ -84,7 +88,7 @@ def main() -> None:
     best = max(args.grid, key=lambda w: (scores[w], -w))
     print(f"chosen on validation: w = {best:g}")
     if args.json:
-        args.json.write_text(json.dumps({"run": args.run, "validation_ndcg10": {str(k): v for k, v in scores.items()}, "w": best}) + "\n", "utf-8")
+        args.json.write_text(json.dumps({"run": args.run, "base": args.base, "validation_ndcg10": {str(k): v for k, v in scores.items()}, "w": best}) + "\n", "utf-8")
 
 
 if __name__ == "__main__":

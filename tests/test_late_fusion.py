@@ -37,3 +37,14 @@ def test_weight_zero_is_sasrec_and_a_large_weight_is_content_knn(cli, home, tmp_
     assert mid not in (sasrec, knn)
     res = json.loads(cli("evaluate", "--stage", "late_fusion", "--json").stdout)
     assert res["stage"] == "late_fusion"
+
+
+def test_the_base_can_be_the_final_model(cli, home, tmp_path, monkeypatch) -> None:
+    """eval.fusion_base = final: w = 0 ranks exactly as the run's final model, w > 0 moves it."""
+    final = _ranks(cli, tmp_path, "final")
+    sasrec = _ranks(cli, tmp_path, "s1", "--stage", "pretrain_sasrec")
+    monkeypatch.setenv("UR4REC_EVAL__FUSION_BASE", "final")
+    zero = _ranks(cli, tmp_path, "f0", "--stage", "late_fusion", env={"UR4REC_EVAL__FUSION_WEIGHT": "0"}, monkeypatch=monkeypatch)
+    assert zero == final and final != sasrec
+    two = _ranks(cli, tmp_path, "f2", "--stage", "late_fusion", env={"UR4REC_EVAL__FUSION_WEIGHT": "2"}, monkeypatch=monkeypatch)
+    assert two != final

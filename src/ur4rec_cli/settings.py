@@ -289,6 +289,9 @@ class EvalConfig(_Section):
     short_history: int = Field(20, ge=1, description="History-length slices: short <= this < long (items fed as history).")
     fusion_weight: float = Field(1.0, ge=0, description="Weight w of content-KNN's cosine in the late-fusion baseline (evaluate --stage "
                                  "late_fusion: stage-1 SASRec score + w x cosine); choose it on validation (benchmarks/fusion_weight.py).")
+    fusion_base: Literal["pretrain_sasrec", "pretrain_retriever", "joint_finetune", "end_to_end", "final"] = Field(
+        "pretrain_sasrec", description="The trained model whose score late_fusion adds w x cosine to: the stage-1 SASRec (the baseline), "
+        "another stage, or final (the run's last stage).")
 
     @field_validator("popularity_cuts")
     @classmethod

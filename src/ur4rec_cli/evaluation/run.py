@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 POPULARITY = "popularity"
 CONTENT_KNN = "content_knn"
-LATE_FUSION = "late_fusion"  # the run's stage-1 SASRec + eval.fusion_weight x content-KNN (late_fusion.py)
+LATE_FUSION = "late_fusion"  # the run's stage-1 SASRec (or eval.fusion_base) + eval.fusion_weight x content-KNN (late_fusion.py)
 BASELINES = (POPULARITY, CONTENT_KNN, LATE_FUSION)
 
 
@@ -241,7 +241,8 @@ def _load_scorer(
     from ur4rec_cli.runs import learned_validation, load_stage_model
 
     fusion = stage == LATE_FUSION
-    loaded = load_stage_model(settings, STAGES[0] if fusion else stage, device=str(device))
+    base = settings.eval.fusion_base
+    loaded = load_stage_model(settings, (None if base == "final" else base) if fusion else stage, device=str(device))
     if split == "valid" and learned_validation(loaded.info):
         raise ConfigError(
             f"{loaded.stage} of run {settings.train.run} was trained on the validation items (train.learn_validation): "
