@@ -65,11 +65,14 @@ def build_model(model_args: dict[str, Any]):
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], stage: str):
-    """The scorer a stage trained: SASRec alone for pretrain_sasrec, else the full UR4RecV2."""
+    """The scorer a stage trained: SASRec alone for pretrain_sasrec (on content-aware tokens with
+    ``model.content_stage1``), else the full UR4RecV2."""
+    from ur4rec_cli.models.content_sasrec import stage1_scorer
+
     model = build_model(ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
-    return model.sasrec if stage == STAGES[0] else model
+    return stage1_scorer(model) if stage == STAGES[0] else model
 
 
 def set_cold_neighbours(model: Any, settings: "Settings") -> None:

@@ -132,21 +132,16 @@ class ModelConfig(_Section):
     sub_experts: int = Field(3, ge=1, description="Sub-experts per modality.")
     modalities: list[str] = Field(default_factory=lambda: list(MODALITIES), description="Modalities the MoE sees: any of user_text, item_text, image.")
     init_std: float = Field(0.02, gt=0, description="Std of the normal initialisation of embeddings and linear layers.")
-    item_adaptor: bool = Field(
-        True, description="Content-aware item tokens: the item-text/image features, through gated experts, added to each item's ID embedding (input and output)."
-    )
-
+    item_adaptor: bool = Field(True, description="Content-aware item tokens: the item-text/image features, through gated experts, added to each item's ID embedding (input and output).")
+    content_stage1: bool = Field(False, description="Stage 1 trains SASRec on the content-aware item tokens (ID embedding + the adaptor's offset, "
+                                 "the adaptor trained with it) instead of ID embeddings alone; needs item_adaptor and item_text or image.")
     tie_orders: int = Field(
-        8,
-        ge=1,
-        description="evaluate and the exported index (recommend) average each user vector over this many orders of the "
+        8, ge=1, description="evaluate and the exported index (recommend) average each user vector over this many orders of the "
         "history's same-timestamp items: the source order, then seeded random ones (1: the source order only; training's "
         "validation always reads the source order).",
     )
     sasrec_anchor: float = Field(
-        1.0,
-        ge=0,
-        description="Stages 2-4 score with their own score plus this weight times the frozen stage-1 SASRec's score (one more "
+        1.0, ge=0, description="Stages 2-4 score with their own score plus this weight times the frozen stage-1 SASRec's score (one more "
         "block of the dot product; not in their training loss; 0: off).",
     )
     cold_neighbours: int = Field(
@@ -289,9 +284,8 @@ class EvalConfig(_Section):
     short_history: int = Field(20, ge=1, description="History-length slices: short <= this < long (items fed as history).")
     fusion_weight: float = Field(1.0, ge=0, description="Weight w of content-KNN's cosine in the late-fusion baseline (evaluate --stage "
                                  "late_fusion: stage-1 SASRec score + w x cosine); choose it on validation (benchmarks/fusion_weight.py).")
-    fusion_base: Literal["pretrain_sasrec", "pretrain_retriever", "joint_finetune", "end_to_end", "final"] = Field(
-        "pretrain_sasrec", description="The trained model whose score late_fusion adds w x cosine to: the stage-1 SASRec (the baseline), "
-        "another stage, or final (the run's last stage).")
+    fusion_base: Literal["pretrain_sasrec", "pretrain_retriever", "joint_finetune", "end_to_end", "final"] = Field("pretrain_sasrec", description=(
+        "The trained model whose score late_fusion adds w x cosine to: the stage-1 SASRec (the baseline), another stage, or final (the run's last)."))
 
     @field_validator("popularity_cuts")
     @classmethod

@@ -11,19 +11,19 @@ added where the model scores (validation, evaluate, the export, recommend, items
 training loss of stages 2-4, whose objective is unchanged. An item the anchor never trained on (an
 unknown or added item) gets the mean of the known items' A_i (the anchor's average score), or with
 ``model.cold_neighbours`` its content neighbours' A_i (below).
-The anchor is built with the model in every stage (unused in stage 1), so building it draws from
-torch's generator: a seed trains along other random draws with b > 0 than with b = 0.
+The anchor is built in every stage (unused in stage 1), drawing from torch's generator: a seed
+trains along other random draws with b > 0 than with b = 0. With ``content_stage1`` (stage 1 read
+ID + adaptor tokens, content_sasrec.py) the anchor keeps that table, ``anchor_table``.
 
 An item the model never trained on (``known`` False: no training interaction, e.g. a cold item
 of ``data --cold-items``) has no ID embedding worth reading: its E_i is ``unknown_id``, one learned
 token shared by every such item (zero until ID dropout trains it), so its vector is content alone
 (that shared token plus the item adaptor's offset from its text and image, and the retriever keys);
 with ``model.cold_neighbours`` k > 0 (set at scoring time by ``set_cold_neighbours``) its ID-side
-blocks (token and anchor row) are instead borrowed from its k nearest known items by item text
-(``cold_neighbours.py``), the retriever keys staying its own. ID
-dropout (``id_dropout``, set by training from stage 2 on) scores a random share of the known items
-that way at every training step (output vectors only; input tokens keep their IDs), so that
-content alone learns to place an item where its ID would.
+blocks (token and anchor row) are borrowed from its k nearest known items by item text
+(``cold_neighbours.py``), the retriever keys staying its own. ID dropout (``id_dropout``, stages
+2-4) scores a random share of the known items that way at every training step (output vectors
+only; inputs keep their IDs), so that content alone learns to place an item where its ID would.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class ModelArgs:
     item_adaptor: bool = False
     padding_sink: bool = False
     anchor: float = 0.0
+    content_stage1: bool = False  # stage 1 trains on content-aware item tokens (content_sasrec.py)
 
 
 class UR4RecV2(nn.Module):
@@ -101,6 +102,8 @@ class UR4RecV2(nn.Module):
         if args.anchor > 0:
             self.anchor = SASRec(args.n_items, args.max_len, h, args.layers, args.heads, args.dropout, args.init_std, args.padding_sink)
             self.anchor.requires_grad_(False)
+            if args.content_stage1:  # the stage-1 model read ID + adaptor tokens: the anchor keeps that table
+                self.register_buffer("anchor_table", torch.zeros(args.n_items + 1, h))
         self.moe.reset(args.init_std)
         self.user_keys.heads.reset(args.init_std)
         self.text_keys.heads.reset(args.init_std)
@@ -118,6 +121,14 @@ class UR4RecV2(nn.Module):
         """Copy the current SASRec into the frozen anchor (stage 2's start: the stage-1 model)."""
         if self.anchor is not None:
             self.anchor.load_state_dict(self.sasrec.state_dict())
+            if hasattr(self, "anchor_table"):  # the table stage 1 read, without dropout
+                was = self.training
+                with torch.no_grad():
+                    self.anchor_table.copy_(self.eval().item_table())
+                self.train(was)
+
+    def _anchor_user(self, histories: torch.Tensor) -> torch.Tensor:  # the anchor's user_vectors, read with its own table
+        return self.anchor.encoder(histories, last_only=True, table=getattr(self, "anchor_table", None))[:, -1]  # type: ignore[union-attr]
 
     def set_cold_neighbours(self, k: int, temperature: float = 0.03, scale: float = 1.0) -> None:
         """Score unknown items from their k nearest known items by item text (k 0: off; cold_neighbours.py)."""
@@ -209,11 +220,11 @@ class UR4RecV2(nn.Module):
     def _with_anchor_user(self, vecs: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
         if self.anchor is None:
             return vecs
-        return torch.cat([vecs, self.args.anchor * self.anchor.user_vectors(histories).to(vecs.dtype)], dim=1)
+        return torch.cat([vecs, self.args.anchor * self._anchor_user(histories).to(vecs.dtype)], dim=1)
 
     def _anchor_items(self, n_new: int | None = None) -> torch.Tensor:
         """The anchor's item block: [n_items + 1, H] (unknown items: the known items' mean), or [n_new, H] of that mean."""
-        table = self.anchor.item_vectors()  # type: ignore[union-attr]
+        table = self.anchor_table if hasattr(self, "anchor_table") else self.anchor.item_vectors()  # type: ignore[union-attr]
         known = self._known_rows()
         mean = table[known].mean(0) if bool(known.any()) else table.new_zeros(table.shape[1])
         if n_new is not None:
@@ -375,7 +386,7 @@ class UR4RecV2(nn.Module):
         sasrec = self.sasrec_weight * torch.einsum("bh,bkh->bk", h, item[..., : self.args.hidden])
         out = sasrec + torch.einsum("bm,bms,bmse,bkmse->bk", g, w, q, keys)
         if self.anchor is not None:
-            out = out + self.args.anchor * torch.einsum("bh,bkh->bk", self.anchor.user_vectors(histories), item[..., -self.args.hidden :])
+            out = out + self.args.anchor * torch.einsum("bh,bkh->bk", self._anchor_user(histories), item[..., -self.args.hidden :])
         return out
 
 

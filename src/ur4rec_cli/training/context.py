@@ -140,6 +140,7 @@ def model_args(ctx: TrainContext) -> dict[str, Any]:
         item_adaptor=m.item_adaptor,
         padding_sink=m.padding_sink,
         anchor=m.sasrec_anchor,
+        content_stage1=m.content_stage1,
     )
     return asdict(args)
 

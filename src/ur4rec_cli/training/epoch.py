@@ -47,6 +47,8 @@ def train_epoch(ctx: "TrainContext", plan: "StagePlan", parts: EpochParts, pairs
     parts.model.train()
     if plan.index == 1:
         parts.model.sasrec.eval()  # frozen: no dropout noise in its states
+        if parts.model.args.content_stage1 and parts.model.item_adaptor is not None and not t.id_dropout:
+            parts.model.item_adaptor.eval()  # trained in stage 1, frozen with SASRec here (a zero adaptor is left as it was)
     if dist.enabled:
         # Same seed and epoch on every rank: the shards partition the epoch's users.
         pairs = shard_pairs(pairs, dd.shard_indices(len(pairs[0]), dist, seed=plan.seed, epoch=epoch))

@@ -193,6 +193,7 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     """Seeded model (from the predecessor's best after stage 1), optimizer, schedule, training pairs."""
     import torch
 
+    from ur4rec_cli.models.content_sasrec import stage1_scorer
     from ur4rec_cli.training.trainer import SequenceLossInputs, n_batches, positions_per_step
 
     t, dist = ctx.settings.train, ctx.dist
@@ -212,7 +213,7 @@ def _build_stage(ctx: TrainContext, plan: StagePlan) -> StageRun:
     per_rank = math.ceil(len(pairs[0]) / dist.world_size)
     steps = math.ceil(per_rank / t.batch_size) if dist.enabled else n_batches(pairs, t.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(t.warmup_epochs * steps, plan.epochs * steps, t.schedule))
-    scorer = model.sasrec if plan.index == 0 else model
+    scorer = stage1_scorer(model) if plan.index == 0 else model
     neg_gen = torch.Generator().manual_seed(plan.seed)
     engine = _wrap(SequenceLossInputs(scorer), ctx)
     if plan.index >= 1:
