@@ -185,7 +185,7 @@ def test_cuda_without_cuda_is_a_device_error(isolated_home: Path, cli) -> None:
 
 
 def test_poster_prompt_and_titles() -> None:
-    from ur4rec_cli.features.images.clip import poster_prompt
+    from ur4rec_cli.features.images.prompts import poster_prompt
     from ur4rec_cli.features.images.posters import natural_title
 
     meta = {"title": "Toy Story", "year": 1995, "genres": ["Animation", "Children's", "Comedy"]}
@@ -193,6 +193,10 @@ def test_poster_prompt_and_titles() -> None:
     usual = {"title": "Usual Suspects, The", "year": 1995, "genres": ["Crime", "Thriller"]}
     assert poster_prompt(usual) == 'A movie poster for "The Usual Suspects" (1995), a crime, thriller film.'
     assert poster_prompt({"title": None, "year": None, "genres": ["unknown"]}) == "A movie poster."
+    # Another catalogue's noun: a photo prompt from title, brand and the most specific category.
+    product = {"title": "Scotch Foil Tape", "brand": "3M", "categories": ["Industrial & Scientific", "Tapes", "Adhesive Tapes"]}
+    assert poster_prompt(product, "product") == 'A photo of "Scotch Foil Tape" by 3M, a product in adhesive tapes.'
+    assert "movie" not in poster_prompt({"title": "Thing", "genres": ["Drama"]}, "item")
     assert natural_title("Usual Suspects, The") == "The Usual Suspects"
     assert natural_title("Misérables, Les") == "Les Misérables"
     assert natural_title("City of Lost Children, The (Cité des enfants perdus, La)") == (
@@ -224,7 +228,7 @@ def test_rows_equal_a_fresh_model_encoding(built: SimpleNamespace) -> None:
     import torch
     from PIL import Image
 
-    from ur4rec_cli.features.images.clip import poster_prompt
+    from ur4rec_cli.features.images.prompts import poster_prompt
     from ur4rec_cli.features.images.weights import Weights as _Weights, load_model as _load_model
 
     feats = np.load(_folder(built.home) / "image.npy")

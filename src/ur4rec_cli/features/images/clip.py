@@ -1,5 +1,5 @@
 """CLIP features of every item: the poster image when there is a usable one, else the CLIP text
-embedding of a poster-like prompt (same model, same space).
+embedding of a prompt in the data set's words (``prompts.py``; same model, same space).
 
 Artifact ``<home>/features/<name>/clip/`` (kind ``clip``): ``image.npy`` float32
 ``[n_items + 1, d]`` L2-normalised with row 0 (padding) zero, and ``provenance.json`` saying per
@@ -22,7 +22,8 @@ from ur4rec_cli.console import info, make_progress, warn
 from ur4rec_cli.devices import resolve_device
 from ur4rec_cli.errors import ConfigError, WeightsError
 from ur4rec_cli.features.images.weights import Weights, checkpoint_sha, load_model, resolve_weights
-from ur4rec_cli.features.images.posters import natural_title, poster_path, safe_name
+from ur4rec_cli.features.images.posters import poster_path, safe_name
+from ur4rec_cli.features.images.prompts import poster_prompt, prompt_key
 from ur4rec_cli.store import ArtifactStore, Manifest, sha256_json
 
 if TYPE_CHECKING:
@@ -32,24 +33,6 @@ if TYPE_CHECKING:
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 # Bump when the prompt wording or the feature recipe changes: cached artifacts are keyed by it.
 RECIPE_VERSION = "c1"
-
-
-# Prompts ---------------------------------------------------------------------------------------
-def poster_prompt(meta: dict[str, Any]) -> str:
-    """'A movie poster for "Toy Story" (1995), an animation, children's, comedy film.'"""
-    title = natural_title(meta.get("title"))
-    if not title or title.lower() in {"unknown", "unkonwn"}:
-        head = "A movie poster"
-    else:
-        head = f'A movie poster for "{title}"'
-    year = meta.get("year")
-    if isinstance(year, int):
-        head += f" ({year})"
-    genres = [str(g).lower() for g in (meta.get("genres") or []) if g and str(g).lower() != "unknown"]
-    if not genres:
-        return head + "."
-    article = "an" if genres[0][0] in "aeiou" else "a"
-    return f"{head}, {article} {', '.join(genres)} film."
 
 
 # Weights ---------------------------------------------------------------------------------------
@@ -217,7 +200,7 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
     folder = store.features_dir(_dataset_name(settings), "clip")
     posters_report = _fetch_missing_posters(settings, dataset) if settings.clip.fetch_posters else None
     chosen = _select_images(settings, dataset)
-    inputs = _clip_inputs(settings, dman, chosen)
+    inputs = _clip_inputs(settings, dman, chosen, dataset.noun)
     if not force:
         man = store.load(folder, kind="clip")
         if man is not None and man.inputs == inputs:
@@ -231,7 +214,7 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
     load_s = time.perf_counter() - t0
     enc = _encode_items(settings, dataset, chosen, model, preprocess, tokenizer, device)
     del model
-    extra = _clip_extra(settings, enc, chosen, weights, device, {"model_load_s": round(load_s, 3), **enc.seconds})
+    extra = _clip_extra(settings, enc, chosen, weights, device, {"model_load_s": round(load_s, 3), **enc.seconds, "noun": dataset.noun})
     with store.write(folder, kind="clip", inputs=inputs, settings=settings.slice("clip"), extra=extra) as tmp:
         np.save(tmp / "image.npy", enc.feats)
         (tmp / "provenance.json").write_text(json.dumps(enc.provenance, ensure_ascii=False, indent=0), "utf-8")
@@ -241,7 +224,7 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
     return _summary(man, folder, cached=False, posters=posters_report, seconds=time.perf_counter() - started)
 
 
-def _clip_inputs(settings: "Settings", dman: Manifest, chosen: list[tuple[str, Path] | None]) -> dict[str, str]:
+def _clip_inputs(settings: "Settings", dman: Manifest, chosen: list[tuple[str, Path] | None], noun: str) -> dict[str, str]:
     """The artifact's cache key; needs no open_clip import, so a rerun served from the store stays fast."""
     cfg = settings.clip
     ckpt_sha = checkpoint_sha(settings)
@@ -249,7 +232,7 @@ def _clip_inputs(settings: "Settings", dman: Manifest, chosen: list[tuple[str, P
     inputs = {
         "dataset": dman.digest,
         "images": _fingerprint(chosen),
-        "recipe": sha256_json({"model": cfg.model, "weights": weights_key, "version": RECIPE_VERSION}),
+        "recipe": sha256_json({"model": cfg.model, "weights": weights_key, "version": RECIPE_VERSION, **prompt_key(noun)}),
     }
     if ckpt_sha:
         inputs["checkpoint"] = ckpt_sha
@@ -272,7 +255,7 @@ def _encode_items(settings: "Settings", dataset: "Dataset", chosen, model, prepr
             progress.advance(task)
         used = set(good)
         text_items = [i for i in range(n) if i not in used]
-        prompts = [poster_prompt(dataset.items[i]) for i in text_items]
+        prompts = [poster_prompt(dataset.items[i], dataset.noun) for i in text_items]
         task = progress.add_task("CLIP texts", total=len(prompts), status="")
         txt_parts: list[np.ndarray] = []
         t_txt = time.perf_counter()

@@ -4,7 +4,7 @@ A run whose model reads the image modality was trained on one `clip` artifact (i
 names it: ``digests.clip``); that artifact's manifest names the CLIP model and weights. A new
 item gets a feature from the same model: its poster (the CSV's ``poster`` column, a path
 relative to the CSV) through the image tower, or, without a poster, the poster-like prompt
-(``clip.poster_prompt``: title, year, genres) through the text tower, exactly the fallback of
+(``prompts.poster_prompt`` in the catalogue's noun) through the text tower, exactly the fallback of
 catalogue items without an image. Features are L2-normalised like the artifact's rows. The
 current `clip` settings must resolve to the same weights; otherwise one line says what differs.
 """
@@ -27,7 +27,8 @@ def new_item_image_features(settings: "Settings", dataset_name: str, digests: di
     import torch
 
     from ur4rec_cli.devices import resolve_device
-    from ur4rec_cli.features.images.clip import encode_text_tokens, open_rgb, poster_prompt
+    from ur4rec_cli.features.images.clip import encode_text_tokens, open_rgb
+    from ur4rec_cli.features.images.prompts import poster_prompt
     from ur4rec_cli.features.images.weights import load_model, resolve_weights
     from ur4rec_cli.store import ArtifactStore
 
@@ -45,13 +46,14 @@ def new_item_image_features(settings: "Settings", dataset_name: str, digests: di
     device = str(resolve_device(settings.clip.device))
     model, preprocess, tokenizer = load_model(weights, device)
     feats, from_image = [], 0
+    noun = man.extra.get("noun", "movie")  # the catalogue's prompts (features written before nouns: movies)
     with torch.inference_mode():
         for r in rows:
             if r.get("poster"):
                 out = model.encode_image(preprocess(open_rgb(Path(r["poster"])))[None].to(device))
                 from_image += 1
             else:
-                out = encode_text_tokens(model, tokenizer([poster_prompt(r)]).to(device))
+                out = encode_text_tokens(model, tokenizer([poster_prompt(r, noun)]).to(device))
             feats.append(torch.nn.functional.normalize(out.float(), dim=-1).cpu().numpy()[0])
     how = f"CLIP {weights.model} ({weights.pretrained}): {from_image} poster(s), {len(rows) - from_image} title prompt(s)"
     return np.stack(feats).astype(np.float32), how
