@@ -15,7 +15,9 @@ One home, every step the installed CLI in its own process (benchmarks/ml100k.py'
    modality off); the late-fusion baseline (stage-1 SASRec + w x content-KNN cosine, w chosen on
    the validation split of the seed's selection run, never on test); the reference SASRec
    (benchmarks/reference_sasrec.py, its epoch chosen on validation every 5 epochs);
-3. the cold-item protocol: `data --cold-items SHARE` (cold seed 0), per seed the default job,
+3. with ``content``: per seed the default job with ``model.content_stage1`` (stage 1 trains SASRec
+   on content-aware item tokens, models/content_sasrec.py), evaluated as its stage 1 and final;
+4. the cold-item protocol: `data --cold-items SHARE` (cold seed 0), per seed the default job,
    evaluated with the cold machinery on (the defaults) and off (``cold_neighbours=0``), every
    evaluation ranking the warm test, the cold cases among every item, and the same cold cases on the
    new-items shelf (candidates = the cold items only, as `recommend --new` serves them).
@@ -54,11 +56,11 @@ from cold import ranks_of, render_page, save_figures  # noqa: E402
 from ml100k import cli, read_ranks  # noqa: E402
 from scale import machine  # noqa: E402
 
-from scientific_page import FINAL, FUSION, KNN, PLAIN, POP, REFERENCE, SASREC, summarise  # noqa: E402
+from scientific_page import CONTENT, CONTENT_S1, FINAL, FUSION, KNN, PLAIN, POP, REFERENCE, SASREC, summarise  # noqa: E402
 
 FUSION_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # w = 0 is the stage-1 SASRec itself
 CUTS, SHORT = (5, 20), 5  # target training interactions: tail 1-5, torso 6-20, head > 20; history short <= 5
-PARTS = ("default", "main", "fusion", "ablations", "reference", "cold")
+PARTS = ("default", "main", "fusion", "ablations", "reference", "cold", "content")
 REFERENCE_MAX_LEN, REFERENCE_EPOCHS = 50, 60  # Kang & McAuley's n for their sparse Amazon sets; a cap, chosen every 5 epochs on validation
 
 
@@ -185,6 +187,15 @@ def run_all(args: argparse.Namespace) -> dict:
             _, awall = cli(home, "train", "--stage", "all", "--resume", "--device", "cpu", "--seed", str(seed), "--run", arun, "--modalities", keep_mods, *ds_args, env=env)
             keep(f"without {off}", evaluate(f"without {off}", name, "--run", arun), awall, f"without {off} (stages 2-4)")
 
+    def content_seed(seed: int) -> None:
+        """The default job with ``model.content_stage1`` (stage 1 on content-aware item tokens), same seed."""
+        run, cenv = f"cs{seed}", {**env, "UR4REC_MODEL__CONTENT_STAGE1": "true"}
+        if not (home / "runs" / name / run / "final.json").is_file():  # a run trained in this home before is evaluated, not retrained
+            _, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, *ds_args, env=cenv)
+            note("content_stage1: default job", round(wall, 1), "content_stage1: default job")
+        keep(CONTENT_S1, evaluate(CONTENT_S1, name, "--run", run, "--stage", "pretrain_sasrec", extra_env=cenv))
+        keep(CONTENT, evaluate(CONTENT, name, "--run", run, extra_env=cenv))
+
     def reference_seed(seed: int) -> None:
         out = work / f"reference-{seed}.json"
         t0 = time.perf_counter()
@@ -240,6 +251,7 @@ def run_all(args: argparse.Namespace) -> dict:
         jobs += [(f"main-s{s}", main_seed, (s,))] if "main" in args.parts else []
         jobs += [(f"reference-s{s}", reference_seed, (s,))] if "reference" in args.parts else []
         jobs += [(f"cold-s{s}", cold_seed, (s, cold_name))] if "cold" in args.parts else []
+        jobs += [(f"content-s{s}", content_seed, (s,))] if "content" in args.parts else []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for future in [pool.submit(job, key, fn, *a) for key, fn, a in jobs]:
             future.result()
