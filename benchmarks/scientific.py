@@ -9,15 +9,17 @@ One home, every step the installed CLI in its own process (benchmarks/ml100k.py'
 1. the default job, alone, timed from a prepared data set: `ur4rec llm --backend template` (texts and
    MiniLM embeddings) then `ur4rec train --stage all` (seed 42; peak RSS of each process), and its
    test figures;
-2. per seed: the default job (`train --stage all --seed S`; on a data set other than ML-100K its
-   epoch counts are chosen on validation: training/epoch_rule.py), evaluated as SASRec (stage 1) and
+2. per seed: `train --stage all --seed S` with stage 1 on item IDs alone (``model.content_stage1 =
+   false``, the default before issue 34's lever 42; on a data set other than ML-100K the epoch
+   counts are chosen on validation: training/epoch_rule.py), evaluated as SASRec (stage 1) and
    UR4Rec V2 (final); one ablation per modality (the same stage-1 SASRec, stages 2-4 with that
    modality off); the late-fusion baseline (stage-1 SASRec + w x content-KNN cosine, w chosen on
    the validation split of the seed's selection run, never on test); the reference SASRec
    (benchmarks/reference_sasrec.py, its epoch chosen on validation every 5 epochs);
-3. with ``content``: per seed the default job with ``model.content_stage1`` (stage 1 trains SASRec
-   on content-aware item tokens, models/content_sasrec.py), evaluated as its stage 1 and final;
-4. the cold-item protocol: `data --cold-items SHARE` (cold seed 0), per seed the default job,
+3. with ``content``: per seed the same job with ``model.content_stage1 = true`` (stage 1 trains
+   SASRec on content-aware item tokens, models/content_sasrec.py; the default now on any data set
+   but ML-100K), evaluated as its stage 1 and final;
+4. the cold-item protocol: `data --cold-items SHARE` (cold seed 0), per seed the job of 2,
    evaluated with the cold machinery on (the defaults) and off (``cold_neighbours=0``), every
    evaluation ranking the warm test, the cold cases among every item, and the same cold cases on the
    new-items shelf (candidates = the cold items only, as `recommend --new` serves them).
@@ -27,8 +29,8 @@ the target's training interactions and by history length use the library's own c
 (evaluation/slices.py) with the cuts ``CUTS`` and ``SHORT`` of this sparser catalogue.
 Each finished job (texts, the default job, baselines, one seed's main runs, reference or cold runs)
 is saved under HOME/bench-jobs/: a rerun with the same ``--home`` reads it back instead of
-measuring it again, and ``--only-done`` summarises what finished without running anything new
-(the page then names the seeds that did). The figures go to docs/benchmarks-scientific.json and its section of docs/benchmarks.md
+measuring it again, and ``--only-done [PART ...]`` summarises what finished, running no new job
+but those of the parts named (the page then names the seeds whose main runs finished). The figures go to docs/benchmarks-scientific.json and its section of docs/benchmarks.md
 (benchmarks/scientific_page.py, re-rendered by benchmarks/ml100k.py --render).
 """
 
@@ -102,7 +104,10 @@ def run_all(args: argparse.Namespace) -> dict:
     walls: dict[str, list[float]] = {}
     extra: dict[str, list] = {"fusion_w": [], "reference_epoch": [], "epoch_rule": []}
     threads = "1" if args.jobs > 1 else str(os.cpu_count() or 1)
-    env = {"UR4REC_TRAIN__NUM_THREADS": threads, "UR4REC_EVAL__POPULARITY_CUTS": json.dumps(list(CUTS)), "UR4REC_EVAL__SHORT_HISTORY": str(SHORT)}
+    # Every row but the content part's trains stage 1 on item IDs alone (model.content_stage1 = false, the
+    # default before issue 34's lever 42), so that the content rows are the one difference.
+    env = {"UR4REC_TRAIN__NUM_THREADS": threads, "UR4REC_EVAL__POPULARITY_CUTS": json.dumps(list(CUTS)), "UR4REC_EVAL__SHORT_HISTORY": str(SHORT),
+           "UR4REC_MODEL__CONTENT_STAGE1": "false"}  # fmt: skip
 
     done_dir = home / "bench-jobs"  # one file per finished job: a rerun with the same --home skips it
     done_dir.mkdir(exist_ok=True)
@@ -132,7 +137,8 @@ def run_all(args: argparse.Namespace) -> dict:
             replay(json.loads(path.read_text("utf-8")))
             print(f"{key}: read back from {path}", flush=True)
             return
-        if args.only_done:
+        part = key.rsplit("-s", 1)[0] if key[-1].isdigit() else key.split("-")[0]  # main-s0 -> main, cold-texts -> cold
+        if args.only_done is not None and part not in args.only_done:
             return
         record.events = []
         fn(*a)
@@ -290,7 +296,8 @@ def main() -> None:
     ap.add_argument("--note", default="", help="what else ran on the machine meanwhile (printed on the page)")
     ap.add_argument("--home", type=Path, default=None, help="artifact home to work in (default: a fresh temporary one); texts already embedded there are reused")
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to measure (default: everything)")
-    ap.add_argument("--only-done", action="store_true", help="with --home: summarise the jobs that finished there, run nothing new")
+    ap.add_argument("--only-done", nargs="*", default=None, metavar="PART",
+                    help="with --home: summarise the jobs that finished there and run no new job (but those of the PARTs named)")
     ap.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from docs/benchmarks-scientific.json")
     args = ap.parse_args()
     if not args.render:

@@ -62,3 +62,20 @@ def test_the_anchor_scores_as_the_content_stage_1_model(tmp_path: Path) -> None:
         plain = final.anchor.user_vectors(histories) @ final.anchor.item_vectors()[1:].T  # the ID-only reading it replaces
     assert torch.allclose(anchor, want, atol=1e-5)
     assert not torch.allclose(plain, want, atol=1e-3)
+
+
+def test_auto_is_on_except_on_ml100k(cli, isolated_home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default (auto) keeps ML-100K's tuned stage 1 (and its cold variants', same shape) and is on elsewhere."""
+    from types import SimpleNamespace
+
+    from ur4rec_cli.training.context import content_stage1
+
+    auto = load_settings(None, {})
+    assert auto.model.content_stage1 == "auto"
+    assert content_stage1(auto, SimpleNamespace(n_users=943, n_items=1682)) is False
+    assert content_stage1(auto, SimpleNamespace(n_users=120, n_items=60)) is True
+    off = load_settings(None, {"model": {"content_stage1": "false"}})
+    assert content_stage1(off, SimpleNamespace(n_users=120, n_items=60)) is False
+    monkeypatch.setenv("UR4REC_MODEL__CONTENT_STAGE1", "maybe")
+    r = cli("train", "--stage", "all")
+    assert r.code != 0 and "content_stage1" in r.stderr and "true, false or auto" in r.stderr and "Traceback" not in r.stderr

@@ -133,8 +133,8 @@ class ModelConfig(_Section):
     modalities: list[str] = Field(default_factory=lambda: list(MODALITIES), description="Modalities the MoE sees: any of user_text, item_text, image.")
     init_std: float = Field(0.02, gt=0, description="Std of the normal initialisation of embeddings and linear layers.")
     item_adaptor: bool = Field(True, description="Content-aware item tokens: the item-text/image features, through gated experts, added to each item's ID embedding (input and output).")
-    content_stage1: bool = Field(False, description="Stage 1 trains SASRec on the content-aware item tokens (ID embedding + the adaptor's offset, "
-                                 "the adaptor trained with it) instead of ID embeddings alone; needs item_adaptor and item_text or image.")
+    content_stage1: bool | Literal["auto"] = Field("auto", description="Stage 1 trains SASRec on the content-aware item tokens (ID embedding + the "
+                                                   "adaptor's offset, trained with it) instead of IDs alone; auto: on except on ML-100K, whose defaults were chosen without it.")
     tie_orders: int = Field(
         8, ge=1, description="evaluate and the exported index (recommend) average each user vector over this many orders of the "
         "history's same-timestamp items: the source order, then seeded random ones (1: the source order only; training's "
@@ -145,9 +145,7 @@ class ModelConfig(_Section):
         "block of the dot product; not in their training loss; 0: off).",
     )
     cold_neighbours: int = Field(
-        10,
-        ge=0,
-        description="Where the model scores (not in training), an item without a training interaction (cold, or added by "
+        10, ge=0, description="Where the model scores (not in training), an item without a training interaction (cold, or added by "
         "`items add`) borrows its ID-side blocks from its k nearest known items by item text (softmax of cosine / "
         "cold_temperature, times cold_scale; 0: off, the shared unknown-item token and the anchor's mean instead).",
     )
@@ -156,10 +154,17 @@ class ModelConfig(_Section):
         0.8, gt=0, description="Scale of a cold item's borrowed blocks: below 1 it ranks under its neighbours (warm items lose less)."
     )
     padding_sink: bool = Field(
-        False,
-        description="Attention to padding as a zero-padded SASRec has it: one extra key/value (the projection of a zero input) "
+        False, description="Attention to padding as a zero-padded SASRec has it: one extra key/value (the projection of a zero input) "
         "weighted by the row's padding count up to max_len.",
     )
+
+    @field_validator("content_stage1", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, v: Any) -> Any:
+        word = str(v).strip().lower()
+        if isinstance(v, bool) or word in {"auto", "true", "false", "1", "0", "yes", "no", "on", "off"}:
+            return v if isinstance(v, bool) else ("auto" if word == "auto" else word in {"true", "1", "yes", "on"})
+        raise ValueError("true, false or auto")
 
     @field_validator("modalities", mode="before")
     @classmethod

@@ -120,6 +120,15 @@ def _image_features(settings: "Settings", dman: "Manifest") -> tuple[Any, str]:
     return (image, man.digest), ""
 
 
+def content_stage1(settings: "Settings", dataset: "Dataset") -> bool:
+    """``model.content_stage1`` for this data set: auto is on everywhere but ML-100K (and its cold
+    variants), whose defaults were chosen on its validation without it (docs/model.md, issue 34)."""
+    from ur4rec_cli.training.epoch_rule import TUNED_ON
+
+    value = settings.model.content_stage1
+    return (dataset.n_users, dataset.n_items) != TUNED_ON if value == "auto" else bool(value)
+
+
 def model_args(ctx: TrainContext) -> dict[str, Any]:
     """The model's only constructor input (asdict of ModelArgs), stored in every checkpoint."""
     from ur4rec_cli.models.ur4rec import ModelArgs
@@ -140,7 +149,7 @@ def model_args(ctx: TrainContext) -> dict[str, Any]:
         item_adaptor=m.item_adaptor,
         padding_sink=m.padding_sink,
         anchor=m.sasrec_anchor,
-        content_stage1=m.content_stage1,
+        content_stage1=content_stage1(ctx.settings, ctx.dataset),
     )
     return asdict(args)
 
