@@ -10,6 +10,11 @@ import numpy as np
 
 from ur4rec_cli.training.distributed import DistContext
 
+# ML-100K (users, items): the data set whose validation chose the default schedule (the fixed epoch
+# counts, training/epoch_rule.py) and stage 1 on item IDs alone (model.content_stage1). A cold-item
+# variant keeps both counts (its cold items stay in the catalogue), so it keeps those defaults too.
+TUNED_ON = (943, 1682)
+
 if TYPE_CHECKING:
     import torch
 
@@ -123,8 +128,6 @@ def _image_features(settings: "Settings", dman: "Manifest") -> tuple[Any, str]:
 def content_stage1(settings: "Settings", dataset: "Dataset") -> bool:
     """``model.content_stage1`` for this data set: auto is on everywhere but ML-100K (and its cold
     variants), whose defaults were chosen on its validation without it (docs/model.md, issue 34)."""
-    from ur4rec_cli.training.epoch_rule import TUNED_ON
-
     value = settings.model.content_stage1
     return (dataset.n_users, dataset.n_items) != TUNED_ON if value == "auto" else bool(value)
 

@@ -23,14 +23,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ur4rec_cli.settings import STAGES
+from ur4rec_cli.training.context import TUNED_ON
 
 if TYPE_CHECKING:
     from ur4rec_cli.data.dataset import Dataset
     from ur4rec_cli.settings import Settings
 
-# ML-100K (users, items): the data set whose validation chose the fixed epoch counts. A cold-item
-# variant keeps both counts (its cold items stay in the catalogue), so it keeps the fixed schedule too.
-TUNED_ON = (943, 1682)
 EPOCH_FIELDS = {"pretrain_sasrec": "sasrec_epochs", "pretrain_retriever": "retriever_epochs", "joint_finetune": "joint_epochs", "end_to_end": "end_to_end_epochs"}
 CAP_FACTOR = 2  # the selection pass may run each stage up to twice its fixed count
 SELECT_PATIENCE = 10  # ... and stops a stage after 10 epochs without a better validation NDCG@10 (unless train.patience is set)
