@@ -37,7 +37,9 @@ def _dataset():
 def _settings(**train):
     base = {"sasrec_epochs": 3, "retriever_epochs": 2, "joint_epochs": 2, "end_to_end_epochs": 2, "batch_size": 8, "patience": 50, "device": "cpu", "learn_validation": False}
     base.update(train)
-    return load_settings(None, {"model": {"hidden": 16, "expert_dim": 8, "max_len": 10, "modalities": ["user_text", "item_text"]}, "train": base})
+    # Stage 1 on item IDs alone: these tests pin the stage mechanics (tests/test_content_stage1.py covers model.content_stage1).
+    model = {"hidden": 16, "expert_dim": 8, "max_len": 10, "modalities": ["user_text", "item_text"], "content_stage1": False}
+    return load_settings(None, {"model": model, "train": base})
 
 
 def _context(settings) -> st.TrainContext:

@@ -51,5 +51,5 @@ class ContentSASRec(nn.Module):
 def stage1_scorer(model: Any) -> Any:
     """What stage 1 trains and scores: the plain SASRec, or with ``content_stage1`` the content-aware view."""
     if getattr(model.args, "content_stage1", False) and getattr(model, "item_adaptor", None) is not None:
-        return ContentSASRec(model)
+        return ContentSASRec(model).train(model.training)  # the wrapper's mode is the model's (eval when loaded)
     return model.sasrec
