@@ -264,7 +264,7 @@ def run_all(args: argparse.Namespace) -> dict:
     ds = _dataset(home, name)
     return {"data": data, "cold_data": cold_data, "default": (extra.get("default") or [None])[0], "models": models, "walls": walls, "extra": extra,
             "slices": _slice_cases(ds, models), "t_data": round(t_data, 1), "t_cold_llm": (extra.get("t_cold_llm") or [None])[0],
-            "llm": (extra.get("llm") or [None])[0], "seeds": [s for s in args.seeds if (done_dir / f"main-s{s}.json").is_file()], "total_s": round(time.perf_counter() - t_start)}  # fmt: skip
+            "llm": (extra.get("llm") or [None])[0], "seeds": [s for s in args.seeds if (done_dir / f"main-s{s}.json").is_file()], "total_s": None if args.only_done is not None else round(time.perf_counter() - t_start)}  # fmt: skip
 
 
 def _dataset(home: Path, name: str):
