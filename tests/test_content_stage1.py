@@ -7,27 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_items_add import two_genre_dataset
+from test_items_add import train_two_genre
 from ur4rec_cli.settings import load_settings
-from ur4rec_cli.store import ArtifactStore
 
 
 def _train(home: Path, content: bool):
-    from ur4rec_cli import api
-
-    store = ArtifactStore(home)
-    with store.write(store.dataset_dir("ml-100k"), kind="dataset") as tmp:
-        two_genre_dataset().save(tmp)
-    overrides = {
-        "home": home,
-        "llm": {"backend": "template"},
-        "train": {"epochs": 3, "device": "cpu", "batch_size": 32},
-        "model": {"modalities": ["item_text"], "max_len": 20, "hidden": 16, "expert_dim": 8, "layers": 1, "tie_orders": 1, "content_stage1": content},
-    }
-    settings = load_settings(None, overrides)
-    api.generate_texts(settings)
-    api.train(settings)
-    return settings
+    model = {"modalities": ["item_text"], "max_len": 20, "hidden": 16, "expert_dim": 8, "layers": 1, "tie_orders": 1, "content_stage1": content}
+    return train_two_genre(home, {"epochs": 3, "device": "cpu", "batch_size": 32}, model)
 
 
 def _adaptor_norm(state: dict) -> float:

@@ -24,24 +24,25 @@ def two_genre_dataset(n_users: int = 120, n_items: int = 60, length: int = 15):
     return ds
 
 
-@pytest.fixture(scope="module")
-def content_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The data set as the `ml-100k` artifact, template texts, all four stages trained on item text with ID dropout."""
+def train_two_genre(home: Path, train: dict, model: dict):
+    """``two_genre_dataset`` as the `ml-100k` artifact in ``home``, template texts, all four stages trained; its settings."""
     from ur4rec_cli import api
 
-    home = tmp_path_factory.mktemp("content-home")
     store = ArtifactStore(home)
     with store.write(store.dataset_dir("ml-100k"), kind="dataset") as tmp:
         two_genre_dataset().save(tmp)
-    overrides = {
-        "home": home,
-        "llm": {"backend": "template"},
-        "train": {"epochs": 8, "device": "cpu", "batch_size": 32, "id_dropout": 0.3},
-        "model": {"modalities": ["item_text"], "max_len": 20, "hidden": 16, "expert_dim": 8, "layers": 1, "tie_orders": 1},
-    }
-    settings = load_settings(None, overrides)
+    settings = load_settings(None, {"home": home, "llm": {"backend": "template"}, "train": train, "model": model})
     api.generate_texts(settings)
     api.train(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def content_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data set as the `ml-100k` artifact, template texts, all four stages trained on item text with ID dropout."""
+    home = tmp_path_factory.mktemp("content-home")
+    train_two_genre(home, {"epochs": 8, "device": "cpu", "batch_size": 32, "id_dropout": 0.3},
+                    {"modalities": ["item_text"], "max_len": 20, "hidden": 16, "expert_dim": 8, "layers": 1, "tie_orders": 1})  # fmt: skip
     return home
 
 
