@@ -1,4 +1,5 @@
-"""`ur4rec evaluate`: metrics of a trained stage (or a baseline: popularity, content-KNN) under one
+"""`ur4rec evaluate`: metrics of a trained stage (or a baseline: popularity, content-KNN, the late
+fusion of a trained model with content-KNN: ``late_fusion.py``) under one
 protocol, overall and per slice (target-item popularity, history length: ``slices.py``); on a
 cold-item variant also over its cold test cases (``cold_cases.py``), ranked twice: among every item
 and on the new-items shelf (among the cold items only).
@@ -31,6 +32,7 @@ POPULARITY = "popularity"
 CONTENT_KNN = "content_knn"
 LATE_FUSION = "late_fusion"  # the run's stage-1 SASRec (or eval.fusion_base) + eval.fusion_weight x content-KNN (late_fusion.py)
 BASELINES = (POPULARITY, CONTENT_KNN, LATE_FUSION)
+ORDERLESS = (POPULARITY, CONTENT_KNN)  # baselines scored in one tie order (no sequence model reads the order)
 
 
 def rank_scorer(
@@ -138,7 +140,7 @@ def evaluate(
         if dataset.cold is not None and split == "test" and protocol == "full":
             from ur4rec_cli.evaluation.cold_cases import cold_block, rank_cold_cases
 
-            orders = 1 if info["stage"] in (POPULARITY, CONTENT_KNN) else settings.model.tie_orders
+            orders = 1 if info["stage"] in ORDERLESS else settings.model.tie_orders
             cold = rank_cold_cases(info["raw"], dataset, tie_orders=orders, max_len=info["max_len"], batch_size=cfg.batch_size, device=device)
             row["cold"] = cold_block(dataset, cold, ks, orders)
             ranked.cold = cold
@@ -158,7 +160,7 @@ def evaluate(
         "checkpoint": main_row["checkpoint"],
         "candidates": _candidates_summary(main_ranked.candidates),
         "description": describe_protocol(
-            protocol, split, main_ranked.candidates, negatives, cfg.seed, 1 if stage in (POPULARITY, CONTENT_KNN) else settings.model.tie_orders
+            protocol, split, main_ranked.candidates, negatives, cfg.seed, 1 if stage in ORDERLESS else settings.model.tie_orders
         ),
         "k": ks,
         "negatives": negatives if protocol == "sampled" else None,
