@@ -21,16 +21,16 @@ if TYPE_CHECKING:
 _CHUNK = 2048
 
 
-def top_items(index: ServingIndex, data: ServingData, users: np.ndarray, top: int, new: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(items [B, N], scores [B, N])``, best first, never an item the user has seen; ``new``: only
-    items new to the model (``new_items``).
+def top_items(index: ServingIndex, data: ServingData, users: np.ndarray, top: int, shelf: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(items [B, N], scores [B, N])``, best first, never an item the user has seen; ``shelf``
+    ([n_items + 1] bool, ``new_items``): only the items it marks.
 
     Rows with fewer unseen items than N are padded with item 0 and score -inf.
     """
     scores = index.user_vecs[users] @ index.item_vecs.T
     scores[data.seen_mask(users)] = -np.inf
-    if new:
-        scores[:, ~new_items(index, data)] = -np.inf
+    if shelf is not None:
+        scores[:, ~shelf] = -np.inf
     return ranked_unseen(scores, top)
 
 
@@ -77,20 +77,21 @@ def recommend(
         raise ConfigError("--all needs --output FILE (one JSON line per user)")
     data = load_serving_data(settings)
     index = load_index(settings, data)
-    if new and not new_items(index, data).any():
+    shelf = new_items(index, data) if new else None  # once per call, not per chunk of users
+    if shelf is not None and not shelf.any():
         raise ConfigError(
             "--new: the catalogue has no new items (every item has an interaction and none was added): "
             "add some with `ur4rec items add FILE`"
         )
     if all_users:
-        return _recommend_all(index, data, top, Path(output), new)  # type: ignore[arg-type]
+        return _recommend_all(index, data, top, Path(output), shelf)  # type: ignore[arg-type]
     u = data.find_user(user)  # type: ignore[arg-type]
     if u is None:
         raise UnknownUserError(
             f"unknown user {user!r}: the dataset {data.folder} has {data.n_users} users "
             f"(ids {id_range(data.user_ids)})"
         )
-    items, scores = top_items(index, data, np.array([u]), top, new)
+    items, scores = top_items(index, data, np.array([u]), top, shelf)
     rows = item_rows(data, items[0], scores[0])
     result: dict[str, Any] = {
         "user": display_id(data.user_ids[u - 1]),
@@ -166,14 +167,14 @@ def _contributions(index: ServingIndex, user: int, items: np.ndarray) -> list[di
     return [{name: float(col[j]) for name, col in zip(names, per_block)} for j in range(len(items))]
 
 
-def _recommend_all(index: ServingIndex, data: ServingData, top: int, output: Path, new: bool = False) -> dict[str, Any]:
+def _recommend_all(index: ServingIndex, data: ServingData, top: int, output: Path, shelf: np.ndarray | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     users = np.arange(1, data.n_users + 1, dtype=np.int64)
     item_ids = np.array([display_id(i) for i in data.item_ids], dtype=object)
     lines: list[str] = []
     for start in range(0, len(users), _CHUNK):
         chunk = users[start : start + _CHUNK]
-        items, scores = top_items(index, data, chunk, top, new)
+        items, scores = top_items(index, data, chunk, top, shelf)
         for row, u in enumerate(chunk.tolist()):
             keep = items[row] > 0
             record = {
@@ -186,7 +187,7 @@ def _recommend_all(index: ServingIndex, data: ServingData, top: int, output: Pat
     return {
         "users": len(users),
         "top": top,
-        "new": bool(new),
+        "new": shelf is not None,
         "output": str(output),
         "stage": index.stage,
         "index": str(index.folder),

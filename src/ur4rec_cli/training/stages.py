@@ -10,7 +10,8 @@ serving index (``final.py``). After each stage's first epoch a whole-job estimat
 ``train`` holds the run folder's writer lock (``runlock.py``) throughout, and stops early as ``stops.py`` says
 (Ctrl-C, SIGTERM, a non-finite loss, a full disk); stage 2 may reuse its frozen SASRec's states (``state_cache.py``,
 off by default). When stage 2 starts, the stage-1 SASRec is also copied into the model's frozen anchor
-(``model.sasrec_anchor``; models/ur4rec.py), which stages 2-4 add to their score and never train. Test data is never read here.
+(``model.sasrec_anchor``; models/ur4rec.py; with ``model.content_stage1`` the item table stage 1 read too), which
+stages 2-4 add to their score and never train. Stage 1 trains what ``models/content_sasrec.stage1_scorer`` gives. Test data is never read here.
 """
 
 from __future__ import annotations
