@@ -34,11 +34,11 @@ def _dataset():
     return build_dataset("toy", "synthetic", np.array(users), np.array(items), np.ones(n), np.array(times), meta, {})
 
 
-def _settings(**train):
+def _settings(content_stage1: bool = False, **train):
     base = {"sasrec_epochs": 3, "retriever_epochs": 2, "joint_epochs": 2, "end_to_end_epochs": 2, "batch_size": 8, "patience": 50, "device": "cpu", "learn_validation": False}
     base.update(train)
     # Stage 1 on item IDs alone: these tests pin the stage mechanics (tests/test_content_stage1.py covers model.content_stage1).
-    model = {"hidden": 16, "expert_dim": 8, "max_len": 10, "modalities": ["user_text", "item_text"], "content_stage1": False}
+    model = {"hidden": 16, "expert_dim": 8, "max_len": 10, "modalities": ["user_text", "item_text"], "content_stage1": content_stage1}
     return load_settings(None, {"model": model, "train": base})
 
 
