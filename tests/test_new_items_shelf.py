@@ -84,3 +84,31 @@ def test_evaluate_ranks_the_cold_cases_on_the_new_items_shelf(cli, shelf: Path, 
         assert shelf_block["metrics"]["NDCG@10"] >= res["cold"]["metrics"]["NDCG@10"]
     text = cli("evaluate", "--k", "10")
     assert text.code == 0 and "new-items shelf" in text.stdout
+
+
+def test_one_pass_ranks_the_cold_cases_as_two_separate_passes_do(shelf: Path) -> None:
+    """evaluate ranks the cold cases and the shelf from one pass of user vectors
+    (ranking.full_ranking_ranks_among): the same ranks as a pass per candidate set."""
+    torch = pytest.importorskip("torch")
+    from ur4rec_cli.data.cold import ColdView, OwnerScorer
+    from ur4rec_cli.evaluation.cold_cases import rank_cold_cases
+    from ur4rec_cli.ranking import full_ranking_ranks, with_tie_orders
+
+    ds = Dataset.load(shelf / "datasets" / "ml-100k")
+    g = torch.Generator().manual_seed(0)
+    items, people = torch.randn(ds.n_items + 1, 8, generator=g), torch.randn(ds.n_users + 1, 8, generator=g)
+
+    class HistoryScorer:  # user vector = the history's mean item vector + the user's own: order-free, history-dependent
+        def user_vectors(self, histories, users):
+            return items[histories].sum(1) / (histories != 0).sum(1, keepdim=True).clamp(min=1) + people[users]
+
+        def item_vectors(self):
+            return items
+
+    cold, on_shelf = rank_cold_cases(HistoryScorer(), ds, tie_orders=3, max_len=10)
+    for view, ranked in ((ColdView(ds), cold), (ColdView(ds, shelf=True), on_shelf)):
+        scorer = with_tie_orders(OwnerScorer(HistoryScorer(), view.owners), view, "test", 3)
+        cases, targets, ranks = full_ranking_ranks(scorer, view, "test", max_len=10)
+        assert np.array_equal(cases, ranked.users) and np.array_equal(targets, ranked.targets)
+        assert np.array_equal(ranks, ranked.ranks)
+    assert (on_shelf.ranks <= cold.ranks).all() and (on_shelf.ranks < cold.ranks).any()

@@ -5,14 +5,15 @@ the other. rank = number of candidate items whose score is >= the target's, othe
 itself (pessimistic ties: a constant or tied score can never look like a hit); NaN scores raise.
 HR@k = 1[rank < k]; NDCG@k = 1[rank < k] / log2(rank + 2); MRR = mean 1 / (rank + 1).
 
-Full ranking runs user batches times item chunks, history masked: memory stays bounded by
+Full ranking runs user batches times item chunks, history masked (``full_ranking_ranks_among``: one pass
+of user vectors ranked against several candidate sets): memory stays bounded by
 ``batch_size x item_chunk`` scores whatever the catalog size, so a catalog of 100k+ items is
 ranked exactly, chunk by chunk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Callable, Literal, Protocol
 
 import numpy as np
@@ -197,13 +198,36 @@ def full_ranking_ranks(
     Returns ``(users, targets, ranks)`` as int64 arrays. The mask uses the whole fed history, not
     only the ``max_len`` items the model reads.
     """
+    users, targets, (ranks,) = full_ranking_ranks_among(
+        scorer, dataset, split, [dataset.absent_items(split)], max_len=max_len, users=users, batch_size=batch_size,
+        item_chunk=item_chunk, device=device, on_batch=on_batch,
+    )  # fmt: skip
+    return users, targets, ranks
+
+
+def full_ranking_ranks_among(
+    scorer: Scorer,
+    dataset: "Dataset",
+    split: Literal["valid", "test"],
+    absent_sets: Sequence[np.ndarray | None],
+    *,
+    max_len: int,
+    users: np.ndarray | None = None,
+    batch_size: int = 64,
+    item_chunk: int = 65536,
+    device: "torch.device | str" = "cpu",
+    on_batch: "Callable[[int], None] | None" = None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """``full_ranking_ranks`` once per candidate set from one pass of user vectors: the ranks
+    ``[i]`` leave out ``absent_sets[i]`` (None: no item) besides the fed history. The user vectors
+    (every tie order) are computed once, whatever the number of sets (the cold cases and the
+    new-items shelf differ in their candidates only)."""
     import torch
 
     users = dataset.eval_users() if users is None else np.asarray(users, dtype=np.int64)
     targets = dataset.targets(users, split)
-    ranks = np.empty(len(users), dtype=np.int64)
+    ranks = [np.empty(len(users), dtype=np.int64) for _ in absent_sets]
     fed_all = [dataset.history(int(u), split) for u in users]
-    absent = dataset.absent_items(split)
     # Users of similar history length share a batch, padded only to its longest row (at most
     # max_len): positions count from the newest item, so the states are those of full padding,
     # and attention cost falls with the square of the width (ML-100K: median 65 of 200).
@@ -217,8 +241,9 @@ def full_ranking_ranks(
             seqs = torch.from_numpy(pad_left(fed, width)).to(device)
             vecs = scorer.user_vectors(seqs, torch.from_numpy(users[idx]).to(device)).float()
             tgt = torch.from_numpy(targets[idx]).to(device)
-            masked = fed if absent is None else [np.concatenate([h, absent]) for h in fed]
-            ranks[idx] = ranks_from_vectors(vecs, items, tgt, masked, item_chunk=item_chunk).cpu().numpy()
+            for out, absent in zip(ranks, absent_sets):
+                masked = fed if absent is None else [np.concatenate([h, absent]) for h in fed]
+                out[idx] = ranks_from_vectors(vecs, items, tgt, masked, item_chunk=item_chunk).cpu().numpy()
             if on_batch is not None:
                 on_batch(len(idx))
     return users, targets, ranks

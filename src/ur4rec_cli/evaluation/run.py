@@ -141,11 +141,10 @@ def evaluate(
             from ur4rec_cli.evaluation.cold_cases import cold_block, rank_cold_cases
 
             orders = 1 if info["stage"] in ORDERLESS else settings.model.tie_orders
-            cold = rank_cold_cases(info["raw"], dataset, tie_orders=orders, max_len=info["max_len"], batch_size=cfg.batch_size, device=device)
+            # Among every item, and the same cases on the new-items shelf (candidates = the cold items alone, `recommend --new`).
+            cold, shelf = rank_cold_cases(info["raw"], dataset, tie_orders=orders, max_len=info["max_len"], batch_size=cfg.batch_size, device=device)
             row["cold"] = cold_block(dataset, cold, ks, orders)
             ranked.cold = cold
-            # The same cases on the new-items shelf: candidates = the cold items alone (`recommend --new`).
-            shelf = rank_cold_cases(info["raw"], dataset, tie_orders=orders, max_len=info["max_len"], batch_size=cfg.batch_size, device=device, shelf=True)
             row["cold"]["shelf"] = cold_block(dataset, shelf, ks, orders, shelf=True)
             ranked.shelf = shelf
         return row, ranked
