@@ -19,8 +19,10 @@ One home, every step the installed CLI in its own process (benchmarks/ml100k.py'
 3. with ``content``: per seed the same job with ``model.content_stage1 = true`` (stage 1 trains
    SASRec on content-aware item tokens, models/content_sasrec.py; the default now on any data set
    but ML-100K), evaluated as its stage 1 and final;
-4. the cold-item protocol: `data --cold-items SHARE` (cold seed 0), per seed the job of 2,
-   evaluated with the cold machinery on (the defaults) and off (``cold_neighbours=0``), every
+4. the cold-item protocol: `data --cold-items SHARE` (cold seed 0), per seed the default job on the
+   cold variant (content in stage 1, as 3; a home whose cold runs were saved before this ran them
+   with stage 1 on IDs, and the page says which), evaluated with the cold machinery on (the
+   defaults) and off (``cold_neighbours=0``), every
    evaluation ranking the warm test, the cold cases among every item, and the same cold cases on the
    new-items shelf (candidates = the cold items only, as `recommend --new` serves them).
 Popularity and content-KNN learn nothing and are evaluated once per data set. Per case, NDCG@10 is
@@ -214,12 +216,15 @@ def run_all(args: argparse.Namespace) -> dict:
         print(f"seed {seed}: reference SASRec (epoch {ref['epoch']}) NDCG@10 {ref['test']['NDCG@10']:.4f}", flush=True)
 
     def cold_seed(seed: int, cold_name: str) -> None:
-        run = f"c{seed}"
-        _, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, "--dataset", cold_name, env=env)
+        # The product's default job on the cold variant: content in stage 1 (model.content_stage1 auto is
+        # on off ML-100K), so an unknown item's stage-1 token is its content offset, not a blank ID.
+        run, cenv = f"c{seed}", {"UR4REC_MODEL__CONTENT_STAGE1": "true"}
+        note("cold_stage1", {"seed": seed, "content_stage1": True})
+        _, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, "--dataset", cold_name, env={**env, **cenv})
         note("cold: default job", round(wall, 1), "cold: default job")
-        keep(f"cold/{SASREC}", evaluate(SASREC, cold_name, "--run", run, "--stage", "pretrain_sasrec"))
-        keep("cold/UR4Rec V2", evaluate("UR4Rec V2", cold_name, "--run", run))
-        keep(f"cold/{PLAIN}", evaluate(PLAIN, cold_name, "--run", run, extra_env={"UR4REC_MODEL__COLD_NEIGHBOURS": "0"}))
+        keep(f"cold/{SASREC}", evaluate(SASREC, cold_name, "--run", run, "--stage", "pretrain_sasrec", extra_env=cenv))
+        keep("cold/UR4Rec V2", evaluate("UR4Rec V2", cold_name, "--run", run, extra_env=cenv))
+        keep(f"cold/{PLAIN}", evaluate(PLAIN, cold_name, "--run", run, extra_env={**cenv, "UR4REC_MODEL__COLD_NEIGHBOURS": "0"}))
 
     def texts_job() -> None:  # the first `ur4rec llm` in this home: texts and embeddings from nothing, timed alone
         llm, t_llm, rss_llm = measured(home, "llm", "--backend", "template", *ds_args)

@@ -221,8 +221,10 @@ def _cold_section(f: dict[str, Any], cd: dict[str, Any]) -> list[str]:
         f"- cold, mixed ranking: {f['cold_description']}",
         f"- new-items shelf: {f['shelf_description']}",
         "",
-        "The UR4Rec V2 rows are one trained model per seed (the default job on the cold variant), scored with the cold machinery "
-        "(the defaults: an unknown item's vector borrowed from its content neighbours) and without it (`model.cold_neighbours = 0`).",
+        "The UR4Rec V2 rows are one trained model per seed (the default job on the cold variant, "
+        + ("stage 1 on content tokens, `content_stage1`" if f["extra"].get("cold_stage1") else "stage 1 on item IDs alone, `content_stage1 = false`")
+        + "), scored with the cold machinery (the defaults: an unknown item's vector borrowed from its content neighbours) and without "
+        "it (`model.cold_neighbours = 0`). SASRec (stage 1) is that model's stage 1.",
         "",
         "| model | warm NDCG@10 | warm HR@10 | cold NDCG@10 | cold HR@10 | shelf NDCG@10 | shelf HR@10 |",
         "| --- | --- | --- | --- | --- | --- | --- |",
