@@ -89,6 +89,36 @@ def test_env_data_settings_beat_the_home_record(tmp_path: Path, monkeypatch, iso
     assert api.dataset_name(api.select_dataset(load_settings())) == "shop"
 
 
+def test_the_noun_alone_reads_the_current_data_set_and_is_checked_against_it(cli, tmp_path: Path, monkeypatch, isolated_home: Path) -> None:
+    """data.noun describes a data set without choosing one: set alone, the home's current data set is
+    still read (not the ML-100K default), with the noun kept for the commands to honour or refuse."""
+    from ur4rec_cli import api
+    from ur4rec_cli.data.prepare import load_dataset
+    from ur4rec_cli.settings import load_settings
+
+    shop = _write_atomic(tmp_path / "shop", users=5)
+    api.prepare_data(load_settings(None, {"data": {"source": str(shop), "noun": "gadget"}}))
+    monkeypatch.setenv("UR4REC_DATA__NOUN", "gadget")
+    chosen = api.select_dataset(load_settings())
+    assert api.dataset_name(chosen) == "shop" and chosen.data.noun == "gadget"
+    assert load_dataset(chosen)[0].noun == "gadget"
+    monkeypatch.setenv("UR4REC_DATA__NOUN", "book")
+    for requested in (None, "shop"):  # from the home's record and from --dataset: the noun is kept, not dropped
+        assert api.select_dataset(load_settings(), requested).data.noun == "book"
+    # train remakes the current data set in the new noun (data/prepare.py: another noun is other texts);
+    # before, a noun set alone sent every command to the ML-100K default instead.
+    r = cli("train", "--stage", "pretrain_sasrec", "--epochs", "1", "--device", "cpu", "--json")
+    assert r.code == 0, r
+    assert json.loads(r.stdout)["dataset"] == "shop"
+    assert load_dataset(api.select_dataset(load_settings()))[0].noun == "book"
+    # evaluate reads, and never remakes: a noun the data set was not prepared with is one line.
+    monkeypatch.setenv("UR4REC_DATA__NOUN", "gadget")
+    r = cli("evaluate", "--k", "10")
+    assert r.code != 0
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'gadget'" in lines[0] and "'book'" in lines[0] and "shop" in lines[0], r.stderr
+
+
 def test_no_evaluable_user_is_an_error_at_data(cli, tmp_path: Path, isolated_home: Path) -> None:
     folder = tmp_path / "tiny"
     folder.mkdir()

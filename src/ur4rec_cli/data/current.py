@@ -2,7 +2,9 @@
 
 Precedence, highest first: ``--dataset NAME`` on the command; data settings the user configured
 (``UR4REC_DATA__*`` or the TOML file's ``[data]``); the home's current data set (the last one
-`ur4rec data` prepared or served); the default (ML-100K).
+`ur4rec data` prepared or served); the default (ML-100K). ``data.noun`` describes a prepared data
+set and picks none: set alone, the current one is read, with the noun carried over so that loading
+it compares the two (data/prepare.py: a mismatch is one line, never a silently ignored setting).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from ur4rec_cli.settings import Settings
 
 CURRENT_FILE = "current-dataset.json"
+DESCRIBING = frozenset({"noun"})  # data settings that describe a prepared data set without choosing one
 
 
 def record_current(home: Path, name: str) -> None:
@@ -88,9 +91,10 @@ def select_dataset(settings: "Settings", requested: str | None = None) -> "Setti
 
 
 def _configured(settings: "Settings") -> bool:
-    """True when env or TOML gave a data setting a value other than its default."""
+    """True when env or TOML gave a data setting that chooses a data set a value other than its default."""
     fields = type(settings.data).model_fields
-    return any(getattr(settings.data, f) != fields[f].get_default(call_default_factory=True) for f in settings.data.model_fields_set)
+    chosen = settings.data.model_fields_set - DESCRIBING
+    return any(getattr(settings.data, f) != fields[f].get_default(call_default_factory=True) for f in chosen)
 
 
 def _data_config_of(settings: "Settings", name: str) -> Any:
@@ -100,6 +104,7 @@ def _data_config_of(settings: "Settings", name: str) -> Any:
     man = ArtifactStore(settings.home).load(ArtifactStore(settings.home).dataset_dir(name), kind="dataset", verify=False)
     recorded = dict((man.settings if man is not None else {}).get("data") or {})
     recorded["name"] = name
+    recorded |= {f: getattr(settings.data, f) for f in DESCRIBING & settings.data.model_fields_set}  # checked on load, not dropped
     try:
         return DataConfig(**recorded)
     except (ValueError, TypeError):  # written by another version: keep the name, the rest configured
