@@ -25,12 +25,12 @@ from pathlib import Path
 
 
 def prompts_for(home: Path, n: int):
-    from ur4rec_cli.features.llm import texts as L
+    from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.features.llm import prompts as P
     from ur4rec_cli.settings import load_settings
 
     settings = load_settings(None, {"home": home, "llm": {"backend": "local"}})
-    dataset, _ = L._load_dataset(settings)
+    dataset, _ = load_dataset(settings)
     items = P.build_prompts(dataset, "item", settings.llm.history_items)
     users = P.build_prompts(dataset, "user", settings.llm.history_items)
     half = n // 2

@@ -33,18 +33,19 @@ from ml100k import COLS, KS, cli, ndcg10, paired_bootstrap, read_ranks  # noqa: 
 def generation(home: Path) -> dict:
     """What the local model has answered so far in ``home`` (read from its answer cache): count,
     generation seconds, tokens/s, and the verdict of the answer checks on what is answered."""
-    from ur4rec_cli.features.llm import texts as L
+    from ur4rec_cli.data.prepare import dataset_name, load_dataset
     from ur4rec_cli.features.llm import answers as A
+    from ur4rec_cli.features.llm import texts as L
     from ur4rec_cli.features.llm import prompts as P
     from ur4rec_cli.features.llm.cache import AnswerCache, cache_key
     from ur4rec_cli.settings import load_settings
 
     settings = load_settings(None, {"home": home, "llm": {"backend": "local"}})
-    dataset, _ = L._load_dataset(settings)
+    dataset, _ = load_dataset(settings)
     spec = L.text_spec(settings, "local")
-    cache = AnswerCache(home / "cache" / "llm" / f"{L._dataset_name(settings)}.jsonl")
+    cache = AnswerCache(home / "cache" / "llm" / f"{dataset_name(settings.data)}.jsonl")
     recs = [r for r in cache.entries.values() if r.get("model") == spec["model"]]
-    plan = A._Plan(dataset, settings.llm, ["items", "users"])
+    plan = A.AnswerPlan(dataset, settings.llm, ["items", "users"])
     params = A.send_params(spec)
     for strict, version in ((False, P.PROMPT_VERSION), (True, P.STRICT_VERSION)):
         for group in ("items", "users"):
@@ -72,7 +73,7 @@ def generation(home: Path) -> dict:
                 counts["rejected"] += 1
                 counts["reasons"][why] = counts["reasons"].get(why, 0) + 1
         settled = [plan.settled(cache, g, i) for i in range(len(plan.keys[False][g]))]
-        counts["settled"] = A._count_sources(settled)
+        counts["settled"] = A.count_sources(settled)
         verdicts[g] = counts
     out["first_tries"] = verdicts
     return out
@@ -80,11 +81,11 @@ def generation(home: Path) -> dict:
 
 def train_counts(home: Path) -> dict[str, int]:
     """Training-interaction count of every item, by the raw id the ranks file names."""
-    from ur4rec_cli.features.llm import texts as L
+    from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.serving.index import display_id
     from ur4rec_cli.settings import load_settings
 
-    dataset, _ = L._load_dataset(load_settings(None, {"home": home}))
+    dataset, _ = load_dataset(load_settings(None, {"home": home}))
     counts = dataset.item_popularity("train")
     return {str(display_id(raw)): int(counts[i]) for i, raw in enumerate(dataset.item_ids, start=1)}
 

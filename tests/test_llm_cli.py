@@ -57,11 +57,11 @@ def server():
 def _prompts() -> list[str]:
     """The user messages `ur4rec llm` sends for the fixture dataset, built the way it builds them."""
     from ur4rec_cli.features.llm import prompts as P
-    from ur4rec_cli.features.llm.texts import _load_dataset
+    from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.settings import load_settings
 
     settings = load_settings()
-    ds, _ = _load_dataset(settings)
+    ds, _ = load_dataset(settings)
     h = settings.llm.history_items
     return [p.user for p in P.build_prompts(ds, "item", h) + P.build_prompts(ds, "user", h)]
 

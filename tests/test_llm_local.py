@@ -100,11 +100,11 @@ def _texts(home: Path, group: str) -> list[dict]:
 
 def _templates(home: Path) -> dict[str, list[str]]:
     from ur4rec_cli.features.llm import prompts as P
-    from ur4rec_cli.features.llm.texts import _load_dataset
+    from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.settings import load_settings
 
     settings = load_settings()
-    ds, _ = _load_dataset(settings)
+    ds, _ = load_dataset(settings)
     return {g: P.template_texts(ds, k, settings.llm.history_items) for g, k in (("items", "item"), ("users", "user"))}
 
 
@@ -164,10 +164,10 @@ def test_batched_answers_equal_one_at_a_time_and_come_back_in_prompt_order(home:
     Gumbel noise). bfloat16 (the default on CPUs with bf16 units) rounds each GEMM by its batch shape,
     so there an answer may differ between batch sizes; the cache key, not the text, is what resumes."""
     from ur4rec_cli.features.llm import prompts as P
-    from ur4rec_cli.features.llm.texts import _load_dataset
+    from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.settings import load_settings
 
-    ds, _ = _load_dataset(load_settings())
+    ds, _ = load_dataset(load_settings())
     prompts = P.build_prompts(ds, "item", 20)[:4] + P.build_prompts(ds, "user", 20)[:2]
     for temperature in (0.0, 0.3):
         gen = _generator(gguf, temperature, batch_size=6)

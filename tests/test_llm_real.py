@@ -49,10 +49,10 @@ def _settings(home: Path):
 def test_no_held_out_item_in_any_user_prompt_or_text(ml100k_home: Path) -> None:
     """For all 943 users: prompt and template text read the train items only, never valid/test."""
     from ur4rec_cli.features.llm import prompts as P
-    from ur4rec_cli.features.llm.texts import _load_dataset
+    from ur4rec_cli.data.prepare import load_dataset
 
     settings = _settings(ml100k_home)
-    ds, _ = _load_dataset(settings)
+    ds, _ = load_dataset(settings)
     assert (ds.n_users, ds.n_items) == (943, 1682)
     h = settings.llm.history_items
     titles = [P.title_of(m, raw) for m, raw in zip(ds.items, ds.item_ids)]
@@ -98,7 +98,8 @@ def llm_real(ml100k_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 def test_template_texts_and_minilm_embeddings(llm_real: dict) -> None:
     from ur4rec_cli.features.llm import prompts as P
-    from ur4rec_cli.features.llm.texts import _load_dataset, read_texts
+    from ur4rec_cli.data.prepare import load_dataset
+    from ur4rec_cli.features.llm.texts import read_texts
 
     home, s = llm_real["home"], llm_real["summary"]
     assert s["backend"] == "template" and s["backend_reason"].startswith("auto: no API key configured")
@@ -110,7 +111,7 @@ def test_template_texts_and_minilm_embeddings(llm_real: dict) -> None:
     texts_dir = home / "features" / "ml-100k" / "texts"
     items, users = read_texts(texts_dir, "items"), read_texts(texts_dir, "users")
     assert len(items) == 1682 and len(users) == 943 and all(items) and all(users)
-    ds, dman = _load_dataset(_settings(home))
+    ds, dman = load_dataset(_settings(home))
     assert items[0] == P.template_item_text(ds, 1) and users[41] == P.template_user_text(ds, 42, 20)
     assert items[0].startswith("Toy Story is an animation, children's and comedy movie from 1995.")
     assert "Recently enjoyed:" in users[0] and "Mostly watches" in users[0]

@@ -47,10 +47,10 @@ def _rows(home: Path, group: str) -> list[dict]:
 
 def test_rejected_answers_get_a_second_try_then_the_template(cli, home: Path, server: ChatServer) -> None:
     from ur4rec_cli.features.llm import prompts as P
-    from ur4rec_cli.features.llm.texts import _load_dataset
+    from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.settings import load_settings
 
-    ds, _ = _load_dataset(load_settings())
+    ds, _ = load_dataset(load_settings())
     first_item = P.item_prompt(ds, 1).user.splitlines()[0]  # "Movie: <title of item 1>"
     second_item = P.item_prompt(ds, 2).user.splitlines()[0]
     # Item 1 echoes its prompt, then answers the stricter one; item 2 echoes both times.
@@ -82,10 +82,10 @@ def test_rejected_answers_get_a_second_try_then_the_template(cli, home: Path, se
 
 def test_limit_counts_second_tries_and_a_rerun_finishes(cli, home: Path, server: ChatServer) -> None:
     from ur4rec_cli.features.llm import prompts as P
-    from ur4rec_cli.features.llm.texts import _load_dataset
+    from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.settings import load_settings
 
-    ds, _ = _load_dataset(load_settings())
+    ds, _ = load_dataset(load_settings())
     server.fail_next(Fault.reply(ECHO, match=P.item_prompt(ds, 1).user.splitlines()[0] + "\n"))
     server.fail_next(Fault.reply(GOOD, match=P.strict_item_prompt(ds, 1).user))
     r = _llm(cli, server, "--limit", "11", "--json")
@@ -102,10 +102,10 @@ def test_limit_counts_second_tries_and_a_rerun_finishes(cli, home: Path, server:
 
 def test_an_answer_that_starts_by_copying_its_prompt_lines_keeps_only_its_own(cli, home: Path, server: ChatServer) -> None:
     from ur4rec_cli.features.llm import prompts as P
-    from ur4rec_cli.features.llm.texts import _load_dataset
+    from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.settings import load_settings
 
-    ds, _ = _load_dataset(load_settings())
+    ds, _ = load_dataset(load_settings())
     head = "\n".join(P.item_prompt(ds, 1).user.splitlines()[:2])  # "Movie: ...\nGenres: ..."
     server.fail_next(Fault.reply(f"{head}\n{GOOD}", match=P.item_prompt(ds, 1).user.splitlines()[0] + "\n"))
     r = _llm(cli, server, "--json")

@@ -33,7 +33,7 @@ def llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summ
     # What is sent: max_chars only shapes the parsing of an answer (re-done on reuse), not the key.
     params = send_params(spec)
     model_id = spec["model"]
-    plan = _Plan(dataset, cfg, wanted)
+    plan = AnswerPlan(dataset, cfg, wanted)
     for strict, version in ((False, P.PROMPT_VERSION), (True, P.STRICT_VERSION)):
         for group in ("items", "users"):
             built = P.build_prompts(dataset, KINDS[group], cfg.history_items, strict=strict)
@@ -101,12 +101,12 @@ def llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summ
     settled = {g: [plan.settled(cache, g, i) for i in range(len(plan.keys[False][g]))] for g in ("items", "users")}
     missing = {g: sum(s is None for s in settled[g]) for g in ("items", "users")}
     summary["remaining"] = sum(missing[g] for g in wanted)
-    summary["sources"] = {g: _count_sources(settled[g]) for g in wanted}
+    summary["sources"] = {g: count_sources(settled[g]) for g in wanted}
     if any(missing.values()):
         left = ", ".join(f"{n} {g}" for g, n in missing.items() if n)
         console.info(f"{left} still without a text: rerun to continue (no texts artifact until every text exists)")
         return None
-    summary["sources"] = {g: _count_sources(settled[g]) for g in ("items", "users")}
+    summary["sources"] = {g: count_sources(settled[g]) for g in ("items", "users")}
     templates = {g: P.template_texts(dataset, KINDS[g], cfg.history_items) for g in ("items", "users")}
     texts, sources = {}, {}
     for g in ("items", "users"):
@@ -116,7 +116,7 @@ def llm_texts(settings, store, dataset, name, spec, wanted, limit, dry_run, summ
     return texts
 
 
-class _Plan:
+class AnswerPlan:
     """Which prompt each entry needs next: its first try, a stricter second one, or none (settled)."""
 
     def __init__(self, dataset, cfg, wanted: list[str]) -> None:
@@ -175,7 +175,7 @@ class _Plan:
         return [(p, k) for k, p in out.items()]
 
 
-def _count_sources(settled: list) -> dict[str, int]:
+def count_sources(settled: list) -> dict[str, int]:
     counts = {"llm": 0, "llm-retry": 0, "template": 0, "pending": 0}
     for s in settled:
         counts["pending" if s is None else s[0]] += 1

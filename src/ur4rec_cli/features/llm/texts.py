@@ -81,29 +81,15 @@ def ensure_text_embeddings(settings: "Settings", dataset: "Dataset", dataset_man
 
 # Dataset access -----------------------------------------------------------------------------
 def _dataset_name(settings: "Settings") -> str:
-    try:
-        from ur4rec_cli.data.prepare import dataset_name
-    except ImportError:  # data preparation not installed yet: same rule as its default
-        return settings.data.name or settings.data.dataset
+    from ur4rec_cli.data.prepare import dataset_name
+
     return dataset_name(settings.data)
 
 
 def _load_dataset(settings: "Settings") -> tuple["Dataset", Manifest]:
-    try:
-        from ur4rec_cli.data.prepare import load_dataset
-    except ImportError:
-        load_dataset = None
-    if load_dataset is not None:
-        return load_dataset(settings)
-    from ur4rec_cli.data.dataset import Dataset
-    from ur4rec_cli.errors import ArtifactMissingError
+    from ur4rec_cli.data.prepare import load_dataset
 
-    store = ArtifactStore(settings.home)
-    folder = store.dataset_dir(_dataset_name(settings))
-    man = store.load(folder, kind="dataset")
-    if man is None:
-        raise ArtifactMissingError(f"no dataset artifact at {folder}: run `ur4rec data` first")
-    return Dataset.load(folder), man
+    return load_dataset(settings)
 
 
 # Generation ---------------------------------------------------------------------------------
