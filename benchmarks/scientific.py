@@ -282,6 +282,8 @@ def _slice_cases(ds, models: dict) -> dict:
     """Per test user (raw id, in the ranks files' order): which slice of each cut the case falls in."""
     from ur4rec_cli.evaluation.slices import history_slices, popularity_slices
 
+    if SASREC not in models:  # no main rows (e.g. --parts cold): nothing to slice
+        return {"users": [], "target_popularity": [], "history_length": []}
     users = list(models[SASREC][0]["ranks"])
     internal = np.array([ds.find_user(u) for u in users], dtype=np.int64)
     counts = ds.item_popularity("train")[ds.targets(internal, "test")]
