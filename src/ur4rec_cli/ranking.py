@@ -14,7 +14,7 @@ ranked exactly, chunk by chunk.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Callable, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
 
 import numpy as np
 
@@ -179,29 +179,16 @@ def ranks_from_vectors(
     return counts
 
 
-def full_ranking_ranks(
-    scorer: Scorer,
-    dataset: "Dataset",
-    split: Literal["valid", "test"],
-    *,
-    max_len: int,
-    users: np.ndarray | None = None,
-    batch_size: int = 64,
-    item_chunk: int = 65536,
-    device: "torch.device | str" = "cpu",
-    on_batch: "Callable[[int], None] | None" = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def full_ranking_ranks(scorer: Scorer, dataset: "Dataset", split: Literal["valid", "test"], **options: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ranks of the held-out items among all items not in the user's fed history nor in
-    ``dataset.absent_items(split)`` (a cold-item variant's cold items while validating);
-    ``on_batch(n)`` after each batch of n users: a progress hook.
+    ``dataset.absent_items(split)`` (a cold-item variant's cold items while validating). ``options``
+    are ``full_ranking_ranks_among``'s: ``max_len`` (required), ``users``, ``batch_size``,
+    ``item_chunk``, ``device``, ``on_batch(n)`` (a progress hook after each batch of n users).
 
     Returns ``(users, targets, ranks)`` as int64 arrays. The mask uses the whole fed history, not
     only the ``max_len`` items the model reads.
     """
-    users, targets, (ranks,) = full_ranking_ranks_among(
-        scorer, dataset, split, [dataset.absent_items(split)], max_len=max_len, users=users, batch_size=batch_size,
-        item_chunk=item_chunk, device=device, on_batch=on_batch,
-    )  # fmt: skip
+    users, targets, (ranks,) = full_ranking_ranks_among(scorer, dataset, split, [dataset.absent_items(split)], **options)
     return users, targets, ranks
 
 
