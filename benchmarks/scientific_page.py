@@ -223,7 +223,9 @@ def _cold_section(f: dict[str, Any], cd: dict[str, Any]) -> list[str]:
         f"- cold, mixed ranking: {f['cold_description']}",
         f"- new-items shelf: {f['shelf_description']}",
         "",
-        "The UR4Rec V2 rows are one trained model per seed (the default job on the cold variant, "
+        "The UR4Rec V2 rows are one trained model per seed ("
+        + (f"training seeds {', '.join(str(c['seed']) for c in f['extra']['cold_stage1'])}; " if f["extra"].get("cold_stage1") else "")
+        + "the default job on the cold variant, "
         + ("stage 1 on content tokens, `content_stage1`" if f["extra"].get("cold_stage1") else "stage 1 on item IDs alone, `content_stage1 = false`")
         + "), scored with the cold machinery (the defaults: an unknown item's vector borrowed from its content neighbours) and without "
         "it (`model.cold_neighbours = 0`). SASRec (stage 1) is that model's stage 1.",
