@@ -237,6 +237,7 @@ def run_all(args: argparse.Namespace) -> dict:
         llm = extra["llm"][0]
         note("default", {"llm_s": llm["wall_s"], "train_s": round(t_train, 1), "llm_rss_gb": llm["rss_gb"], "train_rss_gb": round(rss_train, 2),
                          "llm_status": llm["status"], "stages": train["stages"], "epoch_rule": train.get("epoch_rule"),
+                         "content_stage1": os.environ.get("UR4REC_MODEL__CONTENT_STAGE1", "auto"),
                          "loss": train.get("loss"), "test": ev["metrics"]})  # fmt: skip
         print(f"default job: train {t_train:.0f} s ({rss_train:.2f} GB), test NDCG@10 {ev['metrics']['NDCG@10']:.4f}", flush=True)
 

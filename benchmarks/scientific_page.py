@@ -244,7 +244,8 @@ def _cold_section(f: dict[str, Any], cd: dict[str, Any]) -> list[str]:
 def _cost_section(f: dict[str, Any], dj: dict[str, Any], rule: dict[str, Any]) -> list[str]:
     out = ["", "### What it costs", ""]
     if dj:
-        out.append(f"The default job alone (seed 42, from the prepared data set): `ur4rec llm --backend template` {dj['llm_s']:.0f} s "
+        stage1 = f"`content_stage1 = {dj['content_stage1']}`" if dj.get("content_stage1") else "stage 1 on item IDs alone: measured before `content_stage1` became the default"
+        out.append(f"The default job alone (seed 42, from the prepared data set; {stage1}): `ur4rec llm --backend template` {dj['llm_s']:.0f} s "
                    f"(peak RSS {dj['llm_rss_gb']:.2f} GB), `ur4rec train --stage all` {dj['train_s']:.0f} s (peak RSS {dj['train_rss_gb']:.2f} GB; "
                    f"selection pass {rule.get('selection_wall_s', 0):.0f} s of stage time, epochs chosen {', '.join(f'{k} {v}' for k, v in (rule.get('epochs') or {}).items())}); "
                    f"its test NDCG@10 {dj['test']['NDCG@10']:.4f}.")  # fmt: skip
