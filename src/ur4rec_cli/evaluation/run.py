@@ -1,8 +1,8 @@
 """`ur4rec evaluate`: metrics of a trained stage (or a baseline: popularity, content-KNN, the late
 fusion of a trained model with content-KNN: ``late_fusion.py``) under one
 protocol, overall and per slice (target-item popularity, history length: ``slices.py``); on a
-cold-item variant also over its cold test cases (``cold_cases.py``), ranked twice: among every item
-and on the new-items shelf (among the cold items only).
+cold-item variant also over its cold test cases (``cold_cases.py``), ranked among every item and on
+the new-items shelf (among the cold items only) from one pass of user vectors.
 
 Evaluation never trains and never selects anything: it reads the checkpoint validation chose and
 ranks the held-out item of every evaluable user once.
