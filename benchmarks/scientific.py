@@ -22,7 +22,8 @@ One home, every step the installed CLI in its own process (benchmarks/ml100k.py'
 4. the cold-item protocol: `data --cold-items SHARE` (cold seed 0), per seed the default job on the
    cold variant (content in stage 1, as 3; a home whose cold runs were saved before this ran them
    with stage 1 on IDs, and the page says which), evaluated with the cold machinery on (the
-   defaults) and off (``cold_neighbours=0``), every
+   defaults) and off (``cold_neighbours=0``), and on plus w x content-KNN (w chosen on a development
+   cold variant, ``scientific_page.COLD_FUSION_W``), every
    evaluation ranking the warm test, the cold cases among every item, and the same cold cases on the
    new-items shelf (candidates = the cold items only, as `recommend --new` serves them).
 Popularity and content-KNN learn nothing and are evaluated once per data set. Per case, NDCG@10 is
@@ -60,7 +61,7 @@ from cold import ranks_of, render_page, save_figures  # noqa: E402
 from ml100k import cli, read_ranks  # noqa: E402
 from scale import machine  # noqa: E402
 
-from scientific_page import CONTENT, CONTENT_S1, FINAL, FUSION, KNN, PLAIN, POP, REFERENCE, SASREC, summarise  # noqa: E402
+from scientific_page import COLD_FUSION, COLD_FUSION_W, CONTENT, CONTENT_S1, FINAL, FUSION, KNN, PLAIN, POP, REFERENCE, SASREC, summarise  # noqa: E402
 
 FUSION_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # w = 0 is the stage-1 SASRec itself
 CUTS, SHORT = (5, 20), 5  # target training interactions: tail 1-5, torso 6-20, head > 20; history short <= 5
@@ -220,11 +221,17 @@ def run_all(args: argparse.Namespace) -> dict:
         # on off ML-100K), so an unknown item's stage-1 token is its content offset, not a blank ID.
         run, cenv = f"c{seed}", {"UR4REC_MODEL__CONTENT_STAGE1": "true"}
         note("cold_stage1", {"seed": seed, "content_stage1": True})
-        _, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, "--dataset", cold_name, env={**env, **cenv})
-        note("cold: default job", round(wall, 1), "cold: default job")
+        # --resume: a run already trained in this home (stopped, or trained by the same command outside
+        # the benchmark) keeps its finished stages; its wall is counted only when a stage trained here.
+        res, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, "--dataset", cold_name, "--resume",
+                        env={**env, **cenv})  # fmt: skip
+        if not all(st.get("skipped") for st in res.get("stages", [])):
+            note("cold: default job", round(wall, 1), "cold: default job")
         keep(f"cold/{SASREC}", evaluate(SASREC, cold_name, "--run", run, "--stage", "pretrain_sasrec", extra_env=cenv))
         keep("cold/UR4Rec V2", evaluate("UR4Rec V2", cold_name, "--run", run, extra_env=cenv))
         keep(f"cold/{PLAIN}", evaluate(PLAIN, cold_name, "--run", run, extra_env={**cenv, "UR4REC_MODEL__COLD_NEIGHBOURS": "0"}))
+        fused = {**cenv, "UR4REC_EVAL__FUSION_BASE": "final", "UR4REC_EVAL__FUSION_WEIGHT": str(COLD_FUSION_W)}
+        keep(f"cold/{COLD_FUSION}", evaluate(COLD_FUSION, cold_name, "--run", run, "--stage", "late_fusion", extra_env=fused))
 
     def texts_job() -> None:  # the first `ur4rec llm` in this home: texts and embeddings from nothing, timed alone
         llm, t_llm, rss_llm = measured(home, "llm", "--backend", "template", *ds_args)

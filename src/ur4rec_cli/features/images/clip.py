@@ -20,6 +20,7 @@ import numpy as np
 
 from ur4rec_cli.console import info, make_progress, warn
 from ur4rec_cli.devices import resolve_device
+from ur4rec_cli.data.prepare import dataset_name
 from ur4rec_cli.errors import ConfigError, WeightsError
 from ur4rec_cli.features.images.weights import Weights, checkpoint_sha, load_model, resolve_weights
 from ur4rec_cli.features.images.posters import poster_path, safe_name
@@ -172,12 +173,6 @@ def _text_batches(tokens, order: np.ndarray, batch_size: int):
 
 
 # Public API ------------------------------------------------------------------------------------
-def _dataset_name(settings: "Settings") -> str:
-    from ur4rec_cli.data.prepare import dataset_name
-
-    return dataset_name(settings.data)
-
-
 @dataclass
 class _Encoded:
     """What encoding every item gave: features, per-item provenance, which path each item took."""
@@ -197,7 +192,7 @@ def extract_clip_features(settings: "Settings", *, force: bool = False) -> dict[
     started = time.perf_counter()
     dataset, dman = ensure_dataset(settings)
     store = ArtifactStore(settings.home)
-    folder = store.features_dir(_dataset_name(settings), "clip")
+    folder = store.features_dir(dataset_name(settings.data), "clip")
     posters_report = _fetch_missing_posters(settings, dataset) if settings.clip.fetch_posters else None
     chosen = _select_images(settings, dataset)
     inputs = _clip_inputs(settings, dman, chosen, dataset.noun)
@@ -359,7 +354,7 @@ def load_clip_features(settings: "Settings", dataset_manifest: Manifest, *, allo
 
     Features made with random weights raise WeightsError unless ``allow_random``.
     """
-    folder = ArtifactStore(settings.home).features_dir(_dataset_name(settings), "clip")
+    folder = ArtifactStore(settings.home).features_dir(dataset_name(settings.data), "clip")
     man = ArtifactStore(settings.home).load(folder, kind="clip")
     if man is None or man.inputs.get("dataset") != dataset_manifest.digest:
         return None

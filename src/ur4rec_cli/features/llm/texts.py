@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ur4rec_cli import console
+from ur4rec_cli.data.prepare import dataset_name
 from ur4rec_cli.errors import ConfigError, LLMError
 from ur4rec_cli.features.llm import prompts as P
 from ur4rec_cli.features.llm.answers import KINDS, llm_texts, local_model
@@ -47,7 +48,7 @@ def generate_texts(
 def load_text_embeddings(settings: "Settings", dataset_manifest: Manifest) -> tuple[np.ndarray, np.ndarray, Manifest] | None:
     """(item_text [n_items+1, d], user_text [n_users+1, d], manifest), or None when missing, corrupt or stale."""
     store = ArtifactStore(settings.home)
-    name = _dataset_name(settings)
+    name = dataset_name(settings.data)
     tman = store.load(store.features_dir(name, "texts"), kind="texts")
     if tman is None or tman.inputs.get("dataset") != dataset_manifest.digest:
         return None
@@ -80,12 +81,6 @@ def ensure_text_embeddings(settings: "Settings", dataset: "Dataset", dataset_man
 
 
 # Dataset access -----------------------------------------------------------------------------
-def _dataset_name(settings: "Settings") -> str:
-    from ur4rec_cli.data.prepare import dataset_name
-
-    return dataset_name(settings.data)
-
-
 def _load_dataset(settings: "Settings") -> tuple["Dataset", Manifest]:
     from ur4rec_cli.data.prepare import load_dataset
 
@@ -161,7 +156,7 @@ def _wanted(what: str) -> list[str]:
 
 def _generate(settings, dataset, dman, *, what, limit, dry_run, force, embed) -> dict[str, Any]:
     store = ArtifactStore(settings.home)
-    name = _dataset_name(settings)
+    name = dataset_name(settings.data)
     wanted = _wanted(what)
     if limit is not None and limit < 0:
         raise ConfigError("--limit must be >= 0")
