@@ -11,7 +11,8 @@ on the new-items shelf (candidates = the cold items). Settings:
 
 - ``neighbours``: the unknown item borrows its ID-side blocks from its item-text neighbours
   (``model.cold_neighbours``, its defaults; ``--neighbours K,T,S ...`` adds other settings);
-- ``default + w x KNN`` (``--fusion W ...``): the default's score plus w times content-KNN's cosine;
+- ``default + w x KNN`` (``--fusion W ...``): the default's score plus w times content-KNN's cosine
+  (evaluation/late_fusion.py's scorer over the cached user vectors);
 - ``RULE x s``, neighbours off: the anchor row of an unknown item is made by RULE (``mean`` of
   the known rows, what the model does; its ``own`` row of the stage-1 table ``anchor_table``, which
   a model trained with ``model.content_stage1`` keeps; or its current item ``token``), then its
@@ -47,23 +48,6 @@ class _Cached:
         return self.items if self.items is not None else self.scorer.item_vectors()
 
 
-class _Fused:
-    """``scorer`` + w x content-KNN's cosine, one dot product (as evaluation/late_fusion.py)."""
-
-    def __init__(self, scorer, knn, w: float) -> None:
-        self.scorer, self.knn, self.w, self.max_len = scorer, knn, w, scorer.max_len
-
-    def user_vectors(self, histories, users):
-        import torch
-
-        return torch.cat([self.scorer.user_vectors(histories, users).float(), self.w * self.knn.user_vectors(histories, users).float()], 1)
-
-    def item_vectors(self):
-        import torch
-
-        return torch.cat([self.scorer.item_vectors().float(), self.knn.item_vectors().float()], 1)
-
-
 def _rank(warm, cold, dataset, view, shelf_absent, max_len):
     from ur4rec_cli.ranking import full_ranking_ranks, full_ranking_ranks_among, metrics_from_ranks
 
@@ -79,6 +63,7 @@ def main() -> None:
     from ur4rec_cli.data.current import select_dataset
     from ur4rec_cli.data.prepare import load_dataset
     from ur4rec_cli.evaluation.content_knn import ContentKNNScorer
+    from ur4rec_cli.evaluation.late_fusion import LateFusionScorer
     from ur4rec_cli.features.llm.texts import load_text_embeddings
     from ur4rec_cli.ranking import with_tie_orders
     from ur4rec_cli.runs import load_stage_model
@@ -94,7 +79,6 @@ def main() -> None:
     ap.add_argument("--fusion", type=float, nargs="*", default=[], help="weights w of the default model + w x content-KNN")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     base = select_dataset(load_settings(None, {"home": args.home, "train": {"device": "cpu"}}), args.dataset)
     dataset, dman = load_dataset(base)
@@ -122,17 +106,16 @@ def main() -> None:
         with torch.inference_mode():
             keep(run, "neighbours (default)", _rank(warm, cold, dataset, view, shelf_absent, model.max_len))
             for w in args.fusion:
-                keep(run, f"default + {w:g} x KNN", _rank(_Fused(warm, knn, w), _Fused(cold, OwnerScorer(knn, view.owners), w), dataset, view, shelf_absent, model.max_len))
+                keep(run, f"default + {w:g} x KNN", _rank(LateFusionScorer(warm, knn, w), LateFusionScorer(cold, OwnerScorer(knn, view.owners), w), dataset, view, shelf_absent, model.max_len))
             for spec in args.neighbours:
                 k, t, sc = spec.split(",")
                 model.set_cold_neighbours(int(k), float(t), float(sc))
                 keep(run, f"neighbours {k}, {t}, {sc}", _rank(warm, cold, dataset, view, shelf_absent, model.max_len))
             model.set_cold_neighbours(0)
-            cols = torch.zeros(model.block_bounds()[-1][2], dtype=torch.bool)
-            for name, start, end in model.block_bounds():
-                cols[start:end] = name in ("sasrec", "anchor")
+            bounds = model.block_bounds()  # the ID-side blocks, as UR4RecV2's own unknown-item path picks them
+            cols = torch.cat([torch.arange(a, b) for name, a, b in bounds if name in ("sasrec", "anchor")])
             unknown = (~model.known).nonzero().squeeze(1)
-            start, end = next((a, b) for name, a, b in model.block_bounds() if name == "anchor")
+            start, end = next((a, b) for name, a, b in bounds if name == "anchor")
             plain = model.item_vectors().float()  # neighbours off: the unknown items' anchor rows are the known items' mean
             for rule in args.rules:
                 vecs = plain.clone()
@@ -140,7 +123,7 @@ def main() -> None:
                     vecs[unknown, start:end] = (model.anchor_table if rule == "own" else model.item_table()).float()[unknown]
                 for s in args.scales:
                     scaled = vecs.clone()
-                    scaled[unknown[:, None], cols.nonzero().squeeze(1)[None, :]] *= s
+                    scaled[unknown[:, None], cols[None, :]] *= s
                     warm.items = cold.items = scaled
                     keep(run, f"{rule} x {s:g}", _rank(warm, cold, dataset, view, shelf_absent, model.max_len))
             warm.items = cold.items = None
