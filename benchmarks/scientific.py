@@ -9,21 +9,20 @@ One home, every step the installed CLI in its own process (benchmarks/ml100k.py'
 1. the default job, alone, timed from a prepared data set: `ur4rec llm --backend template` (texts and
    MiniLM embeddings) then `ur4rec train --stage all` (seed 42; peak RSS of each process), and its
    test figures;
-2. per seed: `train --stage all --seed S` with stage 1 on item IDs alone (``model.content_stage1 =
-   false``, the default before issue 34's lever 42; on a data set other than ML-100K the epoch
-   counts are chosen on validation: training/epoch_rule.py), evaluated as SASRec (stage 1) and
-   UR4Rec V2 (final); one ablation per modality (the same stage-1 SASRec, stages 2-4 with that
+2. per seed: `train --stage all --seed S` with stage 1 on item IDs alone at hidden 64 (``model.content_stage1 =
+   false``, ``model.hidden = 64``: the defaults before issue 34's levers 42 and 46; on a data set other than
+   ML-100K the epoch counts are chosen on validation: training/epoch_rule.py), evaluated as SASRec (stage 1)
+   and UR4Rec V2 (final); one ablation per modality (the same stage-1 SASRec, stages 2-4 with that
    modality off); the late-fusion baseline (stage-1 SASRec + w x content-KNN cosine, w chosen on
    the validation split of the seed's selection run, never on test); the reference SASRec
    (benchmarks/reference_sasrec.py, its epoch chosen on validation every 5 epochs);
-3. with ``content``: per seed the same job with ``model.content_stage1 = true`` (stage 1 trains
-   SASRec on content-aware item tokens, models/content_sasrec.py; the default now on any data set
-   but ML-100K), evaluated as its stage 1 and final;
+3. with ``content``: per seed the product's default job (``DEFAULTS``: off ML-100K stage 1 trains SASRec on
+   content-aware item tokens, models/content_sasrec.py, at hidden 128, and the final model scores with the
+   content-KNN block, ``model.knn_weight`` auto = 8), evaluated as its stage 1 and final;
 4. the cold-item protocol: `data --cold-items SHARE` (cold seed 0), per seed the default job on the
-   cold variant (content in stage 1, as 3; a home whose cold runs were saved before this ran them
-   with stage 1 on IDs, and the page says which), evaluated with the cold machinery on (the
-   defaults) and off (``cold_neighbours=0``), and on plus w x content-KNN (w chosen on a development
-   cold variant, ``scientific_page.COLD_FUSION_W``), every
+   cold variant (the defaults, as 3), evaluated as the product scores (content neighbours for unknown
+   items and the content-KNN block), without the KNN block (``knn_weight=0``) and with the cold
+   machinery off (``cold_neighbours=0``, ``knn_weight=0``), every
    evaluation ranking the warm test, the cold cases among every item, and the same cold cases on the
    new-items shelf (candidates = the cold items only, as `recommend --new` serves them).
 Popularity and content-KNN learn nothing and are evaluated once per data set. Per case, NDCG@10 is
@@ -61,11 +60,13 @@ from cold import ranks_of, render_page, save_figures  # noqa: E402
 from ml100k import cli, read_ranks  # noqa: E402
 from scale import machine  # noqa: E402
 
-from scientific_page import COLD_FUSION, COLD_FUSION_W, CONTENT, CONTENT_S1, FINAL, FUSION, KNN, PLAIN, POP, REFERENCE, SASREC, summarise  # noqa: E402
+from scientific_page import CONTENT, CONTENT_S1, FINAL, FUSION, KNN, NO_KNN, OURS, PLAIN, POP, REFERENCE, SASREC, summarise  # noqa: E402
 
 FUSION_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # w = 0 is the stage-1 SASRec itself
 CUTS, SHORT = (5, 20), 5  # target training interactions: tail 1-5, torso 6-20, head > 20; history short <= 5
 PARTS = ("default", "main", "fusion", "ablations", "reference", "cold", "content")
+# The product's defaults (content in stage 1, hidden 128 and the content-KNN block off ML-100K): the content and cold rows.
+DEFAULTS = {"UR4REC_MODEL__CONTENT_STAGE1": "auto", "UR4REC_MODEL__HIDDEN": "auto", "UR4REC_MODEL__KNN_WEIGHT": "auto"}
 REFERENCE_MAX_LEN, REFERENCE_EPOCHS = 50, 60  # Kang & McAuley's n for their sparse Amazon sets; a cap, chosen every 5 epochs on validation
 
 
@@ -107,10 +108,11 @@ def run_all(args: argparse.Namespace) -> dict:
     walls: dict[str, list[float]] = {}
     extra: dict[str, list] = {"fusion_w": [], "reference_epoch": [], "epoch_rule": []}
     threads = "1" if args.jobs > 1 else str(os.cpu_count() or 1)
-    # Every row but the content part's trains stage 1 on item IDs alone (model.content_stage1 = false, the
-    # default before issue 34's lever 42), so that the content rows are the one difference.
+    # The main rows train stage 1 on item IDs alone at hidden 64 (model.content_stage1 = false, model.hidden = 64:
+    # the defaults before issue 34's levers 42 and 46; with stage 1 on IDs the content-KNN block's auto is off);
+    # the content and cold rows run the product's defaults (``DEFAULTS``).
     env = {"UR4REC_TRAIN__NUM_THREADS": threads, "UR4REC_EVAL__POPULARITY_CUTS": json.dumps(list(CUTS)), "UR4REC_EVAL__SHORT_HISTORY": str(SHORT),
-           "UR4REC_MODEL__CONTENT_STAGE1": "false"}  # fmt: skip
+           "UR4REC_MODEL__CONTENT_STAGE1": "false", "UR4REC_MODEL__HIDDEN": "64"}  # fmt: skip
 
     done_dir = home / "bench-jobs"  # one file per finished job: a rerun with the same --home skips it
     done_dir.mkdir(exist_ok=True)
@@ -198,7 +200,7 @@ def run_all(args: argparse.Namespace) -> dict:
 
     def content_seed(seed: int) -> None:
         """The default job with ``model.content_stage1`` (stage 1 on content-aware item tokens), same seed."""
-        run, cenv = f"cs{seed}", {**env, "UR4REC_MODEL__CONTENT_STAGE1": "true"}
+        run, cenv = f"cs{seed}", {**env, **DEFAULTS}
         if not (home / "runs" / name / run / "final.json").is_file():  # a run trained in this home before is evaluated, not retrained
             _, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, *ds_args, env=cenv)
             note("content_stage1: default job", round(wall, 1), "content_stage1: default job")
@@ -219,19 +221,18 @@ def run_all(args: argparse.Namespace) -> dict:
     def cold_seed(seed: int, cold_name: str) -> None:
         # The product's default job on the cold variant: content in stage 1 (model.content_stage1 auto is
         # on off ML-100K), so an unknown item's stage-1 token is its content offset, not a blank ID.
-        run, cenv = f"c{seed}", {"UR4REC_MODEL__CONTENT_STAGE1": "true"}
-        note("cold_stage1", {"seed": seed, "content_stage1": True})
+        run, cenv = f"c{seed}", DEFAULTS
         # --resume: a run already trained in this home (stopped, or trained by the same command outside
         # the benchmark) keeps its finished stages; its wall is counted only when a stage trained here.
         res, wall = cli(home, "train", "--stage", "all", "--device", "cpu", "--seed", str(seed), "--run", run, "--dataset", cold_name, "--resume",
                         env={**env, **cenv})  # fmt: skip
         if not all(st.get("skipped") for st in res.get("stages", [])):
             note("cold: default job", round(wall, 1), "cold: default job")
+        note("cold_stage1", {"seed": seed, "content_stage1": True, "hidden": _model_args(home, cold_name, run).get("hidden")})
         keep(f"cold/{SASREC}", evaluate(SASREC, cold_name, "--run", run, "--stage", "pretrain_sasrec", extra_env=cenv))
-        keep("cold/UR4Rec V2", evaluate("UR4Rec V2", cold_name, "--run", run, extra_env=cenv))
-        keep(f"cold/{PLAIN}", evaluate(PLAIN, cold_name, "--run", run, extra_env={**cenv, "UR4REC_MODEL__COLD_NEIGHBOURS": "0"}))
-        fused = {**cenv, "UR4REC_EVAL__FUSION_BASE": "final", "UR4REC_EVAL__FUSION_WEIGHT": str(COLD_FUSION_W)}
-        keep(f"cold/{COLD_FUSION}", evaluate(COLD_FUSION, cold_name, "--run", run, "--stage", "late_fusion", extra_env=fused))
+        keep(f"cold/{OURS}", evaluate(OURS, cold_name, "--run", run, extra_env=cenv))
+        keep(f"cold/{NO_KNN}", evaluate(NO_KNN, cold_name, "--run", run, extra_env={**cenv, "UR4REC_MODEL__KNN_WEIGHT": "0"}))
+        keep(f"cold/{PLAIN}", evaluate(PLAIN, cold_name, "--run", run, extra_env={**cenv, "UR4REC_MODEL__COLD_NEIGHBOURS": "0", "UR4REC_MODEL__KNN_WEIGHT": "0"}))
 
     def texts_job() -> None:  # the first `ur4rec llm` in this home: texts and embeddings from nothing, timed alone
         llm, t_llm, rss_llm = measured(home, "llm", "--backend", "template", *ds_args)
@@ -278,6 +279,14 @@ def run_all(args: argparse.Namespace) -> dict:
     return {"data": data, "cold_data": cold_data, "default": (extra.get("default") or [None])[0], "models": models, "walls": walls, "extra": extra,
             "slices": _slice_cases(ds, models), "t_data": round(t_data, 1), "t_cold_llm": (extra.get("t_cold_llm") or [None])[0],
             "llm": (extra.get("llm") or [None])[0], "seeds": [s for s in args.seeds if (done_dir / f"main-s{s}.json").is_file()], "total_s": None if args.only_done is not None else round(time.perf_counter() - t_start)}  # fmt: skip
+
+
+def _model_args(home: Path, dataset: str, run: str) -> dict:
+    """The ModelArgs a run's final model was built with (what the defaults resolved to)."""
+    from ur4rec_cli.runs import read_checkpoint
+
+    final = json.loads((home / "runs" / dataset / run / "final.json").read_text("utf-8"))
+    return read_checkpoint(Path(final["path"])).get("model_args", {})
 
 
 def _dataset(home: Path, name: str):

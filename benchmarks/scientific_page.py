@@ -16,13 +16,12 @@ from ml100k import ndcg10, paired_bootstrap  # noqa: E402
 
 COLS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR"]
 SASREC, FINAL, POP, KNN, FUSION, REFERENCE = "SASRec (stage 1)", "UR4Rec V2 (final)", "popularity", "content-KNN", "late fusion: SASRec + w·KNN", "reference SASRec (same data)"
-OURS, PLAIN = "UR4Rec V2", "UR4Rec V2, neighbours off"
-# The cold rows' late fusion: UR4Rec V2 (final, cold machinery on) + w x content-KNN's cosine, w chosen on the
-# development cold variant (cold seed 1; benchmarks/cold_anchor.py, docs/model.md lever 49), never on this one.
-COLD_FUSION_W = 8
-COLD_FUSION = f"UR4Rec V2 + {COLD_FUSION_W} x content-KNN"
+# The cold rows: the default (content neighbours for unknown items and the content-KNN block, model.knn_weight
+# auto = 8, chosen on a development cold variant and on validation: docs/model.md 43, 49), the same model without
+# the KNN block (the default before lever 49), and without either (the cold machinery off).
+OURS, NO_KNN, PLAIN = "UR4Rec V2", "UR4Rec V2, content-KNN block off", "UR4Rec V2, cold machinery off"
 STAGE2 = "UR4Rec V2, stage 2 of the selection pass"  # partial runs only (validation held out, no refit)
-CONTENT_S1, CONTENT = "SASRec on content tokens (stage 1, content_stage1)", "UR4Rec V2 (final), content_stage1"
+CONTENT_S1, CONTENT = "SASRec on content tokens (stage 1 of the default)", "UR4Rec V2 (final), the default"
 ORDER = [POP, KNN, REFERENCE, SASREC, FUSION, STAGE2, "without item_text", "without user_text", FINAL, CONTENT_S1, CONTENT]
 
 
@@ -65,10 +64,12 @@ def summarise(raw: dict, args: Any, machine: str, cpu: str) -> dict:
                       "shelf": [r["shelf_metrics"]["NDCG@10"] for r in rs], "shelf_hr": [r["shelf_metrics"]["HR@10"] for r in rs]}
                   for m, rs in cold.items()}  # fmt: skip
     cold_pairs = []
-    for ours in (OURS, COLD_FUSION):
-        if ours in case and KNN in case:
-            cold_pairs += [{"a": ours, "b": KNN, "part": p, **_ci(case[ours][p], case[KNN][p])} for p in ("cold", "shelf")]
-            cold_pairs.append({"a": ours, "b": PLAIN, "part": "warm", **_ci(warm[ours], warm[PLAIN])})
+    if OURS in case and KNN in case:
+        cold_pairs += [{"a": OURS, "b": KNN, "part": p, **_ci(case[OURS][p], case[KNN][p])} for p in ("cold", "shelf")]
+        cold_pairs.append({"a": OURS, "b": PLAIN, "part": "warm", **_ci(warm[OURS], warm[PLAIN])})
+    if OURS in case and NO_KNN in case:  # what the content-KNN block adds (lever 49)
+        cold_pairs.append({"a": OURS, "b": NO_KNN, "part": "warm", **_ci(warm[OURS], warm[NO_KNN])})
+        cold_pairs += [{"a": OURS, "b": NO_KNN, "part": p, **_ci(case[OURS][p], case[NO_KNN][p])} for p in ("cold", "shelf")]
     figures = {
         "date": time.strftime("%Y-%m-%d"), "machine": machine, "cpu": cpu, "note": args.note,
         "command": f"python benchmarks/scientific.py {args.path} --seeds {' '.join(map(str, args.seeds))} --share {args.share:g}" + (f" --jobs {args.jobs}" if args.jobs > 1 else ""),
@@ -114,12 +115,12 @@ def targets(f: dict) -> list[dict]:
     if CONTENT in t:  # the same targets for the default job with model.content_stage1
         fin, d = _mean(t[CONTENT]["NDCG@10"]), _diff(f, CONTENT, SASREC)
         for bar, note in ((1.15, ""), (1.3, " (moonshot)")):
-            out.append({"target": f"with content_stage1: final NDCG@10 >= {bar}x SASRec (stage 1, ID only), CI of the difference above zero{note}",
+            out.append({"target": f"the default (content tokens, hidden 128, content-KNN block): final NDCG@10 >= {bar}x SASRec (stage 1, ID only), CI of the difference above zero{note}",
                         "measured": f"{fin:.4f} vs {s1:.4f} (x{fin / s1:.3f}); {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]",
                         "met": bool(fin >= bar * s1 and d["ci95"][0] > 0)})  # fmt: skip
         if "without item_text" in t:  # item text off everywhere: stage 1 then reads IDs alone (the plain stage 1), stages 2-4 no item text
             d = _diff(f, CONTENT, "without item_text")
-            out.append({"target": "with content_stage1, content earns it: final - without item_text, CI above zero", "measured": _d(d), "met": bool(d["ci95"][0] > 0)})
+            out.append({"target": "the default, content earns it: final - without item_text, CI above zero", "measured": _d(d), "met": bool(d["ci95"][0] > 0)})
     return out + _cold_targets(f)
 
 
@@ -128,15 +129,15 @@ def _cold_targets(f: dict) -> list[dict]:
     if OURS not in c:
         out.append({"target": "cold items, new-items shelf, warm cost of the cold machinery", "measured": "not measured in this run", "met": False})
         return out + _default_targets(f)
-    for row in (r for r in (OURS, COLD_FUSION) if r in c):
-        who = "" if row == OURS else f" ({row})"
+    for row in (OURS,):
+        who = ""
         for part, bar, label in (("cold", 1.5, "cold items (mixed ranking)"), ("cold", 2.0, "cold items (mixed ranking, moonshot)"), ("shelf", 1.5, "new-items shelf (candidates = cold items)")):
             ours, knn, d = _mean(c[row][part]), _mean(c[KNN][part]), _diff(f, row, KNN, part)
             out.append({"target": f"{label}{who}: NDCG@10 >= {bar}x content-KNN, CI above zero",
                         "measured": f"{ours:.4f} vs {knn:.4f} (x{ours / max(knn, 1e-12):.2f}); {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]",
                         "met": bool(ours >= bar * knn and d["ci95"][0] > 0)})  # fmt: skip
         warm, plain = _mean(c[row]["warm"]), _mean(c[PLAIN]["warm"])
-        out.append({"target": f"cold machinery{who}: warm NDCG@10 within 2% of the same model without it (neighbours off)",
+        out.append({"target": f"cold machinery{who}: warm NDCG@10 within 2% of the same model without it (neighbours and content-KNN block off)",
                     "measured": f"{warm:.4f} vs {plain:.4f} ({(warm / plain - 1) * 100:+.1f}%)", "met": bool(warm >= 0.98 * plain)})  # fmt: skip
     return out + _default_targets(f)
 
@@ -209,7 +210,7 @@ def render_section(f: dict[str, Any]) -> list[str]:
         "",
         "Slices (test NDCG@10, mean over seeds; target popularity = the target's training interactions; history = items fed):",
         "",
-        "| slice | cases | content-KNN | SASRec (stage 1) | late fusion | UR4Rec V2, stage 2 (selection) | UR4Rec V2 (final) | final, content_stage1 | final − SASRec [95% CI] |",
+        "| slice | cases | content-KNN | SASRec (stage 1) | late fusion | UR4Rec V2, stage 2 (selection) | UR4Rec V2 (final) | final, the default | final − SASRec [95% CI] |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in f["slices"]:
@@ -234,11 +235,13 @@ def _cold_section(f: dict[str, Any], cd: dict[str, Any]) -> list[str]:
         + (f"training seeds {', '.join(str(c['seed']) for c in f['extra']['cold_stage1'])}; " if f["extra"].get("cold_stage1") else "")
         + "the default job on the cold variant, "
         + ("stage 1 on content tokens, `content_stage1`" if f["extra"].get("cold_stage1") else "stage 1 on item IDs alone, `content_stage1 = false`")
-        + "), scored with the cold machinery (the defaults: an unknown item's vector borrowed from its content neighbours) and without "
-        "it (`model.cold_neighbours = 0`). SASRec (stage 1) is that model's stage 1."
-        + (f" {COLD_FUSION}: the same model's score plus {COLD_FUSION_W} x content-KNN's cosine (`evaluate --stage late_fusion` with "
-           f"`eval.fusion_base = final`, `eval.fusion_weight = {COLD_FUSION_W}`), w chosen on a development cold variant (cold seed 1; "
-           "`benchmarks/cold_anchor.py`), never on this one." if COLD_FUSION in f["cold_table"] else ""),
+        + "), scored as the product scores (the defaults: an unknown item's ID-side blocks borrowed from its content neighbours, "
+        "and the content-KNN block, `model.knn_weight` auto = 8, whose weight was chosen on a development cold variant, cold seed 1, "
+        "`benchmarks/cold_anchor.py`, and on the main split's validation, never on this variant), without the content-KNN block "
+        "(`model.knn_weight = 0`), and with the cold machinery off (`model.cold_neighbours = 0`, `model.knn_weight = 0`). "
+        "SASRec (stage 1) is that model's stage 1."
+        + (" Hidden size: " + ", ".join(f"seed {c['seed']}: {c['hidden']}" for c in f["extra"]["cold_stage1"] if "hidden" in c) + "."
+           if any("hidden" in c for c in f["extra"].get("cold_stage1", [])) else ""),
         "",
         "| model | warm NDCG@10 | warm HR@10 | cold NDCG@10 | cold HR@10 | shelf NDCG@10 | shelf HR@10 |",
         "| --- | --- | --- | --- | --- | --- | --- |",

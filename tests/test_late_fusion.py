@@ -40,7 +40,9 @@ def test_weight_zero_is_sasrec_and_a_large_weight_is_content_knn(cli, home, tmp_
 
 
 def test_the_base_can_be_the_final_model(cli, home, tmp_path, monkeypatch) -> None:
-    """eval.fusion_base = final: w = 0 ranks exactly as the run's final model, w > 0 moves it."""
+    """eval.fusion_base = final: w = 0 ranks exactly as the run's final model without its own content-KNN
+    block (model.knn_weight = 0; with the block the two are equal at w = 8: test_knn_block.py), w > 0 moves it."""
+    monkeypatch.setenv("UR4REC_MODEL__KNN_WEIGHT", "0")
     final = _ranks(cli, tmp_path, "final")
     sasrec = _ranks(cli, tmp_path, "s1", "--stage", "pretrain_sasrec")
     monkeypatch.setenv("UR4REC_EVAL__FUSION_BASE", "final")

@@ -82,6 +82,18 @@ def set_cold_neighbours(model: Any, settings: "Settings") -> None:
         model.set_cold_neighbours(m.cold_neighbours, m.cold_temperature, m.cold_scale)
 
 
+# model.knn_weight = auto: the weight of content-KNN's block for a model whose stage 1 read content
+# (chosen on Scientific's validation, three seeds, and on a development cold variant: docs/model.md, 43 and 49).
+AUTO_KNN_WEIGHT = 8.0
+
+
+def set_content_knn(model: Any, settings: "Settings") -> None:
+    """Apply the scoring-time ``model.knn_weight`` (a UR4RecV2's last block; auto: ``AUTO_KNN_WEIGHT`` with ``content_stage1``, else off)."""
+    if hasattr(model, "set_content_knn"):
+        w = settings.model.knn_weight
+        model.set_content_knn((AUTO_KNN_WEIGHT if model.args.content_stage1 else 0.0) if w == "auto" else float(w))
+
+
 def stage_finished(folder: Path) -> bool:
     man = read_manifest(folder, verify=False)
     return man is not None and man.kind == "checkpoint" and (folder / "best.pt").is_file()
@@ -122,5 +134,6 @@ def load_stage_model(settings: "Settings", stage: str | None = None, device: "to
     ckpt = read_checkpoint(path)
     model = model_from_checkpoint(ckpt, stage).to(device)
     set_cold_neighbours(model, settings)
+    set_content_knn(model, settings)  # after training only: training's validation never adds it
     info = {k: v for k, v in ckpt.items() if k not in ("state_dict",)}
     return LoadedModel(model=model, stage=stage, path=path, info=info)

@@ -13,12 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from ur4rec_cli.errors import ConfigError
 
@@ -124,7 +119,8 @@ class ClipConfig(_Section):
 
 class ModelConfig(_Section):
     max_len: int = Field(200, ge=2, description="Longest history the sequence encoder reads.")
-    hidden: int = Field(64, ge=8, description="SASRec hidden size.")
+    hidden: int | Literal["auto"] = Field("auto", description="SASRec hidden size (at least 8); auto: 64 on ML-100K, whose "
+                                           "defaults were chosen with it, 128 elsewhere (docs/model.md, lever 46).")
     layers: int = Field(2, ge=1, description="SASRec transformer blocks.")
     heads: int = Field(1, ge=1, description="Attention heads per block.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout in SASRec and the MoE.")
@@ -149,6 +145,9 @@ class ModelConfig(_Section):
         "`items add`) borrows its ID-side blocks from its k nearest known items by item text (softmax of cosine / "
         "cold_temperature, times cold_scale; 0: off, the shared unknown-item token and the anchor's mean instead).",
     )
+    knn_weight: float | Literal["auto"] = Field("auto", description="Where the model scores (not in training), "
+        "add this weight times content-KNN's cosine (one more block of the dot product; 0: off); auto: 8 for a model whose stage 1 read "
+        "content (model.content_stage1), else 0 (docs/model.md, levers 43 and 49).")
     cold_temperature: float = Field(0.03, gt=0, description="Softmax temperature over the cold_neighbours' cosine similarities.")
     cold_scale: float = Field(
         0.8, gt=0, description="Scale of a cold item's borrowed blocks: below 1 it ranks under its neighbours (warm items lose less)."
@@ -166,20 +165,28 @@ class ModelConfig(_Section):
             return v if isinstance(v, bool) else ("auto" if word == "auto" else word in {"true", "1", "yes", "on"})
         raise ValueError("true, false or auto")
 
+    @field_validator("hidden", "knn_weight", mode="before")
+    @classmethod
+    def _auto_or_number(cls, v: Any, info: Any) -> Any:
+        kind, low = (int, 8) if info.field_name == "hidden" else (float, 0.0)
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        try:
+            n = None if isinstance(v, bool) else kind(str(v).strip())
+        except ValueError:
+            n = None
+        if n is None or not low <= n < float("inf"):
+            raise ValueError(f"auto or a{'n integer' if kind is int else ' number'} >= {low:g}")
+        return n
+
     @field_validator("modalities", mode="before")
     @classmethod
-    def _split_modalities(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [p.strip() for p in v.split(",") if p.strip()]
-        return v
-
-    @field_validator("modalities")
-    @classmethod
-    def _check_modalities(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in MODALITIES]
+    def _check_modalities(cls, v: Any) -> Any:
+        v = [p.strip() for p in v.split(",") if p.strip()] if isinstance(v, str) else v
+        bad = [m for m in v if m not in MODALITIES] if isinstance(v, list) else []
         if bad:
             raise ValueError(f"unknown modality {bad[0]!r}; choose from {', '.join(MODALITIES)}")
-        return list(dict.fromkeys(v))
+        return list(dict.fromkeys(v)) if isinstance(v, list) else v
 
 
 class TrainConfig(_Section):
@@ -194,27 +201,18 @@ class TrainConfig(_Section):
     negatives: int = Field(256, ge=1, description="Negatives per batch for the sampled softmax.")
     patience: int = Field(20, ge=1, description="Early stopping: epochs without a better validation NDCG@10.")
     newest_window: bool = Field(False, description="Train on each user's newest max_len transitions only (drop older windows of long histories).")
-    shuffle_ties: bool = Field(
-        True,
-        description="Each epoch, put a user's train items that share a timestamp in a random order (their source-file order "
-        "carries no time information).",
-    )
+    shuffle_ties: bool = Field(True, description="Each epoch, put a user's train items that share a timestamp in a random order (their "
+                               "source-file order carries no time information).")
     finetune_recent: int = Field(
-        20,
-        ge=0,
-        description="Stages 3 and 4 (joint_finetune, end_to_end) supervise only each user's newest N transitions, the part "
+        20, ge=0, description="Stages 3 and 4 (joint_finetune, end_to_end) supervise only each user's newest N transitions, the part "
         "of a history nearest the held-out items (the whole history stays the input); 0: every transition.",
     )
     retriever_recent: int = Field(
-        0,
-        ge=0,
-        description="Stage 2 (pretrain_retriever) supervises only each user's newest N transitions (the whole history stays "
+        0, ge=0, description="Stage 2 (pretrain_retriever) supervises only each user's newest N transitions (the whole history stays "
         "the input); 0: every transition.",
     )
     state_cache_orders: int = Field(
-        0,
-        ge=0,
-        description="Stage 2's frozen SASRec: compute its states once for this many same-timestamp orders and cycle through "
+        0, ge=0, description="Stage 2's frozen SASRec: compute its states once for this many same-timestamp orders and cycle through "
         "them, one per epoch, instead of recomputing every step (0, the default: recompute, a fresh order every epoch; "
         "measured in docs/model.md: ~10% off stage 2, validation not better).",
     )
@@ -237,10 +235,7 @@ class TrainConfig(_Section):
         "early-stop on it and pick the final stage by it.",
     )
     average_last: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Weight averaging: a stage's model is the uniform average of its weights at the end of each of its last "
+        0.0, ge=0, le=1, description="Weight averaging: a stage's model is the uniform average of its weights at the end of each of its last "
         "ceil(average_last x epochs) epochs (0: off, the last epoch's weights).",
     )
     max_steps: int | None = Field(

@@ -115,7 +115,7 @@ def print_result(result: dict[str, Any], explain: bool) -> None:
             out.print("score = the sum of its parts, each the dot product of the user's and the item's", markup=False)
             out.print("vectors of that part (seq: SASRec state and item token; the others: a", markup=False)
             out.print("modality's gated experts" + ("; seq1: the frozen stage-1 SASRec" if "stage-1 sequence" in parts else "")
-                      + "; docs/usage.md)", markup=False)
+                      + ("; knn: content-KNN's cosine, weighted" if "content-KNN" in parts else "") + "; docs/usage.md)", markup=False)
         gates = result.get("explain", {})
         if gates.get("modality"):
             out.print("modality gates: " + ", ".join(f"{m} {w:.3f}" for m, w in gates["modality"].items()), markup=False)
@@ -145,7 +145,7 @@ def _shown(row: dict[str, Any], name: str) -> str:
     return ", ".join(value) if isinstance(value, list) else str(value)
 
 
-_SHORT = {"sequence": "seq", "user_text": "user txt", "item_text": "item txt", "image": "image", "stage-1 sequence": "seq1"}
+_SHORT = {"sequence": "seq", "user_text": "user txt", "item_text": "item txt", "image": "image", "stage-1 sequence": "seq1", "content-KNN": "knn"}
 
 
 def _cut(text: str, width: int) -> str:

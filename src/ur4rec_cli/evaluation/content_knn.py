@@ -1,7 +1,8 @@
 """Content-KNN baseline as a real Scorer: the mean text vector of a user's recent items against each item's.
 
 score(u, i) = <mean of item_text[j] over the newest ``RECENT`` items j of u's fed history, item_text[i]>,
-with the item-description embeddings of `ur4rec llm` (L2-normalised). It reads no interaction
+with the item-description embeddings of `ur4rec llm` (L2-normalised; the user side is
+``models/knn_block.py``, which UR4Rec V2's scoring-time block shares). It reads no interaction
 beyond the user's own history and learns nothing: what content alone ranks, the yardstick for
 cold and long-tail items (an item with no interaction still has its text).
 """
@@ -12,11 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ur4rec_cli.models.knn_block import RECENT  # newest history items averaged (the ranking core feeds exactly these)
+
 if TYPE_CHECKING:
     import torch
-
-# Newest history items averaged into the user's vector (the ranking core feeds exactly these).
-RECENT = 10
 
 
 class ContentKNNScorer:
@@ -31,10 +31,9 @@ class ContentKNNScorer:
     def user_vectors(self, histories: "torch.Tensor", users: "torch.Tensor") -> "torch.Tensor":
         import torch
 
-        table = torch.from_numpy(self.item_text).to(histories.device)
-        recent = histories[:, -RECENT:]
-        counts = (recent != 0).sum(1, keepdim=True).clamp(min=1)
-        return table[recent].sum(1) / counts  # padding rows are zero: a mean over real items
+        from ur4rec_cli.models.knn_block import knn_users
+
+        return knn_users(torch.from_numpy(self.item_text).to(histories.device), histories)
 
     def item_vectors(self) -> "torch.Tensor":
         import torch

@@ -256,6 +256,8 @@ def _load_scorer(
         from ur4rec_cli.evaluation.late_fusion import LateFusionScorer
 
         knn, _ = _load_scorer(settings, dataset, CONTENT_KNN, split, device, item_text)
+        if hasattr(loaded.model, "set_content_knn"):  # the base model's own content-KNN block off: the fusion adds it, once
+            loaded.model.set_content_knn(0.0)
         raw = LateFusionScorer(loaded.model, knn, settings.eval.fusion_weight)  # type: ignore[arg-type]
     scorer = with_tie_orders(raw, dataset, split, settings.model.tie_orders)
     name = LATE_FUSION if fusion else loaded.stage

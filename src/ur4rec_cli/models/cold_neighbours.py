@@ -62,3 +62,13 @@ def neighbour_mean(queries: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor
 def has_text(item_text: torch.Tensor) -> bool:
     """Whether the model holds item-text embeddings (the buffer stays zero without them)."""
     return bool(item_text[1:].abs().sum() > 0)
+
+
+def default_known(module, state_dict, prefix, *args) -> None:
+    """A load_state_dict pre-hook: a checkpoint written before ``known`` and ``unknown_id`` existed
+    has every item known (as it was then) and a zero shared unknown-item token."""
+    key = prefix + "known"
+    if key not in state_dict and prefix + "item_text" in state_dict:
+        state_dict[key] = torch.ones(state_dict[prefix + "item_text"].shape[0], dtype=torch.bool)
+    if prefix + "unknown_id" not in state_dict and prefix + "sasrec_weight" in state_dict:
+        state_dict[prefix + "unknown_id"] = torch.zeros_like(module.unknown_id)

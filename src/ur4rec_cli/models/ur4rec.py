@@ -24,6 +24,10 @@ blocks (token and anchor row) are borrowed from its k nearest known items by ite
 (``cold_neighbours.py``), the retriever keys staying its own. ID dropout (``id_dropout``, stages
 2-4) scores a random share of the known items that way at every training step (output vectors
 only; inputs keep their IDs), so that content alone learns to place an item where its ID would.
+
+With ``content_knn`` w > 0 (``set_content_knn``, ``model.knn_weight``; scoring only, like the anchor)
+both vectors end in [w * knn_user(u)] and [item_text_i]: the score adds w times content-KNN's cosine
+(``knn_block.py``), every item (known, unknown or added) reading its own text.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ur4rec_cli.models.cold_neighbours import Neighbours, has_text, neighbour_mean
+from ur4rec_cli.models.cold_neighbours import Neighbours, default_known, has_text, neighbour_mean
+from ur4rec_cli.models.knn_block import knn_users
 from ur4rec_cli.models.moe import HierarchicalMoE, ItemAdaptor, KeyTower, feature_scale
 from ur4rec_cli.models.sasrec import SASRec, init_weights
 
@@ -78,9 +83,10 @@ class UR4RecV2(nn.Module):
         self.register_buffer("present", torch.tensor([m in args.modalities for m in MODALITIES]))
         # Items with a training interaction (set by training; checkpoints older than it: all known).
         self.register_buffer("known", torch.ones(args.n_items + 1, dtype=torch.bool))
-        self._register_load_state_dict_pre_hook(_default_known, with_module=True)
+        self._register_load_state_dict_pre_hook(default_known, with_module=True)
         self.id_dropout = 0.0  # share of known items read as unknown at each training step (stages 2-4)
         self.neighbours: Neighbours | None = None  # unknown items from their content neighbours (scoring only)
+        self.content_knn = 0.0  # weight of the content-KNN block (scoring only)
         self.user_proj = nn.Linear(args.text_dim, h)
         # Queries: user_text sees [h_t ; user text], the item-side modalities see h_t.
         self.moe = HierarchicalMoE([2 * h, h, h], gate_dim=2 * h, sub_experts=s, expert_dim=e, dropout=args.dropout)
@@ -104,12 +110,9 @@ class UR4RecV2(nn.Module):
             self.anchor.requires_grad_(False)
             if args.content_stage1:  # the stage-1 model read ID + adaptor tokens: the anchor keeps that table
                 self.register_buffer("anchor_table", torch.zeros(args.n_items + 1, h))
-        self.moe.reset(args.init_std)
-        self.user_keys.heads.reset(args.init_std)
-        self.text_keys.heads.reset(args.init_std)
-        self.image_keys.heads.reset(args.init_std)
-        if self.item_adaptor is not None:
-            self.item_adaptor.reset(args.init_std)
+        for part in (self.moe, self.user_keys.heads, self.text_keys.heads, self.image_keys.heads, self.item_adaptor):
+            if part is not None:
+                part.reset(args.init_std)
 
     def train(self, mode: bool = True) -> "UR4RecV2":
         super().train(mode)
@@ -134,13 +137,12 @@ class UR4RecV2(nn.Module):
         """Score unknown items from their k nearest known items by item text (k 0: off; cold_neighbours.py)."""
         self.neighbours = Neighbours(int(k), float(temperature), float(scale)) if k > 0 else None
 
+    def set_content_knn(self, weight: float) -> None:
+        """Score with ``weight`` x content-KNN's cosine added (0: off; without item texts it stays off)."""
+        self.content_knn = float(weight) if has_text(self.item_text) else 0.0
+
     # Features --------------------------------------------------------------------------------
-    def set_features(
-        self,
-        item_text: torch.Tensor | None = None,
-        user_text: torch.Tensor | None = None,
-        image: torch.Tensor | None = None,
-    ) -> None:
+    def set_features(self, item_text: torch.Tensor | None = None, user_text: torch.Tensor | None = None, image: torch.Tensor | None = None) -> None:
         """Copy feature matrices into the buffers (rows: 0 = padding, then internal ids)."""
         for name, value in (("item_text", item_text), ("user_text", user_text), ("image", image)):
             if value is not None:
@@ -218,9 +220,12 @@ class UR4RecV2(nn.Module):
         return self._with_anchor_user(self._fuse(self._states(histories), users)[0], histories)
 
     def _with_anchor_user(self, vecs: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-        if self.anchor is None:
-            return vecs
-        return torch.cat([vecs, self.args.anchor * self._anchor_user(histories).to(vecs.dtype)], dim=1)
+        """The trained model's user vectors with the scoring-time blocks: the anchor's, then content-KNN's."""
+        if self.anchor is not None:
+            vecs = torch.cat([vecs, self.args.anchor * self._anchor_user(histories).to(vecs.dtype)], dim=1)
+        if self.content_knn > 0:
+            vecs = torch.cat([vecs, self.content_knn * knn_users(self.item_text, histories).to(vecs.dtype)], dim=1)
+        return vecs
 
     def _anchor_items(self, n_new: int | None = None) -> torch.Tensor:
         """The anchor's item block: [n_items + 1, H] (unknown items: the known items' mean), or [n_new, H] of that mean."""
@@ -242,11 +247,14 @@ class UR4RecV2(nn.Module):
         return vecs
 
     def _catalogue_vectors(self) -> torch.Tensor:
-        """The catalogue's vectors with the anchor's block, before unknown items borrow anything."""
+        """The catalogue's vectors with the scoring-time blocks, before unknown items borrow anything."""
         vecs = self._item_vectors()
-        if self.anchor is None:
-            return vecs
-        return torch.cat([vecs, self._anchor_items().to(vecs.dtype)], dim=1)
+        if self.anchor is not None:
+            vecs = torch.cat([vecs, self._anchor_items().to(vecs.dtype)], dim=1)
+        return self._with_knn_items(vecs, torch.cat([torch.zeros_like(self.item_text[:1]), self.item_text[1:]]))  # padding's row stays zero
+
+    def _with_knn_items(self, vecs: torch.Tensor, item_text: torch.Tensor) -> torch.Tensor:  # content-KNN's item block, when on
+        return torch.cat([vecs, item_text.to(vecs.dtype)], dim=1) if self.content_knn > 0 else vecs
 
     def _borrows(self) -> bool:
         return self.neighbours is not None and has_text(self.item_text) and bool(self._known_rows().any())
@@ -311,6 +319,7 @@ class UR4RecV2(nn.Module):
         vecs = self._vectors_from(emb, text if bool(self.present[0] | self.present[1]) else None, img)
         if self.anchor is not None:
             vecs = torch.cat([vecs, self._anchor_items(vecs.shape[0]).to(vecs.dtype)], dim=1)
+        vecs = self._with_knn_items(vecs, item_text)
         if self._borrows():
             vecs = self._borrowed(item_text, vecs, self._catalogue_vectors())
         return vecs
@@ -328,14 +337,13 @@ class UR4RecV2(nn.Module):
         return self._with_anchor_user(self._fuse(h, users)[0], histories), g, w
 
     def block_bounds(self) -> list[tuple[str, int, int]]:
-        """How D splits into the SASRec block and one block per modality."""
+        """How D splits: the SASRec block, one block per modality, then the anchor's and content-KNN's when on."""
         h, width = self.args.hidden, self.args.sub_experts * self.args.expert_dim
-        out = [("sasrec", 0, h)]
-        for m, name in enumerate(MODALITIES):
-            out.append((name, h + m * width, h + (m + 1) * width))
+        out = [("sasrec", 0, h)] + [(name, h + m * width, h + (m + 1) * width) for m, name in enumerate(MODALITIES)]
         if self.anchor is not None:
-            end = h + len(MODALITIES) * width
-            out.append(("anchor", end, end + h))
+            out.append(("anchor", out[-1][2], out[-1][2] + h))
+        if self.content_knn > 0:
+            out.append(("content_knn", out[-1][2], out[-1][2] + self.item_text.shape[1]))
         return out
 
     def sequence_loss_inputs(
@@ -377,24 +385,15 @@ class UR4RecV2(nn.Module):
         ctx, inputs = self._inputs(h, users)
         g, w = self.moe.gates(ctx, self.present)
         b, s, e = h.shape[0], self.args.sub_experts, self.args.expert_dim
-        q = torch.stack(
-            [bank(x) if bool(self.present[m]) else h.new_zeros(b, s, e) for m, (bank, x) in enumerate(zip(self.moe.experts, inputs))],
-            dim=1,
-        )
+        q = torch.stack([bank(x) if bool(self.present[m]) else h.new_zeros(b, s, e) for m, (bank, x) in enumerate(zip(self.moe.experts, inputs))], 1)
         item = self.item_vectors()[items]  # [B, K, D]
         keys = item[..., self.args.hidden : self.args.hidden + len(MODALITIES) * s * e].reshape(b, items.shape[1], len(MODALITIES), s, e)
         sasrec = self.sasrec_weight * torch.einsum("bh,bkh->bk", h, item[..., : self.args.hidden])
         out = sasrec + torch.einsum("bm,bms,bmse,bkmse->bk", g, w, q, keys)
-        if self.anchor is not None:
-            out = out + self.args.anchor * torch.einsum("bh,bkh->bk", self._anchor_user(histories), item[..., -self.args.hidden :])
+        for name, a, z in self.block_bounds():  # the scoring-time blocks, each its weight x <user part, item part>
+            if name == "anchor":
+                out = out + self.args.anchor * torch.einsum("bh,bkh->bk", self._anchor_user(histories), item[..., a:z])
+            elif name == "content_knn":
+                out = out + self.content_knn * torch.einsum("bd,bkd->bk", knn_users(self.item_text, histories).to(item.dtype), item[..., a:z])
         return out
 
-
-def _default_known(module, state_dict, prefix, *args) -> None:
-    """A checkpoint written before ``known`` and ``unknown_id`` existed: every item counts as known
-    (as it was then), and the shared unknown-item token is zero."""
-    key = prefix + "known"
-    if key not in state_dict and prefix + "item_text" in state_dict:
-        state_dict[key] = torch.ones(state_dict[prefix + "item_text"].shape[0], dtype=torch.bool)
-    if prefix + "unknown_id" not in state_dict and prefix + "sasrec_weight" in state_dict:
-        state_dict[prefix + "unknown_id"] = torch.zeros_like(module.unknown_id)

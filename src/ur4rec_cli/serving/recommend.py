@@ -151,9 +151,9 @@ def _gates(index: ServingIndex, user: int) -> dict[str, Any]:
 
 
 # The score's parts as the README names them: the sequence model's block (SASRec state against the
-# item token: its ID embedding plus the content adaptor's offset), one block per modality, and the
-# frozen stage-1 SASRec's block (model.sasrec_anchor).
-PART_NAMES = {"sasrec": "sequence", "anchor": "stage-1 sequence"}
+# item token: its ID embedding plus the content adaptor's offset), one block per modality, the
+# frozen stage-1 SASRec's block (model.sasrec_anchor) and content-KNN's (model.knn_weight).
+PART_NAMES = {"sasrec": "sequence", "anchor": "stage-1 sequence", "content_knn": "content-KNN"}
 
 
 def _contributions(index: ServingIndex, user: int, items: np.ndarray) -> list[dict[str, float]]:

@@ -134,6 +134,13 @@ def content_stage1(settings: "Settings", dataset: "Dataset") -> bool:
     return (dataset.n_users, dataset.n_items) != TUNED_ON if value == "auto" else bool(value)
 
 
+def hidden_size(settings: "Settings", dataset: "Dataset") -> int:
+    """``model.hidden`` for this data set: auto is 64 on ML-100K (and its cold variants), whose defaults
+    were chosen with it, and 128 on any other (chosen on Scientific's validation: docs/model.md, lever 46)."""
+    value = settings.model.hidden
+    return (64 if (dataset.n_users, dataset.n_items) == TUNED_ON else 128) if value == "auto" else int(value)
+
+
 def model_args(ctx: TrainContext) -> dict[str, Any]:
     """The model's only constructor input (asdict of ModelArgs), stored in every checkpoint."""
     from ur4rec_cli.models.ur4rec import ModelArgs
@@ -143,7 +150,7 @@ def model_args(ctx: TrainContext) -> dict[str, Any]:
         n_items=ctx.dataset.n_items,
         n_users=ctx.dataset.n_users,
         max_len=m.max_len,
-        hidden=m.hidden,
+        hidden=hidden_size(ctx.settings, ctx.dataset),
         layers=m.layers,
         heads=m.heads,
         dropout=m.dropout,

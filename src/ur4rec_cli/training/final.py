@@ -53,7 +53,8 @@ def export_final(ctx: "TrainContext", stage: str) -> str:
         ctx.dataset,
         folder,
         home=ctx.settings.home,
-        extra={"stage": stage, "run": ctx.settings.train.run, "modalities": ctx.modalities, "dataset": ctx.digests["dataset"]},
+        extra={"stage": stage, "run": ctx.settings.train.run, "modalities": ctx.modalities, "dataset": ctx.digests["dataset"],
+               "knn_weight": float(getattr(loaded.model, "content_knn", 0.0))},  # what recommend --history and items add score with
         inputs=dict(ctx.digests),
         device=ctx.device,
         tie_orders=ctx.settings.model.tie_orders,

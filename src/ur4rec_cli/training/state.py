@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
 METRIC = "NDCG@10"
 # Settings that may change between an interrupted run and its resume: where it runs, not what it
-# computes (model.tie_orders and model.cold_* only shape scoring, never a training step).
-RESUMABLE_CHANGES = {"train.device", "train.num_threads", "train.run", "model.tie_orders", "model.cold_neighbours", "model.cold_temperature", "model.cold_scale"}
+# computes (model.tie_orders, model.cold_* and model.knn_weight only shape scoring, never a training step).
+RESUMABLE_CHANGES = {"train.device", "train.num_threads", "train.run", "model.tie_orders", "model.cold_neighbours", "model.cold_temperature", "model.cold_scale",
+                     "model.knn_weight"}
 
 
 @dataclass
