@@ -285,8 +285,9 @@ def _model_args(home: Path, dataset: str, run: str) -> dict:
     """The ModelArgs a run's final model was built with (what the defaults resolved to)."""
     from ur4rec_cli.runs import read_checkpoint
 
-    final = json.loads((home / "runs" / dataset / run / "final.json").read_text("utf-8"))
-    return read_checkpoint(Path(final["path"])).get("model_args", {})
+    root = home / "runs" / dataset / run
+    stage = json.loads((root / "final.json").read_text("utf-8"))["stage"]
+    return read_checkpoint(root / stage / "best.pt").get("model_args", {})
 
 
 def _dataset(home: Path, name: str):
