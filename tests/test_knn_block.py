@@ -102,6 +102,14 @@ def test_auto_sizes_and_weights_leave_ml100k_as_it_was(monkeypatch) -> None:
     assert hidden_size(load_settings(), ml100k) == hidden_size(load_settings(), other) == 32
 
 
+@pytest.mark.parametrize(("var", "value", "says"), [("UR4REC_MODEL__HIDDEN", "4", "auto or an integer >= 8"), ("UR4REC_MODEL__HIDDEN", "12.5", "auto or an integer >= 8"),
+                                                     ("UR4REC_MODEL__KNN_WEIGHT", "-1", "auto or a number >= 0"), ("UR4REC_MODEL__KNN_WEIGHT", "inf", "auto or a number >= 0")])
+def test_a_bad_size_or_weight_is_one_line(cli, isolated_home, monkeypatch, var: str, value: str, says: str) -> None:
+    monkeypatch.setenv(var, value)
+    r = cli("train", "--stage", "all")
+    assert r.code != 0 and var in r.stderr and says in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 @pytest.fixture
 def home(content_home: Path, isolated_home, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F811
     monkeypatch.setenv("UR4REC_HOME", str(content_home))
