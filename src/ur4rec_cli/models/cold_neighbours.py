@@ -15,7 +15,8 @@ model scores (training's validation, evaluate, the export, `recommend --history`
 ``runs.set_cold_neighbours`` applies the settings), so a catalogue's cold item
 and an added item with the same text get the same vector. The scale trades warm for cold accuracy:
 below 1 an imputed item scores under its neighbours (rarely displaces a known item), at 1 about as
-high (docs/model.md, the issue-22 notebook, measures the trade-off).
+high (docs/model.md, the issue-22 notebook, measures the trade-off). ``default_known`` is the load
+hook that reads a checkpoint written before the model knew which items are known (all of them).
 """
 
 from __future__ import annotations
