@@ -257,7 +257,8 @@ def _cold_section(f: dict[str, Any], cd: dict[str, Any]) -> list[str]:
 def _cost_section(f: dict[str, Any], dj: dict[str, Any], rule: dict[str, Any]) -> list[str]:
     out = ["", "### What it costs", ""]
     if dj:
-        stage1 = f"`content_stage1 = {dj['content_stage1']}`" if dj.get("content_stage1") else "stage 1 on item IDs alone: measured before `content_stage1` became the default"
+        stage1 = ("the product's defaults: content in stage 1, hidden 128, the content-KNN block" if dj.get("content_stage1") == "auto"
+                  else f"`content_stage1 = {dj['content_stage1']}`" if dj.get("content_stage1") else "stage 1 on item IDs alone: measured before `content_stage1` became the default")
         out.append(f"The default job alone (seed 42, from the prepared data set; {stage1}): `ur4rec llm --backend template` {dj['llm_s']:.0f} s "
                    f"(peak RSS {dj['llm_rss_gb']:.2f} GB), `ur4rec train --stage all` {dj['train_s']:.0f} s (peak RSS {dj['train_rss_gb']:.2f} GB; "
                    f"selection pass {rule.get('selection_wall_s', 0):.0f} s of stage time, epochs chosen {', '.join(f'{k} {v}' for k, v in (rule.get('epochs') or {}).items())}); "
@@ -265,8 +266,12 @@ def _cost_section(f: dict[str, Any], dj: dict[str, Any], rule: dict[str, Any]) -
     llm = f.get("llm") or {}
     out.append(f"`ur4rec llm` in this run: {llm.get('wall_s', 0):.0f} s ({llm.get('status')}); data preparation {f['t_data']:.0f} s"
                + (f"; the cold variant's texts {f['t_cold_llm']:.0f} s." if f.get("t_cold_llm") else "."))
-    out += ["", "| job | wall s per seed |", "| --- | --- |", *(f"| {k} | {', '.join(f'{w:.0f}' for w in v)} |" for k, v in f["walls"].items()), ""]
+    out += ["", "| job | wall s per seed |", "| --- | --- |", *(f"| {WALL_NAMES.get(k, k)} | {', '.join(f'{w:.0f}' for w in v)} |" for k, v in f["walls"].items()), ""]
     return out
+
+
+# The walls' keys as saved by the jobs, named for the page (the main rows' job is not the product's default job).
+WALL_NAMES = {"default job": "main rows' job (stage 1 on IDs, hidden 64; train --stage all)"}
 
 
 def _metric_table(table: dict[str, Any]) -> list[str]:
