@@ -237,7 +237,8 @@ def _cold_section(f: dict[str, Any], cd: dict[str, Any]) -> list[str]:
         + ("stage 1 on content tokens, `content_stage1`" if f["extra"].get("cold_stage1") else "stage 1 on item IDs alone, `content_stage1 = false`")
         + "), scored as the product scores (the defaults: an unknown item's ID-side blocks borrowed from its content neighbours, "
         "and the content-KNN block, `model.knn_weight` auto = 8, whose weight was chosen on a development cold variant, cold seed 1, "
-        "`benchmarks/cold_anchor.py`, and on the main split's validation, never on this variant), without the content-KNN block "
+        "`benchmarks/cold_anchor.py`, and on the main split's validation at hidden 64, never on this variant; at hidden 128 "
+        "that validation prefers w = 4 by at most 0.0005: docs/model.md, levers 43, 43b and 49), without the content-KNN block "
         "(`model.knn_weight = 0`), and with the cold machinery off (`model.cold_neighbours = 0`, `model.knn_weight = 0`). "
         "SASRec (stage 1) is that model's stage 1."
         + (" Hidden size: " + ", ".join(f"seed {c['seed']}: {c['hidden']}" for c in f["extra"]["cold_stage1"] if "hidden" in c) + "."
