@@ -3,6 +3,8 @@
 Layout (docs/architecture.md): ``<home>/runs/<dataset>/<run>/<stage>/`` holds ``best.pt``,
 ``last.pt`` (resume state), ``history.jsonl`` and, once the stage has finished, ``manifest.json``;
 ``<run>/final.json`` names the stage validation chose. Writing lives in ``training.checkpoints``.
+A loaded model gets the scoring-time settings (``model.cold_*``, ``model.knn_weight``), which
+never change a training step.
 """
 
 from __future__ import annotations

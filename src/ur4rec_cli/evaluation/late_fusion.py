@@ -3,7 +3,9 @@
 score(u, i) = <sasrec_user(u), sasrec_item(i)> + w · <knn_user(u), item_text(i)>, one dot product of
 the two concatenated vectors (DESIGN.md, "Any catalogue"): what the simplest use of the item texts
 adds to the ID model, learning nothing but ``w`` (``eval.fusion_weight``), which is to be chosen on
-validation with a model not trained on the validation items (benchmarks/scientific.py does).
+validation with a model not trained on the validation items (benchmarks/scientific.py does). A
+base UR4Rec V2's own content-KNN block (``model.knn_weight``) is turned off by ``evaluation/run.py``
+before it is fused, so the cosine is added once.
 """
 
 from __future__ import annotations

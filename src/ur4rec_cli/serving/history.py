@@ -1,7 +1,7 @@
 """`recommend --history 50,172,181`: top-N for someone who is not in the data set.
 
 The items (raw ids as in the source data, oldest first) go through the trained sequence model of
-the run's exported index to make a user vector (this path imports torch; `recommend --user` does
+the run's exported index (with the content-KNN weight the index was written with) to make a user vector (this path imports torch; `recommend --user` does
 not), and that vector is scored against the index's own item vectors: the same dot product as
 for a known user, the given items excluded. No timestamps come with the items, so they are read in
 the order given (one order: no averaging over same-second orders). There is no user-preference

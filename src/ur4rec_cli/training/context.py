@@ -1,6 +1,6 @@
 """What every stage of one `train` call shares: the data set, its features, the device, the run folder;
-and the model arguments it builds them with, ``model.content_stage1 = auto`` resolved for the data set
-(``TUNED_ON``: ML-100K's shape, whose defaults were chosen on its validation)."""
+and the model arguments it builds them with, ``model.content_stage1 = auto`` and ``model.hidden = auto``
+resolved for the data set (``TUNED_ON``: ML-100K's shape, whose defaults were chosen on its validation)."""
 
 from __future__ import annotations
 
