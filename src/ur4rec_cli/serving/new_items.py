@@ -12,7 +12,8 @@ written. Each new item's description is made as the run's own item texts were
 (features/llm/new_items.py: the template text from every field with the data set's noun, or the same LLM
 backend and prompt; ``--text template`` forces the template), encoded with the run's
 text-embedding model; its vector is ``UR4RecV2.new_item_vectors``: content alone, exactly as a
-catalogue item the model never trained on is scored (models/ur4rec.py). A model that reads images
+catalogue item the model never trained on is scored (models/ur4rec.py), with the content-KNN
+weight the index was written with. A model that reads images
 gets each new item's CLIP feature from the run's own CLIP model (features/images/new_items.py: the
 poster, or without one the title prompt, as for catalogue items without an image).
 
