@@ -100,8 +100,7 @@ def main() -> None:
         stage1 = load_stage_model(settings, "pretrain_sasrec").model
         keep(run, "stage 1", _rank(with_tie_orders(stage1, dataset, "test", orders),
                                    with_tie_orders(OwnerScorer(stage1, view.owners), view, "test", orders), dataset, view, shelf_absent, stage1.max_len))  # fmt: skip
-        model = load_stage_model(settings).model
-        model.set_content_knn(0.0)  # the trained model alone: the probe adds content-KNN itself (the "+ w x KNN" rows)
+        model = load_stage_model(settings, knn_weight=0.0).model  # the trained model alone: the probe adds content-KNN itself (the "+ w x KNN" rows)
         warm = _Cached(with_tie_orders(model, dataset, "test", orders))
         cold = _Cached(with_tie_orders(OwnerScorer(model, view.owners), view, "test", orders))
         with torch.inference_mode():

@@ -65,9 +65,7 @@ def main() -> None:
     settings = select_dataset(load_settings(None, {"home": args.home, "train": {"run": args.run, "device": "cpu"}}), args.dataset)
     dataset, dman = load_dataset(settings)
     item_text = load_text_embeddings(settings, dman)[0]
-    base = load_stage_model(settings, None if args.base == "final" else args.base, device="cpu").model
-    if hasattr(base, "set_content_knn"):
-        base.set_content_knn(0.0)  # the trained model alone: the fusion adds content-KNN, once
+    base = load_stage_model(settings, None if args.base == "final" else args.base, device="cpu", knn_weight=0.0).model  # the fusion adds content-KNN, once
     raw = LateFusionScorer(base, ContentKNNScorer(item_text), 1.0)
     users = dataset.eval_users()
     seq, knn = [], []

@@ -89,10 +89,11 @@ def set_cold_neighbours(model: Any, settings: "Settings") -> None:
 AUTO_KNN_WEIGHT = 8.0
 
 
-def set_content_knn(model: Any, settings: "Settings") -> None:
-    """Apply the scoring-time ``model.knn_weight`` (a UR4RecV2's last block; auto: ``AUTO_KNN_WEIGHT`` with ``content_stage1``, else off)."""
+def set_content_knn(model: Any, settings: "Settings", weight: float | None = None) -> None:
+    """Apply the scoring-time ``model.knn_weight`` (a UR4RecV2's last block; auto: ``AUTO_KNN_WEIGHT`` with
+    ``content_stage1``, else off), or ``weight`` when given (an index's, or 0 where a caller fuses content-KNN itself)."""
     if hasattr(model, "set_content_knn"):
-        w = settings.model.knn_weight
+        w = settings.model.knn_weight if weight is None else weight
         model.set_content_knn((AUTO_KNN_WEIGHT if model.args.content_stage1 else 0.0) if w == "auto" else float(w))
 
 
@@ -120,8 +121,9 @@ def learned_validation(ckpt: dict[str, Any]) -> bool:
     return bool(ckpt.get("settings", {}).get("train", {}).get("learn_validation", False))
 
 
-def load_stage_model(settings: "Settings", stage: str | None = None, device: "torch.device | str" = "cpu") -> LoadedModel:
-    """A trained stage's best model in eval mode; ``stage=None`` means the run's final stage."""
+def load_stage_model(settings: "Settings", stage: str | None = None, device: "torch.device | str" = "cpu", knn_weight: float | None = None) -> LoadedModel:
+    """A trained stage's best model in eval mode; ``stage=None`` means the run's final stage. ``knn_weight``
+    overrides ``model.knn_weight`` (``set_content_knn``)."""
     root = run_dir(settings)
     if stage is None:
         final = read_final(settings)
@@ -136,6 +138,6 @@ def load_stage_model(settings: "Settings", stage: str | None = None, device: "to
     ckpt = read_checkpoint(path)
     model = model_from_checkpoint(ckpt, stage).to(device)
     set_cold_neighbours(model, settings)
-    set_content_knn(model, settings)  # after training only: training's validation never adds it
+    set_content_knn(model, settings, knn_weight)  # after training only: training's validation never adds it
     info = {k: v for k, v in ckpt.items() if k not in ("state_dict",)}
     return LoadedModel(model=model, stage=stage, path=path, info=info)

@@ -243,7 +243,8 @@ def _load_scorer(
 
     fusion = stage == LATE_FUSION
     base = settings.eval.fusion_base
-    loaded = load_stage_model(settings, (None if base == "final" else base) if fusion else stage, device=str(device))
+    # Late fusion: the base model's own content-KNN block off, so the fusion adds the cosine once.
+    loaded = load_stage_model(settings, (None if base == "final" else base) if fusion else stage, device=str(device), knn_weight=0.0 if fusion else None)
     if split == "valid" and learned_validation(loaded.info):
         raise ConfigError(
             f"{loaded.stage} of run {settings.train.run} was trained on the validation items (train.learn_validation): "
@@ -256,8 +257,6 @@ def _load_scorer(
         from ur4rec_cli.evaluation.late_fusion import LateFusionScorer
 
         knn, _ = _load_scorer(settings, dataset, CONTENT_KNN, split, device, item_text)
-        if hasattr(loaded.model, "set_content_knn"):  # the base model's own content-KNN block off: the fusion adds it, once
-            loaded.model.set_content_knn(0.0)
         raw = LateFusionScorer(loaded.model, knn, settings.eval.fusion_weight)  # type: ignore[arg-type]
     scorer = with_tie_orders(raw, dataset, split, settings.model.tie_orders)
     name = LATE_FUSION if fusion else loaded.stage

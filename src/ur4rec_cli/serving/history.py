@@ -55,10 +55,8 @@ def recommend_history(settings: "Settings", history: str | list[str], top: int =
     if late:
         raise UnknownItemError(f"item(s) {', '.join(late[:5])} were added after training (items add): the sequence model has no token for them; leave them out of --history")
     internal = np.array([lookup[raw] for raw in history], dtype=np.int64)
-    loaded = load_stage_model(settings, index.stage)
+    loaded = load_stage_model(settings, index.stage, knn_weight=float(index.extra.get("knn_weight", 0.0)))  # the block as the index was written
     model = loaded.model
-    if hasattr(model, "set_content_knn"):  # the content-KNN block as the index was written (model.knn_weight then)
-        model.set_content_knn(float(index.extra.get("knn_weight", 0.0)))
     seqs = torch.from_numpy(pad_left([internal], min(len(internal), int(model.max_len))))
     with torch.inference_mode():
         vec = model.user_vectors(seqs, None).float().numpy()[0]

@@ -221,11 +221,10 @@ def _vectors(settings: "Settings", index: Any, new: list[dict[str, Any]], text: 
     from ur4rec_cli.features.llm.new_items import describe_new_items, run_text_spec
     from ur4rec_cli.runs import load_stage_model
 
-    loaded = load_stage_model(settings, index.stage)
+    loaded = load_stage_model(settings, index.stage, knn_weight=float(index.extra.get("knn_weight", 0.0)))  # the block as the index was written
     model = loaded.model
     if not hasattr(model, "new_item_vectors"):
         raise ConfigError(f"the run's final stage {loaded.stage} is SASRec alone (IDs only): it has no content path to score new items; train the later stages")
-    model.set_content_knn(float(index.extra.get("knn_weight", 0.0)))  # the content-KNN block as the index was written
     name, digests = dataset_name(settings.data), loaded.info.get("digests") or {}
     texts, how = describe_new_items(settings, name, run_text_spec(settings, name, digests), new, text, noun=noun)
     for row, description in zip(new, texts):

@@ -127,18 +127,23 @@ def _image_features(settings: "Settings", dman: "Manifest") -> tuple[Any, str]:
     return (image, man.digest), ""
 
 
+def tuned_on(dataset: "Dataset") -> bool:
+    """Whether the data set has ML-100K's shape (``TUNED_ON``; its cold variants too), where the defaults were chosen."""
+    return (dataset.n_users, dataset.n_items) == TUNED_ON
+
+
 def content_stage1(settings: "Settings", dataset: "Dataset") -> bool:
     """``model.content_stage1`` for this data set: auto is on everywhere but ML-100K (and its cold
     variants), whose defaults were chosen on its validation without it (docs/model.md, issue 34)."""
     value = settings.model.content_stage1
-    return (dataset.n_users, dataset.n_items) != TUNED_ON if value == "auto" else bool(value)
+    return not tuned_on(dataset) if value == "auto" else bool(value)
 
 
 def hidden_size(settings: "Settings", dataset: "Dataset") -> int:
     """``model.hidden`` for this data set: auto is 64 on ML-100K (and its cold variants), whose defaults
     were chosen with it, and 128 on any other (chosen on Scientific's validation: docs/model.md, lever 46)."""
     value = settings.model.hidden
-    return (64 if (dataset.n_users, dataset.n_items) == TUNED_ON else 128) if value == "auto" else int(value)
+    return (64 if tuned_on(dataset) else 128) if value == "auto" else int(value)
 
 
 def model_args(ctx: TrainContext) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ur4rec_cli.settings import STAGES
-from ur4rec_cli.training.context import TUNED_ON
+from ur4rec_cli.training.context import tuned_on
 
 if TYPE_CHECKING:
     from ur4rec_cli.data.dataset import Dataset
@@ -43,7 +43,7 @@ def chosen_rule(settings: "Settings", dataset: "Dataset") -> str:
     user_set = t.model_fields_set & {"learn_validation", "epochs", *EPOCH_FIELDS.values()}
     if user_set or not t.learn_validation:
         return "fixed"  # the user chose a schedule (or selection without a refit: --select-on-validation)
-    return "fixed" if (dataset.n_users, dataset.n_items) == TUNED_ON else "validation"
+    return "fixed" if tuned_on(dataset) else "validation"
 
 
 def selection_settings(settings: "Settings") -> "Settings":
