@@ -129,16 +129,13 @@ def _cold_targets(f: dict) -> list[dict]:
     if OURS not in c:
         out.append({"target": "cold items, new-items shelf, warm cost of the cold machinery", "measured": "not measured in this run", "met": False})
         return out + _default_targets(f)
-    for row in (OURS,):
-        who = ""
-        for part, bar, label in (("cold", 1.5, "cold items (mixed ranking)"), ("cold", 2.0, "cold items (mixed ranking, moonshot)"), ("shelf", 1.5, "new-items shelf (candidates = cold items)")):
-            ours, knn, d = _mean(c[row][part]), _mean(c[KNN][part]), _diff(f, row, KNN, part)
-            out.append({"target": f"{label}{who}: NDCG@10 >= {bar}x content-KNN, CI above zero",
-                        "measured": f"{ours:.4f} vs {knn:.4f} (x{ours / max(knn, 1e-12):.2f}); {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]",
-                        "met": bool(ours >= bar * knn and d["ci95"][0] > 0)})  # fmt: skip
-        warm, plain = _mean(c[row]["warm"]), _mean(c[PLAIN]["warm"])
-        out.append({"target": f"cold machinery{who}: warm NDCG@10 within 2% of the same model without it (neighbours and content-KNN block off)",
-                    "measured": f"{warm:.4f} vs {plain:.4f} ({(warm / plain - 1) * 100:+.1f}%)", "met": bool(warm >= 0.98 * plain)})  # fmt: skip
+    for part, bar, label in (("cold", 1.5, "cold items (mixed ranking)"), ("cold", 2.0, "cold items (mixed ranking, moonshot)"), ("shelf", 1.5, "new-items shelf (candidates = cold items)")):
+        ours, knn, d = _mean(c[OURS][part]), _mean(c[KNN][part]), _diff(f, OURS, KNN, part)
+        out.append({"target": f"{label}: NDCG@10 >= {bar}x content-KNN, CI above zero", "measured": f"{ours:.4f} vs {knn:.4f} (x{ours / max(knn, 1e-12):.2f}); {_d(d)}",
+                    "met": bool(ours >= bar * knn and d["ci95"][0] > 0)})  # fmt: skip
+    warm, plain = _mean(c[OURS]["warm"]), _mean(c[PLAIN]["warm"])
+    out.append({"target": "cold machinery: warm NDCG@10 within 2% of the same model without it (neighbours and content-KNN block off)",
+                "measured": f"{warm:.4f} vs {plain:.4f} ({(warm / plain - 1) * 100:+.1f}%)", "met": bool(warm >= 0.98 * plain)})  # fmt: skip
     return out + _default_targets(f)
 
 
