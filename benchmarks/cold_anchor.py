@@ -19,6 +19,8 @@ on the new-items shelf (candidates = the cold items). Settings:
   ID-side blocks (token and anchor row) are multiplied by s (s < 1 demotes cold items in a warm
   user's list).
 
+The final model is loaded without its own content-KNN block (``model.knn_weight = 0``; the
+product's default off ML-100K since lever 49 is ``default + 8 x KNN``), so each row adds it once.
 Also printed: the run's stage-1 model and content-KNN on the same cases. Prints one line per run
 and setting (NDCG@10 warm / cold / shelf) and the mean over runs.
 """
